@@ -1,0 +1,89 @@
+//! axum integration (feature `axum`): extractors and `IntoResponse`.
+//!
+//! ```
+//! use axum::{extract::State, response::{IntoResponse, Response}, routing::get, Router};
+//! use tower_eventstream::{EventLog, MemoryLog, StreamRequest, SubscribeError};
+//!
+//! async fn events(State(log): State<MemoryLog>, request: StreamRequest) -> Response {
+//!     match log.subscribe(request.cursor()).await {
+//!         Ok(subscription) => request.respond(subscription).await.into_response(),
+//!         Err(error) => error.into_response(),
+//!     }
+//! }
+//!
+//! let app: Router = Router::new().route("/events", get(events)).with_state(MemoryLog::new());
+//! ```
+
+use std::sync::{Arc, OnceLock};
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::StatusCode;
+
+use crate::body::text_response;
+use crate::{CursorError, LastEventId, RequestError, StreamConfig, StreamRequest, SubscribeError};
+
+fn config_of(parts: &Parts) -> Arc<StreamConfig> {
+    static DEFAULT: OnceLock<Arc<StreamConfig>> = OnceLock::new();
+    match parts.extensions.get::<StreamConfig>() {
+        Some(config) => Arc::new(config.clone()),
+        None => Arc::clone(DEFAULT.get_or_init(|| Arc::new(StreamConfig::default()))),
+    }
+}
+
+/// Extracts the negotiated transport, cursor and wait. The settings come from a
+/// [`StreamConfig`] in the request extensions (add it with `axum::Extension(config)`), or
+/// the defaults. A malformed request is rejected with `400` and the reason.
+impl<S: Send + Sync> FromRequestParts<S> for StreamRequest {
+    type Rejection = RequestError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        StreamRequest::from_parts(parts, config_of(parts))
+    }
+}
+
+/// Extracts the cursor from `Last-Event-ID` or `lastEventId`; rejects a request without one
+/// (use `Option<LastEventId>` to accept both).
+impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match LastEventId::from_request_parts(parts, config_of(parts).max_cursor_len) {
+            Ok(Some(cursor)) => Ok(cursor),
+            Ok(None) => Err(text_response::<crate::source::NoEvents>(
+                StatusCode::BAD_REQUEST,
+                "a Last-Event-ID header or lastEventId query parameter is required",
+            )
+            .into_response()),
+            Err(error) => Err(error.into_response()),
+        }
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for LastEventId {
+    type Rejection = CursorError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        LastEventId::from_request_parts(parts, config_of(parts).max_cursor_len)
+    }
+}
+
+impl IntoResponse for CursorError {
+    fn into_response(self) -> Response {
+        RequestError::Cursor(self).into_response()
+    }
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        text_response::<crate::source::NoEvents>(StatusCode::BAD_REQUEST, self).into_response()
+    }
+}
+
+/// `400` for a cursor the log could not have issued, `503` when the log is unavailable.
+impl<E: std::error::Error> IntoResponse for SubscribeError<E> {
+    fn into_response(self) -> Response {
+        crate::service::subscribe_error_response::<crate::source::NoEvents, E>(self).into_response()
+    }
+}

@@ -1,0 +1,467 @@
+//! Events, their ids and names, and their SSE wire encoding.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Why an event id, an event name or a comment was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The id contains CR, LF or NUL, which the SSE wire format cannot carry in an `id:` field.
+    InvalidId {
+        /// The character that made the id unusable.
+        found: char,
+    },
+    /// The event name contains CR or LF, which would end the `event:` field early.
+    InvalidName {
+        /// The character that made the name unusable.
+        found: char,
+    },
+    /// The event name is empty; an unnamed event is the default `message` event, leave the name unset.
+    EmptyName,
+    /// JSON serialisation of the event data failed.
+    #[cfg(feature = "json")]
+    Json(String),
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::InvalidId { found } => write!(
+                f,
+                "event id contains {}, which SSE cannot carry in an id; use an id without CR, LF or NUL",
+                char_name(*found)
+            ),
+            EventError::InvalidName { found } => write!(
+                f,
+                "event name contains {}, which SSE cannot carry in an event name; use a name without CR, LF or NUL",
+                char_name(*found)
+            ),
+            EventError::EmptyName => f.write_str(
+                "event name is empty; leave the name unset for the default `message` event",
+            ),
+            #[cfg(feature = "json")]
+            EventError::Json(reason) => write!(f, "event data could not be serialised to JSON: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
+
+fn char_name(c: char) -> &'static str {
+    match c {
+        '\r' => "a carriage return (CR)",
+        '\n' => "a line feed (LF)",
+        '\0' => "a NUL character",
+        _ => "a forbidden character",
+    }
+}
+
+fn forbidden_in_field(value: &str) -> Option<char> {
+    value.chars().find(|c| matches!(c, '\r' | '\n' | '\0'))
+}
+
+/// An event id: any text without CR, LF or NUL.
+///
+/// Ids are opaque to clients. Logs issue their own ids (see [`MemoryLog`](crate::MemoryLog)).
+///
+/// ```
+/// use tower_eventstream::EventId;
+/// assert!(EventId::new("42").is_ok());
+/// assert!(EventId::new("4\n2").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EventId(Arc<str>);
+
+impl EventId {
+    /// Checks `id` and wraps it; CR, LF and NUL are refused.
+    pub fn new(id: impl AsRef<str>) -> Result<Self, EventError> {
+        let id = id.as_ref();
+        match forbidden_in_field(id) {
+            Some(found) => Err(EventError::InvalidId { found }),
+            None => Ok(EventId(Arc::from(id))),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for EventId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One server-sent event: optional id, name and retry hint, data and a comment.
+///
+/// An `Event` is cheap to clone (it is reference counted) and is encoded to its wire bytes
+/// at most once, however many subscribers it is sent to.
+///
+/// Data may contain any text. Line breaks in it (CRLF, LF, or a lone CR) each become one
+/// `data:` line, so a client reassembles the data with every line break as LF: a lone CR or
+/// a CRLF in the data arrives as LF. [`Event::data`] returns the data in that normalised form.
+///
+/// ```
+/// use tower_eventstream::Event;
+///
+/// let event = Event::new("line one\r\nline two")
+///     .with_name("greeting")?
+///     .with_id("7")?;
+/// assert_eq!(event.data(), "line one\nline two");
+/// assert_eq!(
+///     &event.to_bytes()[..],
+///     b"id: 7\nevent: greeting\ndata: line one\ndata: line two\n\n"
+/// );
+/// # Ok::<(), tower_eventstream::EventError>(())
+/// ```
+#[derive(Clone)]
+pub struct Event(Arc<EventInner>);
+
+#[derive(Clone, Default)]
+struct EventInner {
+    id: Option<EventId>,
+    name: Option<Box<str>>,
+    data: Option<Box<str>>,
+    retry: Option<Duration>,
+    comment: Option<Box<str>>,
+    sse: OnceLock<Bytes>,
+    json: OnceLock<Bytes>,
+}
+
+impl Event {
+    /// An event carrying `data` (normalised: every CRLF and lone CR becomes LF).
+    pub fn new(data: impl AsRef<str>) -> Self {
+        Event(Arc::new(EventInner {
+            data: Some(normalize_line_breaks(data.as_ref()).into()),
+            ..EventInner::default()
+        }))
+    }
+
+    /// An event with nothing in it yet; without data it carries only its id, retry hint or
+    /// comment, and clients dispatch no message for it.
+    pub fn empty() -> Self {
+        Event(Arc::new(EventInner::default()))
+    }
+
+    /// An event whose data is `value` serialised as JSON.
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, EventError> {
+        serde_json::to_string(value)
+            .map(Event::new)
+            .map_err(|e| EventError::Json(e.to_string()))
+    }
+
+    fn edit(&mut self) -> &mut EventInner {
+        let inner = Arc::make_mut(&mut self.0);
+        // Any cached encoding describes the event before this edit.
+        inner.sse = OnceLock::new();
+        inner.json = OnceLock::new();
+        inner
+    }
+
+    /// Sets the id; CR, LF and NUL are refused.
+    pub fn with_id(mut self, id: impl AsRef<str>) -> Result<Self, EventError> {
+        let id = EventId::new(id)?;
+        self.edit().id = Some(id);
+        Ok(self)
+    }
+
+    /// Sets an id already checked.
+    pub fn with_event_id(mut self, id: EventId) -> Self {
+        self.edit().id = Some(id);
+        self
+    }
+
+    /// Sets the event name (the `type` a browser dispatches); CR, LF, NUL and empty names are refused.
+    pub fn with_name(mut self, name: impl AsRef<str>) -> Result<Self, EventError> {
+        let name = name.as_ref();
+        if name.is_empty() {
+            return Err(EventError::EmptyName);
+        }
+        if let Some(found) = forbidden_in_field(name) {
+            return Err(EventError::InvalidName { found });
+        }
+        self.edit().name = Some(name.into());
+        Ok(self)
+    }
+
+    /// Replaces the data (normalised like [`Event::new`]).
+    pub fn with_data(mut self, data: impl AsRef<str>) -> Self {
+        self.edit().data = Some(normalize_line_breaks(data.as_ref()).into());
+        self
+    }
+
+    /// Sets the reconnection delay hint, sent as `retry:` in milliseconds.
+    pub fn with_retry(mut self, retry: Duration) -> Self {
+        self.edit().retry = Some(retry);
+        self
+    }
+
+    /// Adds a comment; clients ignore it. Line breaks split it into several comment lines.
+    pub fn with_comment(mut self, comment: impl AsRef<str>) -> Self {
+        self.edit().comment = Some(comment.as_ref().into());
+        self
+    }
+
+    /// The id, if set.
+    pub fn id(&self) -> Option<&EventId> {
+        self.0.id.as_ref()
+    }
+
+    /// The name, if set; clients treat an unnamed event as `message`.
+    pub fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+
+    /// The data as a client receives it (line breaks normalised to LF); empty if unset.
+    pub fn data(&self) -> &str {
+        self.0.data.as_deref().unwrap_or("")
+    }
+
+    /// Whether the event carries data (an event without data is not dispatched by clients).
+    pub fn has_data(&self) -> bool {
+        self.0.data.is_some()
+    }
+
+    /// The retry hint, if set.
+    pub fn retry(&self) -> Option<Duration> {
+        self.0.retry
+    }
+
+    /// The comment, if set.
+    pub fn comment(&self) -> Option<&str> {
+        self.0.comment.as_deref()
+    }
+
+    /// The SSE wire bytes of this event, ending with the blank line that dispatches it.
+    /// Encoded on first use and shared afterwards.
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.sse.get_or_init(|| self.encode_sse()).clone()
+    }
+
+    /// The long-poll JSON object of this event (`{"id":…,"event":…,"data":…}`), encoded on
+    /// first use and shared afterwards.
+    pub fn to_json_bytes(&self) -> Bytes {
+        self.0.json.get_or_init(|| self.encode_json()).clone()
+    }
+
+    fn encode_sse(&self) -> Bytes {
+        let inner = &*self.0;
+        let data = inner.data.as_deref();
+        let mut out = BytesMut::with_capacity(
+            32 + data.map_or(0, str::len)
+                + inner.id.as_ref().map_or(0, |id| id.as_str().len())
+                + inner.name.as_deref().map_or(0, str::len)
+                + inner.comment.as_deref().map_or(0, str::len),
+        );
+        if let Some(comment) = inner.comment.as_deref() {
+            for line in split_lines(comment) {
+                out.put_slice(b":");
+                if !line.is_empty() {
+                    out.put_slice(b" ");
+                    out.put_slice(line.as_bytes());
+                }
+                out.put_slice(b"\n");
+            }
+        }
+        if let Some(retry) = inner.retry {
+            write_retry(&mut out, retry);
+        }
+        if let Some(id) = &inner.id {
+            put_field(&mut out, b"id", id.as_str());
+        }
+        if let Some(name) = inner.name.as_deref() {
+            put_field(&mut out, b"event", name);
+        }
+        if let Some(data) = data {
+            // `data` is already normalised, so LF is the only line break left.
+            for line in data.split('\n') {
+                put_field(&mut out, b"data", line);
+            }
+        }
+        out.put_slice(b"\n");
+        out.freeze()
+    }
+
+    fn encode_json(&self) -> Bytes {
+        let mut out = String::with_capacity(32 + self.data().len());
+        out.push_str("{\"id\":");
+        match &self.0.id {
+            Some(id) => push_json_string(&mut out, id.as_str()),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"event\":");
+        push_json_string(&mut out, self.name().unwrap_or("message"));
+        out.push_str(",\"data\":");
+        push_json_string(&mut out, self.data());
+        out.push('}');
+        Bytes::from(out)
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.0.id)
+            .field("name", &self.0.name)
+            .field("data", &self.0.data)
+            .field("retry", &self.0.retry)
+            .field("comment", &self.0.comment)
+            .finish()
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&*self.0, &*other.0);
+        a.id == b.id && a.name == b.name && a.data == b.data && a.retry == b.retry && a.comment == b.comment
+    }
+}
+
+impl Eq for Event {}
+
+/// Writes `name: value\n`; the space after the colon is always written, because a parser
+/// strips exactly one leading space and a value that starts with one must keep it.
+pub(crate) fn put_field(out: &mut BytesMut, name: &[u8], value: &str) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_slice(b"\n");
+}
+
+pub(crate) fn write_retry(out: &mut BytesMut, retry: Duration) {
+    let millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+    out.put_slice(b"retry: ");
+    out.put_slice(millis.to_string().as_bytes());
+    out.put_slice(b"\n");
+}
+
+/// Splits on CRLF, LF and lone CR, the three line breaks of the SSE format.
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\r', '\n']) {
+            Some(at) => {
+                let skip = if current[at..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&current[at + skip..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+/// Turns every CRLF and lone CR into LF: what an SSE client reassembles from `data:` lines.
+pub(crate) fn normalize_line_breaks(text: &str) -> String {
+    if !text.contains('\r') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut lines = split_lines(text);
+    if let Some(first) = lines.next() {
+        out.push_str(first);
+    }
+    for line in lines {
+        out.push('\n');
+        out.push_str(line);
+    }
+    out
+}
+
+pub(crate) fn push_json_string(out: &mut String, value: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (at, c) in value.char_indices() {
+        let escape: Option<&str> = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            c if (c as u32) < 0x20 => None,
+            _ => continue,
+        };
+        out.push_str(&value[start..at]);
+        match escape {
+            Some(escaped) => out.push_str(escaped),
+            None => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        start = at + c.len_utf8();
+    }
+    out.push_str(&value[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_every_line_break_once() {
+        let lines: Vec<_> = split_lines("a\r\nb\rc\nd\r\n").collect();
+        assert_eq!(lines, ["a", "b", "c", "d", ""]);
+        assert_eq!(normalize_line_breaks("a\r\nb\rc\n"), "a\nb\nc\n");
+    }
+
+    #[test]
+    fn refuses_line_breaks_in_ids_and_names() {
+        assert_eq!(
+            Event::new("x").with_id("a\rb").unwrap_err(),
+            EventError::InvalidId { found: '\r' }
+        );
+        assert_eq!(
+            Event::new("x").with_name("a\0").unwrap_err(),
+            EventError::InvalidName { found: '\0' }
+        );
+        assert_eq!(Event::new("x").with_name("").unwrap_err(), EventError::EmptyName);
+    }
+
+    #[test]
+    fn encodes_data_lines_with_a_space_kept() {
+        let event = Event::new(" lead\r\n\rend");
+        assert_eq!(&event.to_bytes()[..], b"data:  lead\ndata: \ndata: end\n\n");
+        assert_eq!(&Event::new("").to_bytes()[..], b"data: \n\n");
+    }
+
+    #[test]
+    fn editing_drops_the_cached_encoding() {
+        let event = Event::new("a");
+        let before = event.to_bytes();
+        let event = event.with_data("b");
+        assert_ne!(before, event.to_bytes());
+    }
+
+    #[test]
+    fn json_escapes_control_characters() {
+        let event = Event::new("q\"\\\u{1}\t").with_id("1").unwrap();
+        assert_eq!(
+            &event.to_json_bytes()[..],
+            br#"{"id":"1","event":"message","data":"q\"\\\u0001\t"}"#
+        );
+    }
+}

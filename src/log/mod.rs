@@ -1,0 +1,93 @@
+//! The event log: history plus live wake-ups, read through resumable cursors.
+
+use std::fmt;
+use std::future::Future;
+
+use crate::{CursorError, Event, EventSource, LastEventId};
+
+pub mod memory;
+
+/// A shared, ordered history of events that subscribers read from a cursor.
+///
+/// The transports only need [`subscribe`](EventLog::subscribe); producers call
+/// [`append`](EventLog::append). Both are async so that a remote log (such as Redis
+/// Streams) implements the same trait.
+///
+/// ```
+/// use tower_eventstream::{Event, EventLog, LastEventId, MemoryLog, ResumeOutcome, Subscription};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+/// # rt.block_on(async {
+/// let log = MemoryLog::new();
+/// let first = log.append(Event::new("hello")).await.unwrap();
+/// log.append(Event::new("world")).await.unwrap();
+///
+/// // A client that saw "hello" resumes right after it.
+/// let cursor = LastEventId::parse(first.id().unwrap().as_str()).unwrap();
+/// let subscription = log.subscribe(Some(&cursor)).await.unwrap();
+/// assert_eq!(subscription.outcome(), ResumeOutcome::Resumed);
+/// # });
+/// ```
+pub trait EventLog: Clone + Send + Sync + 'static {
+    /// A failure of the log's storage (never of the client's input).
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// What [`subscribe`](EventLog::subscribe) returns.
+    type Subscription: Subscription;
+
+    /// Appends an event, assigns its id and wakes subscribers. Returns the stored event
+    /// (with the id the log assigned; an id set by the caller is replaced). Never waits for
+    /// slow subscribers.
+    fn append(&self, event: Event) -> impl Future<Output = Result<Event, Self::Error>> + Send;
+
+    /// Starts reading after `cursor` (or at the live end when `None`). Replay and live
+    /// delivery are one sequence: nothing appended while subscribing is lost or repeated.
+    fn subscribe(
+        &self,
+        cursor: Option<&LastEventId>,
+    ) -> impl Future<Output = Result<Self::Subscription, SubscribeError<Self::Error>>> + Send;
+}
+
+/// A reader of an [`EventLog`]: an [`EventSource`] that knows how its resume went.
+pub trait Subscription: EventSource + Unpin {
+    /// How the subscription started relative to the client's cursor.
+    fn outcome(&self) -> ResumeOutcome;
+}
+
+/// How a subscription started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    /// No cursor: reading starts at the live end (or a configured number of events back).
+    Fresh,
+    /// Every event after the cursor is still held: nothing is lost.
+    Resumed,
+    /// Events after the cursor are gone (history trimmed, or the cursor is from another log
+    /// instance). A [`Delivery::Gap`](crate::Delivery::Gap) comes first.
+    Gap,
+}
+
+/// Why a subscription could not start.
+#[derive(Debug)]
+pub enum SubscribeError<E> {
+    /// The client's cursor is not one this log could have issued (answered with `400`).
+    InvalidCursor(CursorError),
+    /// The log's storage failed (answered with `503`).
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for SubscribeError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscribeError::InvalidCursor(e) => e.fmt(f),
+            SubscribeError::Backend(e) => write!(f, "event log unavailable: {e}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for SubscribeError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SubscribeError::InvalidCursor(e) => Some(e),
+            SubscribeError::Backend(e) => Some(e),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::Response;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use crate::shutdown::ShutdownSignal;
+use crate::{Delivery, Event, EventId, EventSource, EventStreamBody, LastEventId, StreamConfig};
+
+pin_project! {
+    /// Waits until the source has events (or a gap), the wait ends, or shutdown begins, then
+    /// answers with every event that is ready, up to the batch limit.
+    pub struct LongPollFuture<S> {
+        #[pin]
+        source: S,
+        events: Vec<Event>,
+        reset: Option<Option<EventId>>,
+        cursor: Option<LastEventId>,
+        deadline: Option<Pin<Box<Sleep>>>,
+        shutdown: Option<ShutdownSignal>,
+        batch_limit: usize,
+        ended: bool,
+    }
+}
+
+impl<S: EventSource> LongPollFuture<S> {
+    /// Polls `source` for at most `wait` (zero: answer with what is ready now).
+    pub fn new(
+        source: S,
+        cursor: Option<LastEventId>,
+        wait: std::time::Duration,
+        config: &StreamConfig,
+    ) -> Self {
+        LongPollFuture {
+            source,
+            events: Vec::new(),
+            reset: None,
+            cursor,
+            deadline: (!wait.is_zero()).then(|| Box::pin(tokio::time::sleep(wait))),
+            shutdown: config.shutdown.as_ref().map(|s| s.triggered()),
+            batch_limit: config.batch_limit,
+            ended: false,
+        }
+    }
+}
+
+impl<S: EventSource> Future for LongPollFuture<S> {
+    type Output = Response<EventStreamBody<S>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        while !*this.ended && this.events.len() < *this.batch_limit {
+            match this.source.as_mut().poll_delivery(cx) {
+                Poll::Ready(Some(Ok(Delivery::Event(event)))) => this.events.push(event),
+                Poll::Ready(Some(Ok(Delivery::Gap(position)))) => {
+                    // Events gathered before the gap belong to the lost past.
+                    this.events.clear();
+                    *this.reset = Some(position);
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    let error: crate::BoxError = error.into();
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(%error, "event source failed during a long poll");
+                    drop(error);
+                    *this.ended = true;
+                }
+                Poll::Ready(None) => *this.ended = true,
+                Poll::Pending => break,
+            }
+        }
+        let has_answer = !this.events.is_empty() || this.reset.is_some() || *this.ended;
+        let timed_out = match this.deadline.as_mut() {
+            None => true,
+            Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
+        };
+        let shutting_down = this
+            .shutdown
+            .as_mut()
+            .is_some_and(|s| Pin::new(s).poll(cx).is_ready());
+        if !(has_answer || timed_out || shutting_down) {
+            return Poll::Pending;
+        }
+        // Where the client polls from next: never null, so nothing between polls is missed.
+        let last_event_id = this
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| e.id().cloned())
+            .or_else(|| this.source.position())
+            .or_else(|| this.reset.clone().flatten())
+            .map(|id| id.as_str().to_owned())
+            .or_else(|| this.cursor.as_ref().map(|c| c.as_str().to_owned()))
+            .unwrap_or_default();
+        Poll::Ready(super::response(this.events, &last_event_id, this.reset.is_some()))
+    }
+}
+
+impl<S> std::fmt::Debug for LongPollFuture<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LongPollFuture")
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,62 @@
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::EventStreamService;
+use crate::StreamConfig;
+
+/// Wraps a service whose response is an [`EventSource`](crate::EventSource) and answers
+/// with SSE or long poll, as the request asks (see [`Transport::negotiate`](crate::Transport::negotiate)).
+///
+/// The layer parses the cursor and puts it into the request extensions as
+/// [`LastEventId`](crate::LastEventId) (and the whole [`StreamRequest`](crate::StreamRequest)),
+/// so the inner service can resume from it. A malformed cursor is answered with `400`
+/// without calling the inner service.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_eventstream::{Event, EventStreamLayer, LastEventId, StreamConfig};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+/// # rt.block_on(async {
+/// // An existing service that produces events, resuming after the client's cursor.
+/// let ticks = service_fn(|request: http::Request<()>| async move {
+///     let after: u64 = request
+///         .extensions()
+///         .get::<LastEventId>()
+///         .and_then(|cursor| cursor.as_str().parse().ok())
+///         .unwrap_or(0);
+///     let events = (after + 1..=after + 3)
+///         .map(|n| Event::new(format!("tick {n}")).with_id(n.to_string()));
+///     Ok::<_, Infallible>(futures_util::stream::iter(events))
+/// });
+/// let service = ServiceBuilder::new()
+///     .layer(EventStreamLayer::new(StreamConfig::default()))
+///     .service(ticks);
+/// let request = http::Request::get("/events?lastEventId=7&timeout=0").body(()).unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.headers()["content-type"], "application/json");
+/// # });
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct EventStreamLayer {
+    config: Arc<StreamConfig>,
+}
+
+impl EventStreamLayer {
+    /// A layer with these settings.
+    pub fn new(config: StreamConfig) -> Self {
+        EventStreamLayer {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for EventStreamLayer {
+    type Service = EventStreamService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EventStreamService::new(inner, Arc::clone(&self.config), None)
+    }
+}

@@ -1,0 +1,70 @@
+//! What the transports send: anything that yields events, with gaps made explicit.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use crate::{BoxError, Event, EventId};
+
+/// One item of an event source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The next event.
+    Event(Event),
+    /// Events between the client's position and what follows were lost (the history no
+    /// longer holds them, the cursor is from another log instance, or the subscriber fell
+    /// behind). The client must reload its state. The id, if any, is the position just
+    /// before the events that follow, so a reconnect does not report the same gap again.
+    Gap(Option<EventId>),
+}
+
+/// A source of events for the transports: a log subscription, or any
+/// `Stream<Item = Result<Event, E>>`.
+///
+/// Layers such as [`SseLayer`](crate::SseLayer) accept an inner service whose response is an
+/// `EventSource`.
+pub trait EventSource: Send + 'static {
+    /// The error that ends the source.
+    type Error: Into<BoxError>;
+
+    /// The next delivery; `Ready(None)` ends the stream.
+    fn poll_delivery(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Delivery, Self::Error>>>;
+
+    /// The position after everything delivered so far, if the source knows it. A long poll
+    /// answers with it as `lastEventId` when no event carried an id.
+    fn position(&self) -> Option<EventId> {
+        None
+    }
+}
+
+impl<S, E> EventSource for S
+where
+    S: Stream<Item = Result<Event, E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    type Error = E;
+
+    fn poll_delivery(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, E>>> {
+        self.poll_next(cx)
+            .map(|item| item.map(|result| result.map(Delivery::Event)))
+    }
+}
+
+/// A source with no events, for answers that carry none.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NoEvents;
+
+impl EventSource for NoEvents {
+    type Error = std::convert::Infallible;
+
+    fn poll_delivery(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Delivery, Self::Error>>> {
+        Poll::Ready(None)
+    }
+}
