@@ -81,3 +81,8 @@ pub use sse::SseLayer;
 
 /// The boxed error that bodies and sources end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The README's code blocks, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

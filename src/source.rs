@@ -55,9 +55,11 @@ where
 }
 
 /// A source with no events, for answers that carry none.
+#[cfg(feature = "axum")]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct NoEvents;
 
+#[cfg(feature = "axum")]
 impl EventSource for NoEvents {
     type Error = std::convert::Infallible;
 
