@@ -70,10 +70,10 @@ impl LastEventId {
             if values.next().is_some() {
                 return Err(CursorError::Repeated);
             }
-            if value.is_empty() {
-                return Ok(None);
+            // An empty header is what an EventSource that has seen no id sends: the query decides.
+            if !value.is_empty() {
+                return Self::parse_bytes(value.as_bytes(), max_len).map(Some);
             }
-            return Self::parse_bytes(value.as_bytes(), max_len).map(Some);
         }
         match query_param(query, "lastEventId") {
             None => Ok(None),

@@ -15,7 +15,7 @@ pub enum EventError {
         /// The character that made the id unusable.
         found: char,
     },
-    /// The event name contains CR or LF, which would end the `event:` field early.
+    /// The event name contains CR, LF or NUL, which SSE cannot carry in an `event:` field.
     InvalidName {
         /// The character that made the name unusable.
         found: char,

@@ -341,8 +341,8 @@ impl MemorySubscription {
         ring.evict_expired(self.log.shared.max_age);
         if self.next_seq < ring.first_seq {
             // Fell behind the history while connected: report it, then go on from the oldest.
+            // (`taken` is empty here: the ring is only read once it has been handed out.)
             self.pending_gap = true;
-            self.taken.clear();
             self.next_seq = ring.first_seq;
         }
         let start = (self.next_seq - ring.first_seq) as usize;
@@ -367,7 +367,8 @@ impl EventSource for MemorySubscription {
         loop {
             if this.pending_gap {
                 this.pending_gap = false;
-                this.delivered_seq = this.next_seq - 1;
+                // The position just before the oldest event that follows the gap.
+                this.delivered_seq = this.taken.front().map_or(this.next_seq, |(seq, _)| *seq) - 1;
                 return Poll::Ready(Some(Ok(Delivery::Gap(Some(this.log.id_for(this.delivered_seq))))));
             }
             if let Some((seq, event)) = this.taken.pop_front() {
@@ -389,7 +390,9 @@ impl EventSource for MemorySubscription {
     }
 
     fn position(&self) -> Option<EventId> {
-        Some(self.log.id_for(self.delivered_seq))
+        // While a gap is still to be reported, no position is safe to hand out: a client
+        // that resumed from it would never hear of the gap.
+        (!self.pending_gap).then(|| self.log.id_for(self.delivered_seq))
     }
 }
 

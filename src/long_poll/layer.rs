@@ -10,20 +10,15 @@ use crate::{EventStreamService, StreamConfig, Transport};
 /// ```
 /// use std::convert::Infallible;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
-/// use tower_eventstream::{LastEventId, LongPollLayer, MemoryLog, StreamConfig};
+/// use tower_eventstream::{Event, LongPollLayer, StreamConfig};
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
 /// # rt.block_on(async {
-/// let log = MemoryLog::new();
-/// log.push(tower_eventstream::Event::new("hi"));
 /// let service = ServiceBuilder::new()
 ///     .layer(LongPollLayer::new(StreamConfig::default()))
-///     .service(service_fn(move |request: http::Request<()>| {
-///         let log = log.clone();
-///         async move {
-///             let cursor = request.extensions().get::<LastEventId>();
-///             Ok::<_, Infallible>(log.subscribe_now(cursor).expect("a cursor of this log"))
-///         }
+///     .service(service_fn(|_request: http::Request<()>| async {
+///         let ready = [Event::new("a").with_id("1"), Event::new("b").with_id("2")];
+///         Ok::<_, Infallible>(futures_util::stream::iter(ready))
 ///     }));
 /// let request = http::Request::get("/?timeout=0").body(()).unwrap();
 /// let response = service.oneshot(request).await.unwrap();
