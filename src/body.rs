@@ -53,6 +53,13 @@ impl<S> EventStreamBody<S> {
     }
 }
 
+/// An empty body, as tower-http's `TimeoutLayer` and `CorsLayer` need for their own answers.
+impl<S> Default for EventStreamBody<S> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl<S: EventSource> Body for EventStreamBody<S> {
     type Data = Bytes;
     type Error = BoxError;

@@ -38,15 +38,14 @@
 //!   `IntoResponse` for the error types.
 //! - `json`: [`Event::json`].
 //! - `tracing`: warnings when a log backend or event source fails.
-//! - `redis`: [`RedisLog`], an event log on a Redis stream shared by several processes
-//!   (Redis 7.0 or later).
 //!
 //! # Fitting into a stack
 //!
 //! SSE responses are `text/event-stream`, which tower-http's default compression predicate
-//! already leaves alone; a custom predicate must keep that exclusion or events are held
-//! back. A layer that limits the total time of a response body ends every stream, and a
-//! request timeout around a long poll must be longer than [`StreamConfig::max_wait`].
+//! already leaves alone; a custom predicate should keep that exclusion, since a compressed
+//! stream delivers each event only if the encoder flushes whenever the body waits. A layer
+//! that limits the total time of a response body ends every stream, and a request timeout
+//! around a long poll must be longer than [`StreamConfig::max_wait`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -73,8 +72,6 @@ pub use config::{
 pub use cursor::{CursorError, LastEventId, DEFAULT_MAX_CURSOR_LEN, LAST_EVENT_ID_HEADER};
 pub use event::{Event, EventError, EventId};
 pub use log::memory::{MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
-#[cfg(feature = "redis")]
-pub use log::redis::{RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisSubscription};
 pub use log::{EventLog, ResumeOutcome, SubscribeError, Subscription};
 pub use long_poll::LongPollLayer;
 pub use negotiate::{EventStreamLayer, EventStreamService};

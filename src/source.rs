@@ -35,7 +35,10 @@ pub trait EventSource: Send + 'static {
     ) -> Poll<Option<Result<Delivery, Self::Error>>>;
 
     /// The position after everything delivered so far, if the source knows it. A long poll
-    /// answers with it as `lastEventId` when no event carried an id.
+    /// answers with it as `lastEventId` when no event carried an id, and an SSE stream sends
+    /// it on open. A plain `Stream` knows none: a poll that times out without a cursor then
+    /// answers `"lastEventId":""` and the client's next poll starts at the live end, so
+    /// sources that must never miss an event (such as log subscriptions) implement this.
     fn position(&self) -> Option<EventId> {
         None
     }

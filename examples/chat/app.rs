@@ -28,7 +28,10 @@ pub fn router<L: EventLog>(log: L, config: StreamConfig) -> Router {
             "/api/messages",
             post(post_message::<L>).layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES)),
         )
-        .route_service("/api/events", EventLogService::new(log.clone()).with_config(config))
+        .route_service(
+            "/api/events",
+            EventLogService::new(log.clone()).with_config(config),
+        )
         .with_state(log)
 }
 
@@ -36,15 +39,24 @@ async fn post_message<L: EventLog>(State(log): State<L>, body: Bytes) -> Respons
     let Ok(text) = std::str::from_utf8(&body) else {
         return (StatusCode::BAD_REQUEST, "message must be UTF-8 text\n").into_response();
     };
-    let event = Event::new(text).with_name("message").expect("`message` is a valid event name");
+    let event = Event::new(text)
+        .with_name("message")
+        .expect("`message` is a valid event name");
     match log.append(event).await {
         Ok(stored) => {
             let id = stored.id().map(|id| id.as_str()).unwrap_or_default();
             let json = format!("{{\"id\":{}}}", serde_json::Value::from(id));
-            (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+            (
+                StatusCode::CREATED,
+                [(header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response()
         }
-        Err(error) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("event log unavailable: {error}\n")).into_response()
-        }
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("event log unavailable: {error}\n"),
+        )
+            .into_response(),
     }
 }

@@ -335,7 +335,8 @@ pub struct MemorySubscription {
 }
 
 impl MemorySubscription {
-    /// Takes what the ring holds after `next_seq`; false when there was nothing.
+    /// Takes what the ring holds after `next_seq`, up to one batch; true when the batch was
+    /// full (more may be ready, so the caller looks again instead of waiting).
     fn take_from_ring(&mut self) -> bool {
         let mut ring = self.log.ring();
         ring.evict_expired(self.log.shared.max_age);
@@ -352,7 +353,7 @@ impl MemorySubscription {
                 .push_back((self.next_seq + offset as u64, stored.event.clone()));
         }
         self.next_seq += (end - start) as u64;
-        self.pending_gap || end > start
+        end - start == TAKE_PER_LOCK
     }
 }
 
@@ -385,7 +386,11 @@ impl EventSource for MemorySubscription {
             this.notified
                 .set(Arc::clone(&this.log.shared.wake).notified_owned());
             this.armed = true;
-            this.take_from_ring();
+            if this.take_from_ring() {
+                // More than one batch was ready: look again once this one is handed out,
+                // rather than wait for the next append.
+                this.armed = false;
+            }
         }
     }
 
@@ -517,6 +522,17 @@ mod tests {
         assert_eq!(log.subscriber_count(), 2);
         drop((a, b));
         assert_eq!(log.subscriber_count(), 0);
+    }
+
+    #[test]
+    fn hands_out_more_than_one_batch_without_a_new_append() {
+        let log = MemoryLog::new();
+        let mut sub = log.subscribe_now(None).unwrap();
+        for n in 0..(3 * TAKE_PER_LOCK + 5) {
+            log.push(Event::new(n.to_string()));
+        }
+        let expected: Vec<String> = (0..(3 * TAKE_PER_LOCK + 5)).map(|n| n.to_string()).collect();
+        assert_eq!(data(&ready(&mut sub)), expected);
     }
 
     #[tokio::test]

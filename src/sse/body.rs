@@ -92,8 +92,16 @@ fn frame(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
 /// A retry hint spread over half to one and a half times `base`, so that clients ended
 /// together do not all come back in the same instant.
 fn jittered(base: Duration) -> Duration {
-    static COUNTER: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
-    let mut x = COUNTER.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    // Seeded per process, so that instances restarted together do not hand out the same
+    // sequence of delays.
+    static COUNTER: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    let counter = COUNTER.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        AtomicU64::new(hasher.finish())
+    });
+    let mut x = counter.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^= x >> 31;

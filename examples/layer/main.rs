@@ -1,0 +1,50 @@
+//! An existing Tower service (a feed of price ticks, `feed.rs`) made a resumable SSE and
+//! long-poll endpoint by adding layers with `tower::ServiceBuilder` (`app.rs`).
+//!
+//! Run with `cargo run --example layer` (`ADDR` sets the address, default 127.0.0.1:3003).
+//! A tick is published every second.
+//!
+//! ```sh
+//! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3003/ticks
+//! curl -N -H 'accept: text/event-stream' -H 'last-event-id: 3' http://127.0.0.1:3003/ticks
+//! curl 'http://127.0.0.1:3003/ticks?lastEventId=3&timeout=5000'
+//! ```
+//!
+//! Ctrl-C ends the open streams and pending polls and stops the server gracefully.
+
+// Some of its accessors are only used by `tests/examples.rs`.
+#[allow(dead_code)]
+mod app;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr: SocketAddr = std::env::var("ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3003".to_owned())
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("ADDR: {e}")))?;
+
+    let app = app::App::new();
+    app.spawn_ticker(Duration::from_secs(1));
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("ticks on http://{}/ticks", listener.local_addr()?);
+    app.serve(listener, stop_signal()).await
+}
+
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

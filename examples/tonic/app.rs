@@ -1,0 +1,142 @@
+//! gRPC and an event stream on one port, shared by `main.rs` and `tests/examples.rs`.
+//!
+//! tonic's `Routes` is an axum router: the gRPC health service (from tonic-health, no code
+//! generation) is one route, [`EventLogService`] is another at `/events`. hyper-util's
+//! `auto::Builder` serves the router, so gRPC clients (HTTP/2 with prior knowledge, h2c) and
+//! browsers or curl (HTTP/1.1, or HTTP/2) share the port.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tower_eventstream::{Event, EventLogService, MemoryLog, Shutdown, StreamConfig};
+
+/// How long open connections get to finish once shutdown has begun. Event streams end at
+/// once; a gRPC streaming call (such as `Health/Watch`) does not, and is cut after this.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// The server's state: the log, the health reporter and the handle that ends the streams.
+#[derive(Clone)]
+pub struct App {
+    log: MemoryLog,
+    health: HealthReporter,
+    shutdown: Shutdown,
+    router: axum::Router,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl App {
+    /// A new, empty log; the health service reports `SERVING` for the server (`""`).
+    pub fn new() -> Self {
+        let log = MemoryLog::new();
+        let shutdown = Shutdown::new();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let events =
+            EventLogService::new(log.clone()).with_config(StreamConfig::default().shutdown(shutdown.clone()));
+        // `grpc.health.v1.Health/*` goes to tonic, `/events` to the event log; anything else
+        // is answered like a gRPC server answers an unknown method.
+        let router = Routes::new(health_service)
+            .into_axum_router()
+            .route_service("/events", events);
+        App {
+            log,
+            health,
+            shutdown,
+            router,
+        }
+    }
+
+    /// The served log: push to it from anywhere.
+    pub fn log(&self) -> &MemoryLog {
+        &self.log
+    }
+
+    /// The health reporter: mark services serving or not.
+    pub fn health(&self) -> &HealthReporter {
+        &self.health
+    }
+
+    /// The router: gRPC health plus `/events`.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// Appends an event named `tick` (`tick 1`, `tick 2`, …) every `every`, until shutdown.
+    pub fn spawn_ticker(&self, every: Duration) -> JoinHandle<()> {
+        let log = self.log.clone();
+        let stopped = self.shutdown.triggered();
+        tokio::spawn(async move {
+            tokio::pin!(stopped);
+            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            for n in 1u64.. {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    () = &mut stopped => break,
+                }
+                log.push(
+                    Event::new(format!("tick {n}"))
+                        .with_name("tick")
+                        .expect("a valid name"),
+                );
+            }
+        })
+    }
+
+    /// Serves connections from `listener` until `stop` resolves, then shuts down gracefully:
+    /// reports `NOT_SERVING`, stops accepting, ends the event streams and pending long polls,
+    /// and waits (at most [`GRACE`]) for the connections to close.
+    pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) -> io::Result<()> {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _peer)) => stream,
+                        Err(error) => {
+                            eprintln!("accept failed: {error}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let service = TowerToHyperService::new(self.router.clone());
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection.into_owned());
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                () = &mut stop => break,
+            }
+        }
+        drop(listener);
+        // Load balancers polling the health check stop sending traffic here.
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.shutdown.trigger();
+        tokio::time::timeout(GRACE, graceful.shutdown())
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connections still open {GRACE:?} after shutdown began"),
+                )
+            })
+    }
+}
