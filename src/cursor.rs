@@ -171,6 +171,10 @@ fn percent_decode(value: &str) -> Result<Vec<u8>, ()> {
         match bytes[at] {
             b'%' => {
                 let hex = bytes.get(at + 1..at + 3).ok_or(())?;
+                // `from_str_radix` alone would also take a sign (`%+A`).
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(());
+                }
                 let hex = std::str::from_utf8(hex).map_err(|_| ())?;
                 out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
                 at += 3;
@@ -227,6 +231,10 @@ mod tests {
         ));
         assert!(matches!(
             from(None, Some("lastEventId=a%zz")),
+            Err(CursorError::BadEncoding)
+        ));
+        assert!(matches!(
+            from(None, Some("lastEventId=a%+A")),
             Err(CursorError::BadEncoding)
         ));
         assert_eq!(from(Some(b""), None), Ok(None));
