@@ -38,6 +38,8 @@
 //!   `IntoResponse` for the error types.
 //! - `json`: [`Event::json`].
 //! - `tracing`: warnings when a log backend or event source fails.
+//! - `redis`: [`RedisLog`], an event log on a Redis stream shared by several processes
+//!   (Redis 7.0 or later).
 //!
 //! # Fitting into a stack
 //!
@@ -72,6 +74,8 @@ pub use config::{
 pub use cursor::{CursorError, LastEventId, DEFAULT_MAX_CURSOR_LEN, LAST_EVENT_ID_HEADER};
 pub use event::{Event, EventError, EventId};
 pub use log::memory::{MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
+#[cfg(feature = "redis")]
+pub use log::redis::{RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisSubscription};
 pub use log::{EventLog, ResumeOutcome, SubscribeError, Subscription};
 pub use long_poll::LongPollLayer;
 pub use negotiate::{EventStreamLayer, EventStreamService};

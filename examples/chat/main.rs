@@ -1,13 +1,24 @@
-//! A chat room served live over SSE and long polling from one in-memory event log.
+//! A chat room served live over SSE and long polling from one event log.
 //!
 //! Run with `cargo run --example chat`, then open http://127.0.0.1:3000 in two tabs.
 //! `ADDR` sets the listening address.
+//!
+//! Several instances share one room through Redis Streams (Redis 7.0 or later):
+//!
+//! ```sh
+//! REDIS_URL=redis://127.0.0.1:6379 ADDR=127.0.0.1:3000 cargo run --example chat --features redis
+//! REDIS_URL=redis://127.0.0.1:6379 ADDR=127.0.0.1:3001 cargo run --example chat --features redis
+//! ```
+//!
+//! A page can then reconnect to either instance and resume with `Last-Event-ID`.
+//! `REDIS_STREAM` sets the stream key (default `chat`). Without `REDIS_URL` the room lives
+//! in this process's memory.
 
 mod app;
 
 use std::net::SocketAddr;
 
-use tower_eventstream::{MemoryLog, Shutdown, StreamConfig};
+use tower_eventstream::{EventLog, MemoryLog, Shutdown, StreamConfig};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -16,12 +27,38 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("ADDR: {e}")))?;
 
-    let log = MemoryLog::new();
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => serve_redis(addr, &url).await,
+        _ => serve(addr, MemoryLog::new(), "memory").await,
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn serve_redis(addr: SocketAddr, url: &str) -> std::io::Result<()> {
+    let key = std::env::var("REDIS_STREAM").unwrap_or_else(|_| "chat".to_owned());
+    let log = tower_eventstream::RedisLog::connect(url, &key)
+        .await
+        .map_err(|e| std::io::Error::other(format!("REDIS_URL: {e}")))?;
+    serve(addr, log, &format!("Redis stream `{key}`")).await
+}
+
+#[cfg(not(feature = "redis"))]
+async fn serve_redis(_addr: SocketAddr, _url: &str) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "REDIS_URL is set but this build has no Redis support: run `cargo run --example chat --features redis`",
+    ))
+}
+
+async fn serve<L: EventLog>(addr: SocketAddr, log: L, store: &str) -> std::io::Result<()> {
     let shutdown = Shutdown::new();
     let app = app::router(log, StreamConfig::default().shutdown(shutdown.clone()));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("chat listening on http://{}", listener.local_addr()?);
+    println!(
+        "chat listening on http://{} (messages in {store})",
+        listener.local_addr()?
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop_signal().await;

@@ -246,7 +246,9 @@ impl MemoryLog {
                 reason: "the epoch is not 8 lowercase hex digits",
             });
         }
-        if seq.is_empty() || seq.len() > 20 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        // Leading zeros are a spelling this log never issues.
+        let canonical = seq.len() == 1 || !seq.starts_with('0');
+        if seq.is_empty() || seq.len() > 20 || !canonical || !seq.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CursorError::Unknown {
                 reason: "the sequence is not a decimal number",
             });
@@ -501,6 +503,7 @@ mod tests {
         let log = MemoryLog::new();
         for bad in [
             "nodash",
+            &format!("{}-00", log.epoch()),
             "zzzzzzzz-1",
             "abc-1",
             &format!("{}-", log.epoch()),

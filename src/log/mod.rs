@@ -6,6 +6,8 @@ use std::future::Future;
 use crate::{CursorError, Event, EventSource, LastEventId};
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// A shared, ordered history of events that subscribers read from a cursor.
 ///

@@ -1,0 +1,135 @@
+//! Fan-out of `RedisLog` to 10 000 in-process subscribers, as a ratio to `MemoryLog` measured
+//! in the same run on the same machine.
+//!
+//! ```sh
+//! cargo bench --bench redis_fanout --features redis
+//! ```
+//!
+//! Starts its own `redis-server` (Debian package `redis-server`) on a free loopback port;
+//! without one it says so and exits. Each round subscribes 10 000 readers, appends 200 events
+//! one after another, and times until every reader has received all of them.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tower_eventstream::{Delivery, Event, EventLog, EventSource, MemoryLog, RedisLog};
+
+const SUBSCRIBERS: usize = 10_000;
+const EVENTS: usize = 200;
+const ROUNDS: usize = 3;
+
+/// Kills the server when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> Option<(Server, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((server, port))
+}
+
+/// Time from the first append until every subscriber has received every event.
+async fn fan_out<L: EventLog>(log: &L) -> Duration {
+    let mut readers = JoinSet::new();
+    for _ in 0..SUBSCRIBERS {
+        let mut subscription = log.subscribe(None).await.expect("subscribe");
+        readers.spawn(async move {
+            let mut received = 0;
+            while received < EVENTS {
+                match poll_fn(|cx| Pin::new(&mut subscription).poll_delivery(cx)).await {
+                    Some(Ok(Delivery::Event(_))) => received += 1,
+                    Some(Ok(Delivery::Gap(_))) => panic!("a subscriber fell behind the history"),
+                    Some(Err(_)) | None => panic!("a subscription ended"),
+                }
+            }
+        });
+    }
+    let started = Instant::now();
+    for n in 0..EVENTS {
+        log.append(Event::new(format!("event {n}")))
+            .await
+            .map_err(|e| e.to_string())
+            .expect("append");
+    }
+    while let Some(reader) = readers.join_next().await {
+        reader.expect("a reader panicked");
+    }
+    started.elapsed()
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn main() {
+    let Some((_server, port)) = start_redis() else {
+        eprintln!("redis_fanout: redis-server is not installed or did not start; nothing measured");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    runtime.block_on(async {
+        let memory = MemoryLog::new();
+        let redis = RedisLog::builder(format!("redis://127.0.0.1:{port}"), "bench")
+            .connect()
+            .await
+            .expect("connect to the benchmark's redis-server");
+        let mut memory_times = Vec::new();
+        let mut redis_times = Vec::new();
+        for _ in 0..ROUNDS {
+            memory_times.push(fan_out(&memory).await);
+            redis_times.push(fan_out(&redis).await);
+        }
+        let (memory_time, redis_time) = (median(memory_times), median(redis_times));
+        let deliveries = (SUBSCRIBERS * EVENTS) as f64;
+        println!("fan-out: {SUBSCRIBERS} subscribers x {EVENTS} events, median of {ROUNDS} rounds");
+        println!("| log | time | deliveries/s | ratio to MemoryLog |");
+        println!("| --- | --- | --- | --- |");
+        for (name, time) in [("MemoryLog", memory_time), ("RedisLog", redis_time)] {
+            println!(
+                "| {name} | {:.1} ms | {:.0} | {:.2} |",
+                time.as_secs_f64() * 1000.0,
+                deliveries / time.as_secs_f64(),
+                time.as_secs_f64() / memory_time.as_secs_f64()
+            );
+        }
+    });
+}

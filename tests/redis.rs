@@ -1,0 +1,770 @@
+//! `RedisLog` against a real `redis-server` (feature `redis`).
+//!
+//! Each test starts its own server on a free loopback port and kills it when done. Without
+//! `redis-server` on the PATH (Debian package `redis-server`) the tests are skipped with a
+//! warning, except under CI (`CI` set), where they fail.
+
+#![cfg(feature = "redis")]
+
+mod common;
+
+#[path = "../examples/chat/app.rs"]
+mod app;
+
+use std::future::poll_fn;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{request, serve, SseClient};
+use http::{Method, StatusCode};
+use tower_eventstream::{
+    CursorError, Delivery, Event, EventLog, EventSource, LastEventId, RedisLog, RedisLogErrorKind,
+    RedisSubscription, ResumeOutcome, StreamConfig, SubscribeError, Subscription,
+};
+
+/// The longest any single wait in these tests may take.
+const LIMIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------
+// A redis-server of our own
+// ---------------------------------------------------------------------------------------
+
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a server without persistence, or `None` (after a loud warning) when
+    /// `redis-server` is missing outside CI.
+    fn start() -> Option<RedisServer> {
+        Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts a server that writes every acknowledged command to its append-only file before
+    /// answering, so a killed server loses nothing it acknowledged.
+    fn start_persistent() -> Option<RedisServer> {
+        Self::start_with(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    fn start_with(settings: &[&str]) -> Option<RedisServer> {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let present = Command::new(&binary)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !present {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not installed, and CI is set: install the Debian package redis-server"
+            );
+            eprintln!(
+                "\n!!!!!!!! SKIPPED: redis-server is not installed (apt-get install redis-server); \
+                 the RedisLog tests did not run !!!!!!!!\n"
+            );
+            return None;
+        }
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tower-eventstream-redis-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a folder for redis-server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--daemonize".into(),
+            "no".into(),
+            "--loglevel".into(),
+            "warning".into(),
+        ];
+        args.extend(settings.iter().map(|s| s.to_string()));
+        args.insert(0, binary);
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            args,
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.args[0])
+            .args(&self.args[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        // Ready when it answers PING with PONG (not -LOADING while it reads its files).
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if self.pong() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pong(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same files.
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A plain connection for checks and for changing the stream behind the log's back.
+    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test redis-server")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts a server, or returns from the test when there is none (outside CI).
+macro_rules! redis_server {
+    ($start:expr) => {
+        match $start {
+            Some(server) => server,
+            None => return,
+        }
+    };
+}
+
+async fn connect(server: &RedisServer, key: &str) -> RedisLog {
+    within("connect", RedisLog::builder(server.url(), key).connect())
+        .await
+        .expect("connect RedisLog")
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(LIMIT, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {LIMIT:?} waiting for {what}"),
+    }
+}
+
+async fn next(subscription: &mut RedisSubscription) -> Delivery {
+    let delivery = within(
+        "the next delivery",
+        poll_fn(|cx| Pin::new(&mut *subscription).poll_delivery(cx)),
+    )
+    .await;
+    match delivery {
+        Some(Ok(delivery)) => delivery,
+        Some(Err(never)) => match never {},
+        None => panic!("the subscription ended"),
+    }
+}
+
+/// `data`, or `<gap>` for a gap.
+fn label(delivery: &Delivery) -> String {
+    match delivery {
+        Delivery::Event(event) => event.data().to_owned(),
+        Delivery::Gap(_) => "<gap>".to_owned(),
+    }
+}
+
+async fn labels(subscription: &mut RedisSubscription, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(label(&next(subscription).await));
+    }
+    out
+}
+
+/// Asserts that nothing is delivered for a short while.
+async fn nothing_more(subscription: &mut RedisSubscription) {
+    let got = tokio::time::timeout(
+        Duration::from_millis(300),
+        poll_fn(|cx| Pin::new(&mut *subscription).poll_delivery(cx)),
+    )
+    .await;
+    if let Ok(Some(Ok(delivery))) = got {
+        panic!("nothing more was expected, got {delivery:?}");
+    }
+}
+
+async fn append(log: &RedisLog, data: &str) -> Event {
+    within("append", log.append(Event::new(data)))
+        .await
+        .expect("append")
+}
+
+fn cursor(event: &Event) -> LastEventId {
+    LastEventId::parse(event.id().expect("an id").as_str()).expect("a cursor")
+}
+
+async fn subscribe(log: &RedisLog, cursor: Option<&LastEventId>) -> RedisSubscription {
+    within("subscribe", log.subscribe(cursor))
+        .await
+        .expect("subscribe")
+}
+
+fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|n| n.to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// The log
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_events_arrive_with_exact_data_names_and_ids() {
+    let server = redis_server!(RedisServer::start());
+    let log = connect(&server, "room").await;
+    let mut subscription = subscribe(&log, None).await;
+    assert_eq!(subscription.outcome(), ResumeOutcome::Fresh);
+    assert_eq!(log.subscriber_count(), 1);
+
+    let sent = [
+        Event::new("hello").with_name("greeting").unwrap(),
+        Event::new("two\nlines ✓ \u{1F600}"),
+        Event::new(""),
+        Event::new("with retry").with_retry(Duration::from_millis(1500)),
+    ];
+    let mut stored = Vec::new();
+    for event in sent.iter().cloned() {
+        stored.push(within("append", log.append(event)).await.expect("append"));
+    }
+    for (sent, stored) in sent.iter().zip(&stored) {
+        let id = stored.id().expect("the log assigns an id").as_str();
+        let (ms, seq) = id.split_once('-').expect("<ms>-<seq>");
+        assert!(ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok(), "{id}");
+        let Delivery::Event(got) = next(&mut subscription).await else {
+            panic!("a gap")
+        };
+        assert_eq!(got.id(), stored.id());
+        assert_eq!(
+            (got.data(), got.name(), got.retry()),
+            (sent.data(), sent.name(), sent.retry())
+        );
+        assert!(got.has_data());
+        assert_eq!(
+            got.to_bytes(),
+            stored.to_bytes(),
+            "the same wire bytes as the stored event"
+        );
+    }
+    assert_eq!(
+        subscription.position().as_ref(),
+        stored.last().and_then(|e| e.id())
+    );
+    assert_eq!(log.position(), *stored.last().unwrap().id().unwrap());
+    nothing_more(&mut subscription).await;
+
+    drop(subscription);
+    assert_eq!(log.subscriber_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_after_a_cursor_with_no_loss_and_no_duplicate() {
+    let server = redis_server!(RedisServer::start());
+    let log = connect(&server, "room").await;
+    let mut stored = Vec::new();
+    for n in 0..50 {
+        stored.push(append(&log, &n.to_string()).await);
+    }
+
+    // From this process's window.
+    let mut near = subscribe(&log, Some(&cursor(&stored[9]))).await;
+    assert_eq!(near.outcome(), ResumeOutcome::Resumed);
+    assert_eq!(labels(&mut near, 40).await, numbered(10..50));
+
+    // Another process, whose window holds only the last few events: the start comes from
+    // Redis, the rest from its window, with appends going on meanwhile.
+    let other = within(
+        "connect",
+        RedisLog::builder(server.url(), "room").window(4).connect(),
+    )
+    .await
+    .expect("connect");
+    let mut far = subscribe(&other, Some(&cursor(&stored[2]))).await;
+    assert_eq!(far.outcome(), ResumeOutcome::Resumed);
+    let publisher = log.clone();
+    let appending = tokio::spawn(async move {
+        for n in 50..400 {
+            publisher.append(Event::new(n.to_string())).await.expect("append");
+        }
+    });
+    assert_eq!(labels(&mut far, 397).await, numbered(3..400));
+    assert_eq!(labels(&mut near, 350).await, numbered(50..400));
+    appending.await.unwrap();
+    nothing_more(&mut far).await;
+
+    // Resuming from the newest position receives exactly what comes next.
+    let mut at_end = subscribe(
+        &other,
+        Some(&LastEventId::parse(other.position().as_str()).unwrap()),
+    )
+    .await;
+    assert_eq!(at_end.outcome(), ResumeOutcome::Resumed);
+    append(&log, "next").await;
+    assert_eq!(labels(&mut at_end, 1).await, ["next"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_older_than_the_trimmed_start_is_a_gap() {
+    let server = redis_server!(RedisServer::start());
+    let log = within(
+        "connect",
+        RedisLog::builder(server.url(), "room")
+            .max_len(10)
+            .window(4)
+            .connect(),
+    )
+    .await
+    .expect("connect");
+    let first = append(&log, "0").await;
+    let mut lagging = subscribe(&log, Some(&cursor(&first))).await;
+    assert_eq!(lagging.outcome(), ResumeOutcome::Resumed);
+    for n in 1..500 {
+        append(&log, &n.to_string()).await;
+    }
+    // Approximate trimming removed whole nodes: find what the stream still holds.
+    let mut redis = server.connection().await;
+    let held: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("room")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(held.len() < 500, "the stream was trimmed");
+    let held_data: Vec<String> = held.iter().map(|(_, fields)| fields[0].1.clone()).collect();
+    let oldest: usize = held_data[0].parse().unwrap();
+    assert!(oldest > 1);
+
+    // A new subscriber with the trimmed cursor: a gap, then everything held, in order.
+    let mut resumed = subscribe(&log, Some(&cursor(&first))).await;
+    assert_eq!(resumed.outcome(), ResumeOutcome::Gap);
+    assert_eq!(
+        resumed.position(),
+        None,
+        "no position is handed out before the gap"
+    );
+    let gap = next(&mut resumed).await;
+    let Delivery::Gap(Some(position)) = &gap else {
+        panic!("expected a gap, got {gap:?}")
+    };
+    assert_eq!(resumed.position().as_ref(), Some(position));
+    assert_eq!(labels(&mut resumed, held.len()).await, held_data);
+
+    // Resuming from the gap's position is not another gap.
+    let mut again = subscribe(&log, Some(&LastEventId::parse(position.as_str()).unwrap())).await;
+    assert_eq!(again.outcome(), ResumeOutcome::Resumed);
+    assert_eq!(labels(&mut again, 1).await, held_data[..1]);
+
+    // A subscriber that fell behind while connected gets the gap too, not silence.
+    let mut got = labels(&mut lagging, held.len() + 1).await;
+    assert_eq!(got.remove(0), "<gap>");
+    assert_eq!(got, held_data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_and_recreated_stream_is_a_gap() {
+    let server = redis_server!(RedisServer::start());
+    let log = connect(&server, "room").await;
+    let a = append(&log, "a").await;
+    let b = append(&log, "b").await;
+    let mut live = subscribe(&log, Some(&cursor(&a))).await;
+    assert_eq!(labels(&mut live, 1).await, ["b"]);
+
+    let mut redis = server.connection().await;
+    let deleted: i64 = redis::cmd("DEL")
+        .arg("room")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    // The stream is gone: an old cursor is a gap, not an error. (Right after the deletion
+    // the cursor may still be served from this process's window, which the reader corrects
+    // within seconds; either way the gap comes first.)
+    let mut while_gone = subscribe(&log, Some(&cursor(&b))).await;
+    assert_eq!(labels(&mut while_gone, 1).await, ["<gap>"]);
+
+    append(&log, "c").await;
+    let d = append(&log, "d").await;
+    let deadline = Instant::now() + LIMIT;
+    while log.position() != *d.id().unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the reader did not read the new stream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A new subscriber with a cursor of the old stream.
+    let mut resumed = subscribe(&log, Some(&cursor(&b))).await;
+    assert_eq!(resumed.outcome(), ResumeOutcome::Gap);
+    assert_eq!(labels(&mut resumed, 3).await, ["<gap>", "c", "d"]);
+    // One that was connected all along (the reader notices the new stream).
+    assert_eq!(labels(&mut live, 3).await, ["<gap>", "c", "d"]);
+    // (It may hear of the deletion twice, from Redis and then from the reader: a gap too
+    // many is safe, a gap too few is not.)
+    let mut after = Vec::new();
+    while after.last().map(String::as_str) != Some("d") {
+        after.push(label(&next(&mut while_gone).await));
+    }
+    after.retain(|label| label != "<gap>");
+    assert_eq!(after, ["c", "d"]);
+    // A cursor of the recreated stream resumes.
+    let fresh_cursor = LastEventId::parse(log.position().as_str()).unwrap();
+    let mut current = subscribe(&log, Some(&fresh_cursor)).await;
+    assert_eq!(current.outcome(), ResumeOutcome::Resumed);
+    nothing_more(&mut current).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_age_limit_trims_old_entries_and_their_cursors_become_gaps() {
+    let server = redis_server!(RedisServer::start());
+    let log = within(
+        "connect",
+        RedisLog::builder(server.url(), "room")
+            .max_age(Duration::from_millis(200))
+            .connect(),
+    )
+    .await
+    .expect("connect");
+    let mut live = subscribe(&log, None).await;
+    let mut old = Vec::new();
+    for n in 0..300 {
+        old.push(append(&log, &format!("old {n}")).await);
+    }
+    let old_data: Vec<String> = (0..300).map(|n| format!("old {n}")).collect();
+    assert_eq!(labels(&mut live, 300).await, old_data);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Approximate trimming drops whole nodes of the stream (100 entries each by default), so
+    // the newest entry the reader saw is trimmed too.
+    for n in 0..300 {
+        append(&log, &format!("new {n}")).await;
+    }
+    let mut redis = server.connection().await;
+    let held: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("room")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let held_data: Vec<String> = held.iter().map(|(_, fields)| fields[0].1.clone()).collect();
+    assert!(
+        held_data.len() < 600 && held_data[0] != "old 0",
+        "old entries were trimmed"
+    );
+
+    // A subscriber that was at the newest entry when it aged out lost nothing: no gap.
+    let new_data: Vec<String> = (0..300).map(|n| format!("new {n}")).collect();
+    assert_eq!(labels(&mut live, 300).await, new_data);
+
+    // Another process, whose window does not hold the old entries: their cursors are gaps.
+    let other = connect(&server, "room").await;
+    let mut subscription = subscribe(&other, Some(&cursor(&old[0]))).await;
+    assert_eq!(subscription.outcome(), ResumeOutcome::Gap);
+    let mut got = labels(&mut subscription, held_data.len() + 1).await;
+    assert_eq!(got.remove(0), "<gap>");
+    assert_eq!(got, held_data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_future_cursors_are_refused() {
+    let server = redis_server!(RedisServer::start());
+    let log = connect(&server, "room").await;
+    let stored = append(&log, "a").await;
+    for bad in [
+        "nodash",
+        "abc-1",
+        "1-",
+        "-1",
+        "1-2-3",
+        "0x10-0",
+        "18446744073709551616-0",
+        "9999999999999-0",
+    ] {
+        let result = log.subscribe(Some(&LastEventId::parse(bad).unwrap())).await;
+        assert!(
+            matches!(
+                result,
+                Err(SubscribeError::InvalidCursor(CursorError::Unknown { .. }))
+            ),
+            "{bad}: {result:?}"
+        );
+    }
+    // Later than the stream but not than Redis's clock: history was lost (say, a restart
+    // without persistence), so the client is told to reload.
+    let (ms, seq) = stored.id().unwrap().as_str().split_once('-').unwrap();
+    let ahead = format!("{ms}-{}", seq.parse::<u64>().unwrap() + 5);
+    let mut subscription = subscribe(&log, Some(&LastEventId::parse(&ahead).unwrap())).await;
+    assert_eq!(subscription.outcome(), ResumeOutcome::Gap);
+    assert_eq!(labels(&mut subscription, 2).await, ["<gap>", "a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_fails_clearly() {
+    // Nobody listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = RedisLog::builder(format!("redis://127.0.0.1:{port}"), "room")
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error.kind(),
+            RedisLogErrorKind::Unavailable | RedisLogErrorKind::Timeout
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("redis-server is running"), "{error}");
+
+    let error = RedisLog::connect("not a url", "room").await.unwrap_err();
+    assert_eq!(error.kind(), RedisLogErrorKind::Config, "{error}");
+
+    let server = redis_server!(RedisServer::start());
+    let mut redis = server.connection().await;
+    let () = redis::cmd("SET")
+        .arg("plain")
+        .arg("1")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let error = RedisLog::connect(&server.url(), "plain").await.unwrap_err();
+    assert_eq!(error.kind(), RedisLogErrorKind::Refused, "{error}");
+    assert!(error.to_string().contains("not a stream"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Two chat instances on one Redis
+// ---------------------------------------------------------------------------------------
+
+async fn post(addr: std::net::SocketAddr, text: &str) -> String {
+    let answer = request(
+        addr,
+        Method::POST,
+        "/api/messages",
+        &[("content-type", b"text/plain; charset=utf-8")],
+        text.to_owned(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    answer.json()["id"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_between_two_chat_instances_without_loss_or_duplicate() {
+    let server = redis_server!(RedisServer::start());
+    let (a, _server_a) = serve(app::router(
+        connect(&server, "chat").await,
+        StreamConfig::default(),
+    ))
+    .await;
+    let (b, _server_b) = serve(app::router(
+        connect(&server, "chat").await,
+        StreamConfig::default(),
+    ))
+    .await;
+
+    let mut client = SseClient::connect(a, "/api/events", None).await;
+    let mut sent = Vec::new();
+    for n in 0..4 {
+        let text = format!("before {n}");
+        let instance = if n % 2 == 0 { a } else { b };
+        sent.push((post(instance, &text).await, text));
+    }
+    for (id, text) in &sent {
+        let event = client.next().await;
+        assert_eq!(
+            (&event.id, &event.event, &event.data),
+            (id, &"message".to_owned(), text)
+        );
+    }
+    let last_seen = client.last_event_id().to_owned();
+    drop(client);
+
+    // Cut off: messages go to both instances meanwhile.
+    let mut missed = Vec::new();
+    for n in 0..10 {
+        let text = format!("meanwhile {n}");
+        let instance = if n % 2 == 0 { b } else { a };
+        missed.push((post(instance, &text).await, text));
+    }
+
+    let mut client = SseClient::connect(b, "/api/events", Some(&last_seen)).await;
+    for (id, text) in &missed {
+        let event = client.next().await;
+        assert_eq!(
+            (&event.event, &event.id, &event.data),
+            (&"message".to_owned(), id, text)
+        );
+    }
+    // Nothing repeated after them: the next event is the next message.
+    let after = post(a, "after").await;
+    let event = client.next().await;
+    assert_eq!((event.id, event.data), (after, "after".to_owned()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis killed and restarted under 1 000 subscribers
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_and_restarting_redis_loses_nothing_acknowledged() {
+    const SUBSCRIBERS: usize = 1_000;
+    let mut server = redis_server!(RedisServer::start_persistent());
+    let log = within(
+        "connect",
+        RedisLog::builder(server.url(), "room")
+            .command_timeout(Duration::from_millis(500))
+            .connect(),
+    )
+    .await
+    .expect("connect");
+    // Each subscriber reads (and so waits through the outage) until the `end` event.
+    let mut readers = Vec::with_capacity(SUBSCRIBERS);
+    for _ in 0..SUBSCRIBERS {
+        let mut subscription = subscribe(&log, None).await;
+        readers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let delivery = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    poll_fn(|cx| Pin::new(&mut subscription).poll_delivery(cx)),
+                )
+                .await
+                .expect("the end event within 30 s");
+                match delivery {
+                    Some(Ok(Delivery::Event(event))) if event.data() == "end" => return ids,
+                    Some(Ok(Delivery::Event(event))) => ids.push(event.id().unwrap().as_str().to_owned()),
+                    Some(Ok(gap)) => panic!("a gap: {gap:?}"),
+                    Some(Err(never)) => match never {},
+                    None => panic!("the subscription ended"),
+                }
+            }
+        }));
+    }
+    assert_eq!(log.subscriber_count(), SUBSCRIBERS);
+
+    let mut acknowledged = Vec::new();
+    for n in 0..20 {
+        acknowledged.push(append(&log, &format!("up {n}")).await);
+    }
+
+    server.kill();
+    // Publishing while Redis is down fails, quickly and clearly.
+    for n in 0..3 {
+        let started = Instant::now();
+        let result = log.append(Event::new(format!("down {n}"))).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+        let error = result.expect_err("no Redis, no append");
+        assert!(
+            matches!(
+                error.kind(),
+                RedisLogErrorKind::Unavailable | RedisLogErrorKind::Timeout
+            ),
+            "{error:?}"
+        );
+    }
+    // A subscriber whose cursor needs Redis is refused (503), not hung.
+    let result = log.subscribe(Some(&LastEventId::parse("1-0").unwrap())).await;
+    assert!(matches!(result, Err(SubscribeError::Backend(_))), "{result:?}");
+    // Subscribers without a cursor still start, from this process's window.
+    let late = subscribe(&log, None).await;
+    drop(late);
+
+    server.restart();
+    // The connection comes back by itself.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match log.append(Event::new("back")).await {
+            Ok(event) => {
+                acknowledged.push(event);
+                break;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "Redis did not come back: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for n in 0..20 {
+        acknowledged.push(append(&log, &format!("again {n}")).await);
+    }
+    append(&log, "end").await;
+
+    // Every subscriber got every acknowledged event, once, in order, and no gap.
+    let expected: Vec<String> = acknowledged
+        .iter()
+        .map(|event| event.id().unwrap().as_str().to_owned())
+        .collect();
+    for reader in readers {
+        let got = within("a subscriber", reader).await.expect("a subscriber failed");
+        assert_eq!(got, expected);
+    }
+    assert_eq!(log.subscriber_count(), 0);
+}
