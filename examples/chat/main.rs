@@ -15,6 +15,8 @@
 //! in this process's memory.
 
 mod app;
+#[path = "../shared/process.rs"]
+mod process;
 
 use std::net::SocketAddr;
 
@@ -22,10 +24,7 @@ use tower_eventstream::{EventLog, MemoryLog, Shutdown, StreamConfig};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = std::env::var("ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("ADDR: {e}")))?;
+    let addr = process::listen_addr("127.0.0.1:3000")?;
 
     match std::env::var("REDIS_URL") {
         Ok(url) if !url.is_empty() => serve_redis(addr, &url).await,
@@ -61,24 +60,9 @@ async fn serve<L: EventLog>(addr: SocketAddr, log: L, store: &str) -> std::io::R
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            stop_signal().await;
+            process::stop_signal().await;
             // Open SSE streams never end by themselves; end them so the server can stop.
             shutdown.trigger();
         })
         .await
-}
-
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

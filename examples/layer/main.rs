@@ -15,36 +15,19 @@
 // Some of its accessors are only used by `tests/examples.rs`.
 #[allow(dead_code)]
 mod app;
+#[path = "../shared/process.rs"]
+mod process;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = std::env::var("ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:3003".to_owned())
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("ADDR: {e}")))?;
+    let addr = process::listen_addr("127.0.0.1:3003")?;
 
     let app = app::App::new();
     app.spawn_ticker(Duration::from_secs(1));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("ticks on http://{}/ticks", listener.local_addr()?);
-    app.serve(listener, stop_signal()).await
-}
-
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    app.serve(listener, process::stop_signal()).await
 }
