@@ -303,7 +303,9 @@ fn model(cursor: &str, epoch: &str, appended: u64, first_held: u64) -> Option<Ex
         && cursor_epoch
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !epoch_ok || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+    // Leading zeros are a spelling no instance issues.
+    let canonical = seq.len() == 1 || !seq.starts_with('0');
+    if !epoch_ok || seq.is_empty() || !canonical || !seq.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let seq: u64 = seq.parse().ok()?;

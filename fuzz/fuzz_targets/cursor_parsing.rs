@@ -191,7 +191,9 @@ fn issued(cursor: &str, epoch: &str, appended: u64, first_held: u64) -> Option<O
         && cursor_epoch
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !well_formed || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+    // Leading zeros are a spelling no instance issues.
+    let canonical = seq.len() == 1 || !seq.starts_with('0');
+    if !well_formed || seq.is_empty() || !canonical || !seq.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     // No instance issues a sequence past u64.
