@@ -254,7 +254,13 @@ impl Event {
     /// The SSE wire bytes of this event, ending with the blank line that dispatches it.
     /// Encoded on first use and shared afterwards.
     pub fn to_bytes(&self) -> Bytes {
-        self.0.sse.get_or_init(|| self.encode_sse()).clone()
+        self.encoded().clone()
+    }
+
+    /// The cached wire bytes, without touching their reference count (which every
+    /// subscriber of a busy log shares).
+    pub(crate) fn encoded(&self) -> &Bytes {
+        self.0.sse.get_or_init(|| self.encode_sse())
     }
 
     /// The long-poll JSON object of this event (`{"id":…,"event":…,"data":…}`), encoded on

@@ -34,6 +34,21 @@ pub trait EventSource: Send + 'static {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Delivery, Self::Error>>>;
 
+    /// Appends the wire bytes of the next ready events to `out` (stopping once it holds
+    /// `max_bytes`), for sources that can do so without handing out each event.
+    /// `Ready(Some(Ok(0)))` means "use [`poll_delivery`](EventSource::poll_delivery)"
+    /// (the default, and always the answer when a gap is to be reported); `Pending` means
+    /// nothing is ready and the task will be woken.
+    #[doc(hidden)]
+    fn poll_encoded(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _out: &mut bytes::BytesMut,
+        _max_bytes: usize,
+    ) -> Poll<Option<Result<usize, Self::Error>>> {
+        Poll::Ready(Some(Ok(0)))
+    }
+
     /// The position after everything delivered so far, if the source knows it. A long poll
     /// answers with it as `lastEventId` when no event carried an id, and an SSE stream sends
     /// it on open. A plain `Stream` knows none: a poll that times out without a cursor then

@@ -85,6 +85,25 @@ impl<S: EventSource> SseBody<S> {
     }
 }
 
+impl KeepAlive {
+    /// A keep-alive frame once the stream has been idle for the interval, else `Pending`.
+    fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let now = Instant::now();
+            let idle_until = self.last_write + self.interval;
+            if idle_until > now {
+                // Something was written meanwhile: the stream has not been idle long enough.
+                self.timer.as_mut().reset(idle_until);
+                continue;
+            }
+            self.last_write = now;
+            self.timer.as_mut().reset(now + self.interval);
+            return frame(Bytes::from_static(KEEP_ALIVE));
+        }
+    }
+}
+
 fn frame(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     Poll::Ready(Some(Ok(Frame::data(bytes))))
 }
@@ -142,6 +161,33 @@ impl<S: EventSource> Body for SseBody<S> {
             }
         }
 
+        // Sources that can copy their ready events' bytes straight into the frame do so.
+        let mut direct = BytesMut::new();
+        let frame_bytes = *this.frame_bytes;
+        match this.source.as_mut().poll_encoded(cx, &mut direct, frame_bytes) {
+            Poll::Ready(Some(Ok(0))) => {}
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(keep_alive) = this.keep_alive.as_mut() {
+                    keep_alive.last_write = Instant::now();
+                }
+                return frame(direct.freeze());
+            }
+            Poll::Ready(Some(Err(error))) => {
+                *this.finished = true;
+                return Poll::Ready(Some(Err(error.into())));
+            }
+            Poll::Ready(None) => {
+                *this.finished = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {
+                return this
+                    .keep_alive
+                    .as_mut()
+                    .map_or(Poll::Pending, |k| k.poll_tick(cx))
+            }
+        }
+
         // Gather everything ready into one frame: one shared buffer when a single event is
         // ready (no copy), a concatenation when several are.
         let mut single: Option<Bytes> = None;
@@ -194,22 +240,10 @@ impl<S: EventSource> Body for SseBody<S> {
             return Poll::Ready(this.failed.take().map(Err));
         }
 
-        if let Some(keep_alive) = this.keep_alive.as_mut() {
-            loop {
-                ready!(keep_alive.timer.as_mut().poll(cx));
-                let now = Instant::now();
-                let idle_until = keep_alive.last_write + keep_alive.interval;
-                if idle_until > now {
-                    // Something was written meanwhile: the stream has not been idle long enough.
-                    keep_alive.timer.as_mut().reset(idle_until);
-                    continue;
-                }
-                keep_alive.last_write = now;
-                keep_alive.timer.as_mut().reset(now + keep_alive.interval);
-                return frame(Bytes::from_static(KEEP_ALIVE));
-            }
+        match this.keep_alive.as_mut() {
+            Some(keep_alive) => keep_alive.poll_tick(cx),
+            None => Poll::Pending,
         }
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
