@@ -170,13 +170,12 @@ fn percent_decode(value: &str) -> Result<Vec<u8>, ()> {
     while at < bytes.len() {
         match bytes[at] {
             b'%' => {
-                let hex = bytes.get(at + 1..at + 3).ok_or(())?;
-                // `from_str_radix` alone would also take a sign (`%+A`).
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                // Exactly two hex digits (`from_str_radix` would also take a sign, as in `%+A`).
+                let digit = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+                let (Some(high), Some(low)) = (digit(at + 1), digit(at + 2)) else {
                     return Err(());
-                }
-                let hex = std::str::from_utf8(hex).map_err(|_| ())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+                };
+                out.push((high * 16 + low) as u8);
                 at += 3;
             }
             b'+' => {
