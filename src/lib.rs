@@ -40,6 +40,9 @@
 //! - `tracing`: warnings when a log backend or event source fails.
 //! - `redis`: [`RedisLog`], an event log on a Redis stream shared by several processes
 //!   (Redis 7.0 or later).
+//! - `server`: [`server::Server`], an HTTP/1.1 server that keeps no buffer per idle
+//!   stream (about 2 KiB per idle SSE connection instead of hyper's 12–21 KiB), handing
+//!   every other connection to hyper.
 //!
 //! # Fitting into a stack
 //!
@@ -61,6 +64,8 @@ mod event;
 pub mod log;
 pub mod long_poll;
 pub mod negotiate;
+#[cfg(feature = "server")]
+pub mod server;
 mod service;
 mod shutdown;
 mod source;

@@ -1,4 +1,4 @@
-//! `cargo bench --bench compare [-- --smoke]`: this crate against its peers, in one run.
+//! `cargo bench --features server --bench compare [-- --smoke]`: this crate against its peers, in one run.
 //!
 //! Servers, one after another on loopback ports, each in a process of its own (this binary
 //! re-executed as `--serve <kind> <port>`, or nginx) so that its memory and CPU time are read
@@ -6,6 +6,7 @@
 //!
 //! - `crate`: the chat example's router (`examples/chat/app.rs`) under `axum::serve`;
 //! - `crate-h1`: the same router on hyper's HTTP/1 connection builder, with `TCP_NODELAY`;
+//! - `crate-server`: the same router on this crate's own `server::Server`;
 //! - `axum`: axum's `Sse` over a `tokio::sync::broadcast` channel, 15 s keep-alive;
 //! - `ceiling`: raw tokio, no HTTP framework, events encoded once and written batched;
 //! - `nchan`: nginx + Nchan from `benches/nchan.conf.template` (skipped when not installed).
@@ -28,7 +29,7 @@
 //! counts (other work on a shared machine comes and goes). The table gives each server's
 //! figure and the ratios of this crate to axum, the ceiling and Nchan, then the targets.
 //!
-//! Options: `--smoke`, `--only crate,crate-h1,axum,ceiling,nchan`,
+//! Options: `--smoke`, `--only crate,crate-h1,crate-server,axum,ceiling,nchan`,
 //! `--scenarios encode,fanout,latency,longpoll,idle`, `--rounds N`, `--publishers N`,
 //! `--events N` (fan-out), `--idle-secs N`.
 
@@ -183,18 +184,27 @@ impl Settings {
 enum Kind {
     Crate,
     CrateH1,
+    CrateServer,
     Axum,
     Ceiling,
     Nchan,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [Kind::Crate, Kind::CrateH1, Kind::Axum, Kind::Ceiling, Kind::Nchan];
+    const ALL: [Kind; 6] = [
+        Kind::Crate,
+        Kind::CrateH1,
+        Kind::CrateServer,
+        Kind::Axum,
+        Kind::Ceiling,
+        Kind::Nchan,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Kind::Crate => "crate",
             Kind::CrateH1 => "crate-h1",
+            Kind::CrateServer => "crate-server",
             Kind::Axum => "axum",
             Kind::Ceiling => "ceiling",
             Kind::Nchan => "nchan",
@@ -209,6 +219,7 @@ impl Kind {
         match self {
             Kind::Crate => "crate (axum::serve)",
             Kind::CrateH1 => "crate (hyper h1)",
+            Kind::CrateServer => "crate (own server)",
             Kind::Axum => "axum Sse",
             Kind::Ceiling => "ceiling",
             Kind::Nchan => "Nchan",
@@ -217,7 +228,7 @@ impl Kind {
 
     fn sse_path(self) -> &'static str {
         match self {
-            Kind::Crate | Kind::CrateH1 => "/api/events",
+            Kind::Crate | Kind::CrateH1 | Kind::CrateServer => "/api/events",
             Kind::Axum => "/events",
             Kind::Ceiling | Kind::Nchan => "/sub",
         }
@@ -225,7 +236,7 @@ impl Kind {
 
     fn publish_path(self) -> &'static str {
         match self {
-            Kind::Crate | Kind::CrateH1 => "/api/messages",
+            Kind::Crate | Kind::CrateH1 | Kind::CrateServer => "/api/messages",
             Kind::Axum => "/publish",
             Kind::Ceiling | Kind::Nchan => "/pub",
         }
@@ -233,7 +244,7 @@ impl Kind {
 
     fn long_poll(self) -> Option<(&'static str, PollStyle)> {
         match self {
-            Kind::Crate | Kind::CrateH1 => Some(("/api/events", PollStyle::Crate)),
+            Kind::Crate | Kind::CrateH1 | Kind::CrateServer => Some(("/api/events", PollStyle::Crate)),
             Kind::Ceiling => Some(("/lp", PollStyle::Ceiling)),
             Kind::Nchan => Some(("/lp", PollStyle::Nchan)),
             // axum has no long poll of its own.
@@ -922,7 +933,7 @@ fn judge(rows: &[Row]) -> String {
         Some(false) => "MISSED",
         None => "not measured",
     };
-    for kind in [Kind::Crate, Kind::CrateH1] {
+    for kind in [Kind::Crate, Kind::CrateH1, Kind::CrateServer] {
         out.push_str(&format!("targets for {}:\n", kind.column()));
         if let Some(row) = find("fan-out deliveries") {
             let axum = ratio(row, kind, Kind::Axum);
@@ -1073,7 +1084,7 @@ async fn run(s: &Settings, encoded: Option<encode::Encoded>) -> bool {
         let mut body = Row::new("encode: through the SSE body (events/s)", Unit::PerSecond);
         for kind in &kinds {
             let (d, b) = match kind {
-                Kind::Crate | Kind::CrateH1 => (encoded.crate_direct, encoded.crate_body),
+                Kind::Crate | Kind::CrateH1 | Kind::CrateServer => (encoded.crate_direct, encoded.crate_body),
                 Kind::Axum => (encoded.axum_body, encoded.axum_body),
                 _ => (f64::NAN, f64::NAN),
             };

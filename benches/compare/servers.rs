@@ -50,6 +50,7 @@ pub fn serve(kind: &str, port: u16) -> ! {
         match kind {
             "crate" => crate_axum_serve(listener).await,
             "crate-h1" => crate_hyper_http1(listener).await,
+            "crate-server" => crate_own_server(listener).await,
             "axum" => axum_sse(listener).await,
             "ceiling" => ceiling(listener).await,
             other => Err(io::Error::other(format!("unknown server kind {other}"))),
@@ -98,6 +99,15 @@ async fn crate_hyper_http1(listener: TcpListener) -> io::Result<()> {
             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
     }
+}
+
+/// The same router on this crate's own server (feature `server`): body-less `GET`s answered
+/// without a buffer per connection, the publishers' `POST`s by hyper.
+async fn crate_own_server(listener: TcpListener) -> io::Result<()> {
+    let log = MemoryLog::builder().history(HISTORY).build();
+    let app = crate::app::router(log, StreamConfig::default().keep_alive(KEEP_ALIVE));
+    tower_eventstream::server::Server::new(app).serve(listener).await;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

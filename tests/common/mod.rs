@@ -82,7 +82,16 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Serves `router` on 127.0.0.1 (a free port) with axum, with graceful shutdown support.
+/// Whether this suite runs on the crate's own [`tower_eventstream::server::Server`]:
+/// `tests/crate_server.rs` compiles the chat, SSE, long-poll and bad-input suites a second
+/// time as its modules, and there every server these helpers start is that one instead of
+/// `axum::serve`.
+pub fn on_crate_server() -> bool {
+    module_path!().starts_with("crate_server::")
+}
+
+/// Serves `router` on 127.0.0.1 (a free port) with axum (or the crate's server, see
+/// [`on_crate_server`]), with graceful shutdown support.
 pub async fn serve(router: Router) -> (SocketAddr, ServerHandle) {
     serve_with_shutdown(router, None).await
 }
@@ -93,16 +102,22 @@ pub async fn serve_with_shutdown(router: Router, shutdown: Option<Shutdown>) -> 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
     let (stop, stopped) = oneshot::channel::<()>();
+    let signal = async move {
+        // A dropped sender also ends the server.
+        let _ = stopped.await;
+        if let Some(shutdown) = shutdown {
+            shutdown.trigger();
+        }
+    };
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                // A dropped sender also ends the server.
-                let _ = stopped.await;
-                if let Some(shutdown) = shutdown {
-                    shutdown.trigger();
-                }
-            })
-            .await
+        #[cfg(feature = "server")]
+        if on_crate_server() {
+            tower_eventstream::server::Server::new(router)
+                .serve_with_shutdown(listener, signal)
+                .await;
+            return Ok(());
+        }
+        axum::serve(listener, router).with_graceful_shutdown(signal).await
     });
     (
         addr,

@@ -53,6 +53,13 @@ pub async fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut()
 // Servers
 // ---------------------------------------------------------------------------------------
 
+/// Whether this suite runs on the crate's own [`tower_eventstream::server::Server`]:
+/// `tests/crate_server.rs` compiles the bad-input suite a second time as its module, and
+/// there [`AxumServer`] serves with that server instead of `axum::serve`.
+pub fn on_crate_server() -> bool {
+    module_path!().starts_with("crate_server::")
+}
+
 /// `axum::serve` on 127.0.0.1 (a free port), exactly as the chat example's `main` serves.
 /// Dropping the handle aborts the accept loop (open connections end with their tasks).
 pub struct AxumServer {
@@ -66,6 +73,12 @@ impl AxumServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let task = tokio::spawn(async move {
+            #[cfg(feature = "server")]
+            if on_crate_server() {
+                return tower_eventstream::server::Server::new(router)
+                    .serve(listener)
+                    .await;
+            }
             let _ = axum::serve(listener, router).await;
         });
         AxumServer { addr, task }

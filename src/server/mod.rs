@@ -1,0 +1,223 @@
+//! A lean HTTP/1.1 server for event streams (feature `server`).
+//!
+//! hyper keeps two buffers of 8 KiB (a read and a write buffer) for the whole life of every
+//! HTTP/1 connection, so an idle SSE stream served by `axum::serve` or hyper's connection
+//! builders costs about 12–21 KiB of memory, almost all of it those buffers. [`Server`]
+//! answers body-less `GET` and `HEAD` requests itself, writing each frame of the response
+//! body straight to the socket and keeping no buffer while a stream waits for its next
+//! event: an idle stream costs its task, its socket and the body's own state (about 2 KiB
+//! in all with [`MemoryLog`](crate::MemoryLog)). Every other connection, from the first
+//! request that is not such a `GET` or `HEAD` (a `POST` with a body, a WebSocket upgrade,
+//! HTTP/2), is handed with the bytes read so far to hyper, which serves it to the end.
+//!
+//! The service is any tower service of `Request<`[`RequestBody`]`>`, as an axum `Router`
+//! is.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tower_eventstream::server::Server;
+//! use tower_eventstream::{EventLogService, MemoryLog};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let log = MemoryLog::new();
+//! let app = axum::Router::new().route_service("/events", EventLogService::new(log.clone()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! Server::new(app)
+//!     .serve_with_shutdown(listener, async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     })
+//!     .await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it does not do
+//!
+//! It sends no `100 Continue` of its own (requests with `Expect` go to hyper), keeps
+//! HTTP/1.0 connections open for one request only, and ends a response body delimited by
+//! closing the connection only for HTTP/1.0 clients. Request extensions carry nothing from
+//! the connection (axum's `ConnectInfo` is not set).
+
+mod body;
+mod connection;
+mod head;
+mod io;
+mod response;
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Body;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_service::Service;
+
+pub use body::RequestBody;
+
+use crate::BoxError;
+
+/// The longest a client may take to send a request head, and the longest a kept-alive
+/// connection may stay idle between requests.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest request head accepted; a larger one is answered 431.
+pub const DEFAULT_MAX_HEAD_SIZE: usize = 16 * 1024;
+
+/// How long to wait before accepting again after the process ran out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves a tower service over TCP, HTTP/1.1 for event streams and long polls without a
+/// per-connection buffer, hyper for everything else. See the [module](self) docs.
+#[derive(Clone)]
+pub struct Server<S> {
+    service: S,
+    header_read_timeout: Duration,
+    max_head_size: usize,
+    tcp_nodelay: bool,
+}
+
+/// What every connection task shares.
+struct Shared {
+    header_read_timeout: Duration,
+    max_head_size: usize,
+    hyper: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+}
+
+impl<S> Server<S> {
+    /// A server for `service`, with [`DEFAULT_HEADER_READ_TIMEOUT`],
+    /// [`DEFAULT_MAX_HEAD_SIZE`] and `TCP_NODELAY` on.
+    pub fn new(service: S) -> Self {
+        Server {
+            service,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_head_size: DEFAULT_MAX_HEAD_SIZE,
+            tcp_nodelay: true,
+        }
+    }
+
+    /// The longest a client may take to send a request head, or stay silent between
+    /// requests on a kept-alive connection, before the connection is closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The largest request head accepted (at least 1 KiB); larger heads are answered 431
+    /// and the connection closed.
+    pub fn max_head_size(mut self, bytes: usize) -> Self {
+        self.max_head_size = bytes.max(1024);
+        self
+    }
+
+    /// Whether accepted sockets get `TCP_NODELAY`, so that a small event is sent at once
+    /// rather than held back by Nagle's algorithm (on by default).
+    pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
+        self.tcp_nodelay = nodelay;
+        self
+    }
+
+    /// Serves connections from `listener` until this future is dropped.
+    pub async fn serve<B>(self, listener: TcpListener)
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.serve_with_shutdown(listener, std::future::pending()).await
+    }
+
+    /// Serves connections from `listener` until `signal` completes, then stops accepting,
+    /// closes connections waiting between requests, lets every response in progress finish
+    /// (pair it with [`Shutdown`](crate::Shutdown) so event streams finish too), and
+    /// returns when every connection is closed.
+    pub async fn serve_with_shutdown<B, F>(self, listener: TcpListener, signal: F)
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+        F: Future<Output = ()>,
+    {
+        let mut hyper = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        hyper
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(self.max_head_size.max(8192));
+        hyper.http2().timer(TokioTimer::new());
+        let shared = Arc::new(Shared {
+            header_read_timeout: self.header_read_timeout,
+            max_head_size: self.max_head_size,
+            hyper,
+        });
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let mut signal = pin!(signal);
+        loop {
+            let accepted = poll_fn(|cx| {
+                if signal.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                listener.poll_accept(cx).map(Some)
+            })
+            .await;
+            let stream = match accepted {
+                None => break,
+                Some(Ok((stream, _))) => stream,
+                Some(Err(error)) => {
+                    if !is_connection_error(&error) {
+                        // Out of file descriptors, most likely: give closing connections a
+                        // moment rather than spinning on the listener.
+                        #[cfg(feature = "tracing")]
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    continue;
+                }
+            };
+            if self.tcp_nodelay {
+                let _ = stream.set_nodelay(true);
+            }
+            tokio::spawn(connection::serve(
+                stream,
+                self.service.clone(),
+                Arc::clone(&shared),
+                shutdown_receiver.clone(),
+            ));
+        }
+        drop(listener);
+        drop(shutdown_receiver);
+        shutdown.send_replace(true);
+        shutdown.closed().await;
+    }
+}
+
+/// Errors of one connection attempt, after which the listener is still fine.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+impl<S> fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_head_size", &self.max_head_size)
+            .field("tcp_nodelay", &self.tcp_nodelay)
+            .finish_non_exhaustive()
+    }
+}
