@@ -25,7 +25,7 @@
 //!    published for 5 s; deliveries per second and p99;
 //! 6. encoding, from `benches/encode.rs`.
 //!
-//! Fan-out and latency run twice per server, taking turns, and each server's best round
+//! Fan-out and latency run three times per server, taking turns, and each server's best round
 //! counts (other work on a shared machine comes and goes). The table gives each server's
 //! figure and the ratios of this crate to axum, the ceiling and Nchan, then the targets.
 //!
@@ -113,7 +113,7 @@ impl Settings {
                 fanout_subscribers: 10_000,
                 fanout_events: 300,
                 fanout_publishers: 16,
-                rounds: 2,
+                rounds: 3,
                 latency_subscribers: 5_000,
                 latency_rate: 100,
                 latency_secs: 5,
@@ -334,6 +334,11 @@ impl Server {
 
     fn cpu_seconds(&self) -> f64 {
         self.pids().into_iter().map(procfs::cpu_seconds).sum()
+    }
+
+    /// The system (kernel) part of [`Server::cpu_seconds`].
+    fn system_cpu_seconds(&self) -> f64 {
+        self.pids().into_iter().map(|pid| procfs::cpu_split(pid).1).sum()
     }
 
     /// Write system calls so far (every thread and worker).
@@ -593,6 +598,8 @@ async fn latency(server: &Server, s: &Settings) -> Result<Latency, String> {
 struct Idle {
     kib_per_connection: f64,
     cpu_percent: f64,
+    /// The kernel's part of `cpu_percent` (sending keep-alives over loopback TCP).
+    system_cpu_percent: f64,
 }
 
 /// A process of this binary (`--hold`) holding idle SSE connections to one server, so
@@ -705,13 +712,14 @@ async fn idle_all(servers: &[Server], s: &Settings) -> Vec<(Kind, Result<Idle, S
         .iter()
         .map(|(server, before, _)| {
             let kib = server.memory_kib().saturating_sub(*before) as f64 / s.idle_connections as f64;
-            (kib, server.cpu_seconds())
+            (kib, (server.cpu_seconds(), server.system_cpu_seconds()))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(s.idle_secs)).await;
     let mut results = Vec::new();
-    for ((server, _, holder), (kib, cpu_before)) in held.into_iter().zip(measured) {
+    for ((server, _, holder), (kib, (cpu_before, system_before))) in held.into_iter().zip(measured) {
         let cpu = server.cpu_seconds() - cpu_before;
+        let system = server.system_cpu_seconds() - system_before;
         results.push((
             server.kind,
             holder.map(|holder| {
@@ -719,6 +727,7 @@ async fn idle_all(servers: &[Server], s: &Settings) -> Vec<(Kind, Result<Idle, S
                 Idle {
                     kib_per_connection: kib,
                     cpu_percent: cpu / s.idle_secs as f64 * 100.0,
+                    system_cpu_percent: system / s.idle_secs as f64 * 100.0,
                 }
             }),
         ));
@@ -807,7 +816,7 @@ async fn long_poll(server: &Server, s: &Settings) -> Result<LongPoll, String> {
 
 #[derive(Clone)]
 enum Cell {
-    Value(f64, Option<&'static str>),
+    Value(f64, Option<String>),
     NotApplicable,
     Failed(String),
 }
@@ -1234,8 +1243,16 @@ async fn run(s: &Settings, encoded: Option<encode::Encoded>) -> bool {
                     _ => match long_poll(&server, s).await {
                         Ok(r) => {
                             let note = incomplete(r.complete);
-                            report(&mut rows[0], kind, Ok(Cell::Value(r.deliveries_per_sec, note)));
-                            report(&mut rows[1], kind, Ok(Cell::Value(r.p99_ms, note)));
+                            report(
+                                &mut rows[0],
+                                kind,
+                                Ok(Cell::Value(r.deliveries_per_sec, note.map(String::from))),
+                            );
+                            report(
+                                &mut rows[1],
+                                kind,
+                                Ok(Cell::Value(r.p99_ms, note.map(String::from))),
+                            );
                         }
                         Err(e) => rows.iter_mut().for_each(|row| report(row, kind, Err(e.clone()))),
                     },
@@ -1251,18 +1268,26 @@ async fn run(s: &Settings, encoded: Option<encode::Encoded>) -> bool {
         report(
             &mut fanout_rows[0],
             kind,
-            Ok(Cell::Value(r.deliveries_per_sec, note)),
+            Ok(Cell::Value(r.deliveries_per_sec, note.map(String::from))),
         );
         report(
             &mut fanout_rows[1],
             kind,
-            Ok(Cell::Value(r.cpu_per_delivery_us, note)),
+            Ok(Cell::Value(r.cpu_per_delivery_us, note.map(String::from))),
         );
     }
     for (kind, r) in best_latency {
         let note = incomplete(r.complete);
-        report(&mut latency_rows[0], kind, Ok(Cell::Value(r.p50_ms, note)));
-        report(&mut latency_rows[1], kind, Ok(Cell::Value(r.p99_ms, note)));
+        report(
+            &mut latency_rows[0],
+            kind,
+            Ok(Cell::Value(r.p50_ms, note.map(String::from))),
+        );
+        report(
+            &mut latency_rows[1],
+            kind,
+            Ok(Cell::Value(r.p99_ms, note.map(String::from))),
+        );
     }
     if s.runs("idle") {
         println!(
@@ -1287,7 +1312,14 @@ async fn run(s: &Settings, encoded: Option<encode::Encoded>) -> bool {
                         kind,
                         Ok(Cell::Value(r.kib_per_connection, None)),
                     );
-                    report(&mut idle_rows[1], kind, Ok(Cell::Value(r.cpu_percent, None)));
+                    report(
+                        &mut idle_rows[1],
+                        kind,
+                        Ok(Cell::Value(
+                            r.cpu_percent,
+                            Some(format!("kernel {:.2} %", r.system_cpu_percent)),
+                        )),
+                    );
                 }
                 Err(e) => idle_rows
                     .iter_mut()

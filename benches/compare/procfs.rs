@@ -47,15 +47,19 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 
 /// User plus system CPU seconds used by `pid` so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
+    let (user, system) = cpu_split(pid);
+    user + system
+}
+
+/// User and system CPU seconds used by `pid` so far, apart.
+pub fn cpu_split(pid: u32) -> (f64, f64) {
     let Some(fields) = stat_fields(pid) else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     // utime and stime are fields 14 and 15 of the whole line.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / clock_ticks_per_second()
+    let seconds = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0) as f64;
+    let ticks = clock_ticks_per_second();
+    (seconds(11) / ticks, seconds(12) / ticks)
 }
 
 /// The direct children of `pid` (nginx's workers under its master).
