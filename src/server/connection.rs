@@ -77,7 +77,9 @@ pub(super) async fn serve<S, B>(
                     Err(Ended) => return,
                 }
             }
-            Next::Delegate => return connection.delegate(service).await,
+            // Boxed: hyper's connection state is large, and kept inline it would be part of
+            // every connection's task, idle streams' included.
+            Next::Delegate => return Box::pin(connection.delegate(service)).await,
             Next::Refuse(status) => return connection.refuse(status).await,
             Next::Close => return,
         }
