@@ -1,4 +1,4 @@
-//! The chat, SSE, long-poll and bad-input suites once more, every server they start being
+//! The chat, SSE, long-poll, bad-input and browser suites once more, every server they start being
 //! `tower_eventstream::server::Server` instead of `axum::serve` (see
 //! `common::on_crate_server`): the lean HTTP/1.1 path answers their `GET`s and `HEAD`s,
 //! hyper the rest. Behaviour particular to that server is tested in `tests/server.rs`.
@@ -8,6 +8,8 @@
 
 #[path = "bad_input.rs"]
 mod bad_input;
+#[path = "browser.rs"]
+mod browser;
 #[path = "chat.rs"]
 mod chat;
 #[path = "long_poll.rs"]

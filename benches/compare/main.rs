@@ -932,6 +932,10 @@ fn print_table(settings: &Settings, rows: &[Row], skipped: &[String]) -> String 
     out
 }
 
+/// "Well under 1 % of a core": half of it, so that a server that merely scrapes under 1 %
+/// is not counted as meeting the target.
+const WELL_UNDER_ONE_PERCENT: f64 = 0.5;
+
 /// The targets of the README, judged on the ratios of this run, for both ways of serving
 /// this crate.
 fn judge(rows: &[Row]) -> String {
@@ -977,9 +981,9 @@ fn judge(rows: &[Row]) -> String {
         if let Some(row) = find("idle CPU") {
             let own = row.value(kind);
             out.push_str(&format!(
-                "  idle cost well under 1 % of a core: {} ({})\n",
+                "  idle cost well under 1 % of a core (≤ 0.5 %): {} ({})\n",
                 own.map_or("–".to_owned(), |v| format_value(v, Unit::Percent)),
-                verdict(own.map(|v| v < 1.0)),
+                verdict(own.map(|v| v <= WELL_UNDER_ONE_PERCENT)),
             ));
         }
         if let Some(row) = find("long poll deliveries") {

@@ -55,7 +55,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use http_body::Body;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower_service::Service;
 
@@ -78,16 +78,33 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 pub struct Server<S> {
     service: S,
-    header_read_timeout: Duration,
-    max_head_size: usize,
+    shared: Arc<Shared>,
     tcp_nodelay: bool,
 }
 
 /// What every connection task shares.
+#[derive(Clone)]
 struct Shared {
     header_read_timeout: Duration,
     max_head_size: usize,
     hyper: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+}
+
+impl Shared {
+    fn new(header_read_timeout: Duration, max_head_size: usize) -> Self {
+        let mut hyper = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        hyper
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_buf_size(max_head_size.max(8192));
+        hyper.http2().timer(TokioTimer::new());
+        Shared {
+            header_read_timeout,
+            max_head_size,
+            hyper,
+        }
+    }
 }
 
 impl<S> Server<S> {
@@ -96,8 +113,7 @@ impl<S> Server<S> {
     pub fn new(service: S) -> Self {
         Server {
             service,
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-            max_head_size: DEFAULT_MAX_HEAD_SIZE,
+            shared: Arc::new(Shared::new(DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEAD_SIZE)),
             tcp_nodelay: true,
         }
     }
@@ -105,14 +121,14 @@ impl<S> Server<S> {
     /// The longest a client may take to send a request head, or stay silent between
     /// requests on a kept-alive connection, before the connection is closed.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.header_read_timeout = timeout;
+        self.shared = Arc::new(Shared::new(timeout, self.shared.max_head_size));
         self
     }
 
     /// The largest request head accepted (at least 1 KiB); larger heads are answered 431
     /// and the connection closed.
     pub fn max_head_size(mut self, bytes: usize) -> Self {
-        self.max_head_size = bytes.max(1024);
+        self.shared = Arc::new(Shared::new(self.shared.header_read_timeout, bytes.max(1024)));
         self
     }
 
@@ -150,18 +166,6 @@ impl<S> Server<S> {
         B::Error: Into<BoxError>,
         F: Future<Output = ()>,
     {
-        let mut hyper = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        hyper
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            .max_buf_size(self.max_head_size.max(8192));
-        hyper.http2().timer(TokioTimer::new());
-        let shared = Arc::new(Shared {
-            header_read_timeout: self.header_read_timeout,
-            max_head_size: self.max_head_size,
-            hyper,
-        });
         let (shutdown, shutdown_receiver) = watch::channel(false);
         let mut signal = pin!(signal);
         loop {
@@ -186,20 +190,68 @@ impl<S> Server<S> {
                     continue;
                 }
             };
-            if self.tcp_nodelay {
-                let _ = stream.set_nodelay(true);
-            }
-            tokio::spawn(connection::serve(
-                stream,
-                self.service.clone(),
-                Arc::clone(&shared),
-                shutdown_receiver.clone(),
-            ));
+            tokio::spawn(self.connection(stream, shutdown_receiver.clone()));
         }
         drop(listener);
         drop(shutdown_receiver);
         shutdown.send_replace(true);
         shutdown.closed().await;
+    }
+
+    /// Serves one accepted connection until it closes, for accept loops of your own (to
+    /// limit or count connections, say). It is not told of any shutdown: end it by
+    /// dropping it, or let it end with its last response.
+    ///
+    /// ```no_run
+    /// use tower_eventstream::server::Server;
+    /// use tower_eventstream::{EventLogService, MemoryLog};
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// let server = Server::new(EventLogService::new(MemoryLog::new()));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(50_000));
+    /// loop {
+    ///     let permit = connections.clone().acquire_owned().await.expect("never closed");
+    ///     let (stream, _) = listener.accept().await?;
+    ///     let connection = server.serve_connection(stream);
+    ///     tokio::spawn(async move {
+    ///         connection.await;
+    ///         drop(permit);
+    ///     });
+    /// }
+    /// # }
+    /// ```
+    pub fn serve_connection<B>(&self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        // A receiver whose sender is gone: never shut down.
+        let (_, never) = watch::channel(false);
+        self.connection(stream, never)
+    }
+
+    fn connection<B>(
+        &self,
+        stream: TcpStream,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        if self.tcp_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        connection::serve(stream, self.service.clone(), Arc::clone(&self.shared), shutdown)
     }
 }
 
@@ -215,8 +267,8 @@ fn is_connection_error(error: &std::io::Error) -> bool {
 impl<S> fmt::Debug for Server<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("header_read_timeout", &self.header_read_timeout)
-            .field("max_head_size", &self.max_head_size)
+            .field("header_read_timeout", &self.shared.header_read_timeout)
+            .field("max_head_size", &self.shared.max_head_size)
             .field("tcp_nodelay", &self.tcp_nodelay)
             .finish_non_exhaustive()
     }

@@ -54,8 +54,9 @@ pub async fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut()
 // ---------------------------------------------------------------------------------------
 
 /// Whether this suite runs on the crate's own [`tower_eventstream::server::Server`]:
-/// `tests/crate_server.rs` compiles the bad-input suite a second time as its module, and
-/// there [`AxumServer`] serves with that server instead of `axum::serve`.
+/// `tests/crate_server.rs` compiles the bad-input and browser suites a second time as its
+/// modules, and there [`AxumServer`] and [`TestServer`] serve with that server instead of
+/// hyper.
 pub fn on_crate_server() -> bool {
     module_path!().starts_with("crate_server::")
 }
@@ -199,6 +200,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>) {
         let task = tokio::spawn(async move {
             let _registered = registered;
             let _ = stream.set_nodelay(true);
+            #[cfg(feature = "server")]
+            if on_crate_server() {
+                return tower_eventstream::server::Server::new(router).serve_connection(stream).await;
+            }
             let service = TowerToHyperService::new(router);
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
