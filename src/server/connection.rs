@@ -142,6 +142,10 @@ impl Connection {
     }
 
     /// Answers one request. `Ok(false)`: the body was delimited by closing the connection.
+    ///
+    /// Blocks scope what is only needed before the body streams (the service's future, the
+    /// response head), so that the state kept while a stream waits stays small: it is the
+    /// memory of every idle connection.
     async fn answer<S, B>(&mut self, service: &mut S, request: Box<LeanRequest>) -> Result<bool, Ended>
     where
         S: Service<Request<RequestBody>, Response = Response<B>>,
@@ -149,26 +153,23 @@ impl Connection {
         B: Body,
         B::Error: Into<BoxError>,
     {
-        let LeanRequest {
-            request,
-            keep_alive,
-            head_only,
-            ..
-        } = *request;
-        let chunked_allowed = request.version() == Version::HTTP_11;
+        let (keep_alive, head_only) = (request.keep_alive, request.head_only);
+        let chunked_allowed = request.request.version() == Version::HTTP_11;
         // A service that fails gets the connection closed, as hyper does.
         poll_fn(|cx| service.poll_ready(cx)).await.map_err(|_| Ended)?;
-        let response = self
-            .until_client_gone(service.call(request))
-            .await?
-            .map_err(|_| Ended)?;
-        let (parts, body) = response.into_parts();
-        let framing = framing(&parts, &body.size_hint(), head_only, chunked_allowed);
-        let mut head = Vec::with_capacity(256);
-        // A server shutting down says so to the requests it still answers.
-        let closing = !keep_alive || *self.shutdown.borrow();
-        encode_head(&parts, framing, closing, &mut head);
-        drop(parts);
+        let response = {
+            let call = pin!(service.call(request.request));
+            self.until_client_gone(call).await?.map_err(|_| Ended)?
+        };
+        let (head, body, framing) = {
+            let (parts, body) = response.into_parts();
+            let framing = framing(&parts, &body.size_hint(), head_only, chunked_allowed);
+            let mut head = Vec::with_capacity(256);
+            // A server shutting down says so to the requests it still answers.
+            let closing = !keep_alive || *self.shutdown.borrow();
+            encode_head(&parts, framing, closing, &mut head);
+            (head, body, framing)
+        };
         match framing {
             Some(Framing::None) => {
                 drop(body);
@@ -196,9 +197,9 @@ impl Connection {
             _ => u64::MAX,
         };
         loop {
-            let frame = if unsent_head.is_some() {
-                match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx).map(drop_error))).await {
-                    Poll::Ready(frame) => frame,
+            let piece = if unsent_head.is_some() {
+                match poll_fn(|cx| Poll::Ready(poll_piece(body.as_mut(), cx))).await {
+                    Poll::Ready(piece) => piece,
                     Poll::Pending => {
                         let head = unsent_head.take().unwrap_or_default();
                         self.write_all(&mut [IoSlice::new(&head)]).await?;
@@ -206,12 +207,12 @@ impl Connection {
                     }
                 }
             } else {
-                self.until_client_gone(poll_fn(|cx| body.as_mut().poll_frame(cx).map(drop_error)))
-                    .await?
+                let next = pin!(poll_fn(|cx| poll_piece(body.as_mut(), cx)));
+                self.until_client_gone(next).await?
             };
             let head = unsent_head.take().unwrap_or_default();
-            let mut data = match frame {
-                None => {
+            let mut bytes = match piece {
+                Piece::End => {
                     let trailer: &[u8] = match framing {
                         Some(Framing::Chunked) => b"0\r\n\r\n",
                         _ => b"",
@@ -220,23 +221,17 @@ impl Connection {
                         .await?;
                     // A body shorter than its declared length leaves the client waiting:
                     // only closing tells it the response is over.
-                    return if framing.is_some_and(|f| matches!(f, Framing::Length(_))) && remaining != 0 {
-                        Err(Ended)
-                    } else {
-                        Ok(())
-                    };
+                    let short = matches!(framing, Some(Framing::Length(_))) && remaining != 0;
+                    return if short { Err(Ended) } else { Ok(()) };
                 }
                 // The client sees an unfinished body, so it knows the response failed.
-                Some(Err(_)) => return Err(Ended),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_trailers) => {
-                        self.write_all(&mut [IoSlice::new(&head)]).await?;
-                        continue;
-                    }
-                },
+                Piece::Failed => return Err(Ended),
+                Piece::Trailers => {
+                    self.write_all(&mut [IoSlice::new(&head)]).await?;
+                    continue;
+                }
+                Piece::Data(bytes) => bytes,
             };
-            let mut bytes: Bytes = data.copy_to_bytes(data.remaining());
             match framing {
                 Some(Framing::Chunked) if !bytes.is_empty() => {
                     let mut size = [0; 18];
@@ -269,8 +264,9 @@ impl Connection {
 
     /// Runs `work` until it completes or the client goes away (then `work` is dropped, which
     /// ends a held long poll or a stream's subscription at once).
-    async fn until_client_gone<F: Future>(&mut self, work: F) -> Result<F::Output, Ended> {
-        let mut work = pin!(work);
+    ///
+    /// `work` is pinned by the caller, so that this future holds no second copy of it.
+    async fn until_client_gone<F: Future>(&mut self, mut work: Pin<&mut F>) -> Result<F::Output, Ended> {
         poll_fn(|cx| {
             if let Poll::Ready(output) = work.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
@@ -378,10 +374,25 @@ impl Connection {
     }
 }
 
-/// A body's error ends the response whatever it says; dropping it at once keeps it out of
-/// the connection's state (it need not be `Send`).
-fn drop_error<T, E>(frame: Option<Result<T, E>>) -> Option<Result<T, ()>> {
-    frame.map(|result| result.map_err(drop))
+/// What a body yields next, reduced to what the wire needs. Trailers are dropped (a
+/// chunked body ends without them), and so is an error, whatever it says: that keeps both
+/// out of the connection's state (they need not be `Send`).
+enum Piece {
+    Data(Bytes),
+    Trailers,
+    End,
+    Failed,
+}
+
+fn poll_piece<B: Body>(body: Pin<&mut B>, cx: &mut Context<'_>) -> Poll<Piece> {
+    body.poll_frame(cx).map(|frame| match frame {
+        None => Piece::End,
+        Some(Err(_)) => Piece::Failed,
+        Some(Ok(frame)) => match frame.into_data() {
+            Ok(mut data) => Piece::Data(data.copy_to_bytes(data.remaining())),
+            Err(_) => Piece::Trailers,
+        },
+    })
 }
 
 /// Completes when the server starts shutting down; never, if the server was dropped

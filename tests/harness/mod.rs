@@ -202,7 +202,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ServerShared>) {
             let _ = stream.set_nodelay(true);
             #[cfg(feature = "server")]
             if on_crate_server() {
-                return tower_eventstream::server::Server::new(router).serve_connection(stream).await;
+                return tower_eventstream::server::Server::new(router)
+                    .serve_connection(stream)
+                    .await;
             }
             let service = TowerToHyperService::new(router);
             let _ = auto::Builder::new(TokioExecutor::new())
