@@ -22,7 +22,7 @@ use super::body::RequestBody;
 use super::head::{self, Head, LeanRequest};
 use super::io::Prefixed;
 use super::response::{chunk_head, encode_head, framing, Framing};
-use super::Shared;
+use super::{HttpService, ResponseBody, Shared};
 use crate::BoxError;
 
 /// How many bytes one read of a request head asks for.
@@ -54,12 +54,8 @@ pub(super) async fn serve<S, B>(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) where
-    S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let mut connection = Connection {
         stream,
@@ -343,12 +339,8 @@ impl Connection {
     /// first bytes, upgrades allowed), shutting it down gracefully with the server.
     async fn delegate<S, B>(self, service: S)
     where
-        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         let Connection {
             stream,

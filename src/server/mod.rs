@@ -63,6 +63,31 @@ pub use body::RequestBody;
 
 use crate::BoxError;
 
+/// A tower service [`Server`] can run: every `Clone + Send` service of
+/// `Request<`[`RequestBody`]`>` whose future is `Send` and whose error converts into a
+/// [`BoxError`] (an axum `Router` is one). Implemented for all such services.
+pub trait HttpService<B>:
+    Service<Request<RequestBody>, Response = Response<B>, Future: Send + 'static, Error: Into<BoxError>>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: Service<Request<RequestBody>, Response = Response<B>, Future: Send + 'static, Error: Into<BoxError>>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body [`Server`] can write: `Send`, with `Send` data and an error that
+/// converts into a [`BoxError`]. Implemented for all such bodies.
+pub trait ResponseBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> ResponseBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
 /// The longest a client may take to send a request head, and the longest a kept-alive
 /// connection may stay idle between requests.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,12 +167,8 @@ impl<S> Server<S> {
     /// Serves connections from `listener` until this future is dropped.
     pub async fn serve<B>(self, listener: TcpListener)
     where
-        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         self.serve_with_shutdown(listener, std::future::pending()).await
     }
@@ -158,12 +179,8 @@ impl<S> Server<S> {
     /// returns when every connection is closed.
     pub async fn serve_with_shutdown<B, F>(self, listener: TcpListener, signal: F)
     where
-        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
         F: Future<Output = ()>,
     {
         let (shutdown, shutdown_receiver) = watch::channel(false);
@@ -223,12 +240,8 @@ impl<S> Server<S> {
     /// ```
     pub fn serve_connection<B>(&self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static
     where
-        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         // A receiver whose sender is gone: never shut down.
         let (_, never) = watch::channel(false);
@@ -241,12 +254,8 @@ impl<S> Server<S> {
         shutdown: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
-        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         if self.tcp_nodelay {
             let _ = stream.set_nodelay(true);
