@@ -3,6 +3,8 @@
 //! hyper, limits, failing bodies, shutdown). Requests are written byte for byte.
 #![cfg(feature = "server")]
 
+mod harness;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use futures_util::stream;
+use harness::wait_until;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -291,9 +294,15 @@ async fn a_vanished_long_poller_releases_its_subscription_at_once() {
         .write_all(b"GET /events?timeout=60000 HTTP/1.1\r\n\r\n")
         .await
         .unwrap();
-    wait_for(|| log.subscriber_count() == 1).await;
+    wait_until(LIMIT, "the request's subscription", || {
+        log.subscriber_count() == 1
+    })
+    .await;
     drop(stream);
-    wait_for(|| log.subscriber_count() == 0).await;
+    wait_until(LIMIT, "the subscription to be released", || {
+        log.subscriber_count() == 0
+    })
+    .await;
     // Long before the 300 ms wait ends.
 }
 
@@ -306,7 +315,10 @@ async fn shutdown_closes_idle_connections_lets_a_pending_poll_answer_and_returns
     read_until(&mut idle, "hello", 1).await;
     let mut polling = connect(server.addr).await;
     polling.write_all(b"GET /events HTTP/1.1\r\n\r\n").await.unwrap();
-    wait_for(|| log.subscriber_count() == 1).await;
+    wait_until(LIMIT, "the request's subscription", || {
+        log.subscriber_count() == 1
+    })
+    .await;
 
     let _ = server.stop.take().unwrap().send(());
     assert_eq!(
@@ -329,15 +341,4 @@ async fn shutdown_closes_idle_connections_lets_a_pending_poll_answer_and_returns
         TcpStream::connect(server.addr).await.is_err(),
         "no longer accepting"
     );
-}
-
-async fn wait_for(mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + LIMIT;
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not met within {LIMIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
