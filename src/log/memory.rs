@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::futures::OwnedNotified;
@@ -359,6 +359,21 @@ impl MemorySubscription {
     }
 }
 
+impl MemorySubscription {
+    /// Pending while the armed wake-up has not fired; then arms a new one. Callers look at
+    /// the ring only after this, so an append the look misses still wakes them.
+    fn poll_rearm(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.armed {
+            ready!(self.notified.as_mut().poll(cx));
+            self.armed = false;
+        }
+        self.notified
+            .set(Arc::clone(&self.log.shared.wake).notified_owned());
+        self.armed = true;
+        Poll::Ready(())
+    }
+}
+
 impl EventSource for MemorySubscription {
     type Error = Infallible;
 
@@ -378,16 +393,7 @@ impl EventSource for MemorySubscription {
                 this.delivered_seq = seq;
                 return Poll::Ready(Some(Ok(Delivery::Event(event))));
             }
-            if this.armed {
-                if this.notified.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                this.armed = false;
-            }
-            // Arm before looking: an append that the look misses wakes the new future.
-            this.notified
-                .set(Arc::clone(&this.log.shared.wake).notified_owned());
-            this.armed = true;
+            ready!(this.poll_rearm(cx));
             if this.take_from_ring() {
                 // More than one batch was ready: look again once this one is handed out,
                 // rather than wait for the next append.
@@ -407,16 +413,7 @@ impl EventSource for MemorySubscription {
             if this.pending_gap || !this.taken.is_empty() {
                 return Poll::Ready(Some(Ok(0)));
             }
-            if this.armed {
-                if this.notified.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                this.armed = false;
-            }
-            // Arm before looking, as in `poll_delivery`.
-            this.notified
-                .set(Arc::clone(&this.log.shared.wake).notified_owned());
-            this.armed = true;
+            ready!(this.poll_rearm(cx));
             let mut ring = this.log.ring();
             ring.evict_expired(this.log.shared.max_age);
             if this.next_seq < ring.first_seq {
