@@ -15,19 +15,41 @@
 //!
 //! # Example
 //!
-//! ```no_run
+//! ```
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //! use tower_eventstream::server::Server;
-//! use tower_eventstream::{EventLogService, MemoryLog};
+//! use tower_eventstream::{Event, EventLogService, MemoryLog, Shutdown, StreamConfig};
 //!
-//! # async fn run() -> std::io::Result<()> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
 //! let log = MemoryLog::new();
-//! let app = axum::Router::new().route_service("/events", EventLogService::new(log.clone()));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! Server::new(app)
-//!     .serve_with_shutdown(listener, async {
-//!         let _ = tokio::signal::ctrl_c().await;
-//!     })
-//!     .await;
+//! let shutdown = Shutdown::new();
+//! let events = EventLogService::new(log.clone())
+//!     .with_config(StreamConfig::default().shutdown(shutdown.clone()));
+//! let app = axum::Router::new().route_service("/events", events);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(Server::new(app).serve_with_shutdown(listener, async move {
+//!     let _ = stopped.await;
+//!     shutdown.trigger(); // open streams end, so the server can finish
+//! }));
+//!
+//! // A short poll from the start of the log, over a plain socket.
+//! log.push(Event::new("hello"));
+//! let mut client = tokio::net::TcpStream::connect(addr).await?;
+//! let request = format!(
+//!     "GET /events?timeout=0&lastEventId={}-0 HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n",
+//!     log.epoch()
+//! );
+//! client.write_all(request.as_bytes()).await?;
+//! let mut answer = String::new();
+//! client.read_to_string(&mut answer).await?;
+//! assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
+//! assert!(answer.contains(r#""data":"hello""#));
+//!
+//! let _ = stop.send(());
+//! server.await.expect("the server stops");
 //! # Ok(())
 //! # }
 //! ```
