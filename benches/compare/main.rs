@@ -375,6 +375,18 @@ async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Waits until every one of `readers` has every event; false after `limit`.
+async fn wait_all_done(group: &Group, readers: usize, limit: Duration) -> bool {
+    wait_for(limit, || group.done.load(Ordering::Acquire) == readers).await
+}
+
+/// A publisher's connection from loopback source address number `source`.
+async fn open_publisher(source: usize, port: u16) -> Result<HttpConnection, String> {
+    HttpConnection::open(source, port)
+        .await
+        .map_err(|e| format!("publisher: {e}"))
+}
+
 /// Connects `count` SSE subscribers (at most 200 connecting at once) and waits for every
 /// response head.
 async fn subscribe_all(
@@ -467,11 +479,7 @@ async fn fan_out(server: &Server, s: &Settings) -> Result<FanOut, String> {
     let connected = phase.elapsed();
     let mut publishers = Vec::new();
     for i in 0..s.fanout_publishers {
-        publishers.push(
-            HttpConnection::open(250 + i, server.port)
-                .await
-                .map_err(|e| format!("publisher: {e}"))?,
-        );
+        publishers.push(open_publisher(250 + i, server.port).await?);
     }
     warm_up(server, &mut publishers[0], &group).await?;
     println!(
@@ -500,10 +508,7 @@ async fn fan_out(server: &Server, s: &Settings) -> Result<FanOut, String> {
         });
     }
     let subscribers = s.fanout_subscribers;
-    let complete = wait_for(s.fanout_limit, || {
-        group.done.load(Ordering::Acquire) == subscribers
-    })
-    .await;
+    let complete = wait_all_done(&group, subscribers, s.fanout_limit).await;
     let end = if complete {
         group.last_done_us.load(Ordering::Acquire)
     } else {
@@ -557,9 +562,7 @@ async fn latency(server: &Server, s: &Settings) -> Result<Latency, String> {
     let phase = Instant::now();
     let (group, mut tasks) = subscribe_all(server, s.latency_subscribers, true).await?;
     let connected = phase.elapsed();
-    let mut publisher = HttpConnection::open(250, server.port)
-        .await
-        .map_err(|e| format!("publisher: {e}"))?;
+    let mut publisher = open_publisher(250, server.port).await?;
     warm_up(server, &mut publisher, &group).await?;
     let warm = phase.elapsed();
     let events = s.latency_rate * s.latency_secs;
@@ -570,10 +573,7 @@ async fn latency(server: &Server, s: &Settings) -> Result<Latency, String> {
         .map_err(|e| format!("publish: {e}"))?;
     let published = phase.elapsed();
     let subscribers = s.latency_subscribers;
-    let complete = wait_for(s.drain_limit, || {
-        group.done.load(Ordering::Acquire) == subscribers
-    })
-    .await;
+    let complete = wait_all_done(&group, subscribers, s.drain_limit).await;
     tasks.abort_all();
     publishing.finish(Duration::from_millis(100)).await?;
     let mut latencies = group.latencies();
@@ -768,9 +768,7 @@ async fn long_poll(server: &Server, s: &Settings) -> Result<LongPoll, String> {
         tasks.abort_all();
         return Err(format!("long pollers failed: {}", group.error()));
     }
-    let mut publisher = HttpConnection::open(250, server.port)
-        .await
-        .map_err(|e| format!("publisher: {e}"))?;
+    let mut publisher = open_publisher(250, server.port).await?;
     warm_up(server, &mut publisher, &group).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let events = s.poll_rate * s.poll_secs;
@@ -782,7 +780,7 @@ async fn long_poll(server: &Server, s: &Settings) -> Result<LongPoll, String> {
         .await
         .map_err(|e| format!("publish: {e}"))?;
     let published = phase.elapsed();
-    let complete = wait_for(s.drain_limit, || group.done.load(Ordering::Acquire) == clients).await;
+    let complete = wait_all_done(&group, clients, s.drain_limit).await;
     publishing.finish(Duration::from_millis(100)).await?;
     println!(
         "  (warm {:.1} s, published {:.1} s, drained {:.1} s)",
