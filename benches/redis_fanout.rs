@@ -74,6 +74,7 @@ async fn fan_out<L: EventLog>(log: &L) -> Duration {
                 match poll_fn(|cx| Pin::new(&mut subscription).poll_delivery(cx)).await {
                     Some(Ok(Delivery::Event(_))) => received += 1,
                     Some(Ok(Delivery::Gap(_))) => panic!("a subscriber fell behind the history"),
+                    Some(Ok(_)) => {}
                     Some(Err(_)) | None => panic!("a subscription ended"),
                 }
             }

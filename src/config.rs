@@ -42,6 +42,7 @@ pub struct StreamConfig {
     pub(crate) batch_limit: usize,
     pub(crate) max_cursor_len: usize,
     pub(crate) reset_event: Arc<str>,
+    pub(crate) checkpoint_event: Arc<str>,
     pub(crate) shutdown: Option<Shutdown>,
     pub(crate) frame_bytes: usize,
 }
@@ -56,6 +57,8 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(25);
 pub const DEFAULT_BATCH_LIMIT: usize = 100;
 /// The name of the event that signals a gap.
 pub const DEFAULT_RESET_EVENT: &str = "reset";
+/// The name of the block that moves a client's cursor without an application event.
+pub const DEFAULT_CHECKPOINT_EVENT: &str = "checkpoint";
 
 impl Default for StreamConfig {
     fn default() -> Self {
@@ -67,6 +70,7 @@ impl Default for StreamConfig {
             batch_limit: DEFAULT_BATCH_LIMIT,
             max_cursor_len: DEFAULT_MAX_CURSOR_LEN,
             reset_event: Arc::from(DEFAULT_RESET_EVENT),
+            checkpoint_event: Arc::from(DEFAULT_CHECKPOINT_EVENT),
             shutdown: None,
             frame_bytes: 64 * 1024,
         }
@@ -133,6 +137,22 @@ impl StreamConfig {
     pub fn reset_event(mut self, name: &str) -> Result<Self, crate::EventError> {
         crate::Event::empty().with_name(name)?;
         self.reset_event = Arc::from(name);
+        Ok(self)
+    }
+
+    /// The name of the checkpoint block (default `checkpoint`): `id: <position>`,
+    /// `event: <name>`, an empty `data:` line and a blank line.
+    ///
+    /// An SSE stream sends one when it opens (the client's current position) and whenever
+    /// a source reports a [`Delivery::Checkpoint`](crate::Delivery::Checkpoint), so that a
+    /// browser that reconnects before seeing any event still sends `Last-Event-ID` and misses
+    /// nothing. The standard lets an id-only block (`id:` and a blank line) do this, but
+    /// Firefox ignores such a block; a named block with an empty `data:` line moves the
+    /// cursor in Chromium and Firefox alike and fires no `message` listener (only a listener
+    /// for this very name). Pick a name the application does not use for its own events.
+    pub fn checkpoint_event(mut self, name: &str) -> Result<Self, crate::EventError> {
+        crate::Event::empty().with_name(name)?;
+        self.checkpoint_event = Arc::from(name);
         Ok(self)
     }
 

@@ -32,6 +32,33 @@
 //! # }
 //! ```
 //!
+//! # What a failure answers
+//!
+//! An `EventSource` that receives any status but `200 text/event-stream` *fails the
+//! connection* and never reconnects (HTML §9.2): the page stays dead until it is reloaded.
+//! So what a request gets depends on whose fault a failure is and on the transport:
+//!
+//! | failure | SSE (browsers) | long poll (scripts read the status) |
+//! |---|---|---|
+//! | the client's own: malformed cursor, one this log never issued, bad `timeout` or `transport` | `400`: retrying could never help, the browser should stop | `400` |
+//! | the log's backend unavailable as the stream starts | `200`, **held**: keep-alive comments flow while the subscription is retried with backoff (200 ms doubling to 5 s, jittered), then every event after the client's cursor | `503` + `Retry-After` |
+//! | an inner service's error (layers) | `200`, a jittered `retry:` hint, a clean end: the browser comes back | `503` + `Retry-After` |
+//! | the source fails mid-stream | a jittered `retry:` hint, a clean end | the answer so far |
+//! | shutdown begun before the stream started | `200`, a jittered `retry:` hint, a clean end | `200`, the empty shape |
+//!
+//! A stream is held where the client's cursor must be honoured: a client cut off while its
+//! position falls out of a window still gets every event once the backend answers (or a
+//! `reset` if the backend truly lost them). A layer cannot retry its inner service (the
+//! request is gone), so it ends the stream and the browser reconnects. To make a browser
+//! stop on purpose, an application answers `204 No Content` (or `401`/`403` from its
+//! authorization). [`StreamRequest::serve`] and [`EventLogService`] follow the rule for a
+//! log; [`EventStreamLayer`] and its forced-transport siblings for an inner service.
+//!
+//! A stream also moves the client's cursor when no application event does (when it opens,
+//! and when a held subscription starts): a *checkpoint* block, `id`, `event: checkpoint` and
+//! an empty `data:` line, which both Chromium and Firefox take as the new `Last-Event-ID`
+//! while no `message` listener fires (see [`StreamConfig::checkpoint_event`]).
+//!
 //! # Features
 //!
 //! - `axum` (default): [`StreamRequest`] and [`LastEventId`] extractors and
@@ -61,6 +88,7 @@ mod body;
 mod config;
 mod cursor;
 mod event;
+mod failure;
 pub mod log;
 pub mod long_poll;
 pub mod negotiate;
@@ -73,11 +101,12 @@ pub mod sse;
 
 pub use body::EventStreamBody;
 pub use config::{
-    RequestError, Responder, StreamConfig, StreamRequest, Transport, DEFAULT_BATCH_LIMIT, DEFAULT_KEEP_ALIVE,
-    DEFAULT_MAX_WAIT, DEFAULT_RESET_EVENT, DEFAULT_RETRY,
+    RequestError, Responder, StreamConfig, StreamRequest, Transport, DEFAULT_BATCH_LIMIT,
+    DEFAULT_CHECKPOINT_EVENT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_WAIT, DEFAULT_RESET_EVENT, DEFAULT_RETRY,
 };
 pub use cursor::{CursorError, LastEventId, DEFAULT_MAX_CURSOR_LEN, LAST_EVENT_ID_HEADER};
 pub use event::{Event, EventError, EventId};
+pub use failure::RetryingSubscription;
 pub use log::memory::{MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
 #[cfg(feature = "redis")]
 pub use log::redis::{RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisSubscription};

@@ -10,8 +10,10 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tower_service::Service;
 
 use crate::body::text_response;
+use crate::failure::{come_back_later, RetryingSubscription};
 use crate::{
     CursorError, EventLog, EventStreamBody, RequestError, StreamConfig, StreamRequest, SubscribeError,
+    Transport,
 };
 
 /// Serves an [`EventLog`] over SSE, long poll and short poll at one route.
@@ -21,7 +23,8 @@ use crate::{
 /// - Any other `GET`: a long poll, waiting up to `timeout` milliseconds (query, clamped to
 ///   [`StreamConfig::max_wait`]); `timeout=0` is a short poll.
 /// - A malformed cursor or `timeout`: `400` with the reason. Other methods: `405`.
-///   A failing log backend: `503`.
+/// - A failing log backend: an SSE stream is held open until the log answers, a long poll
+///   gets `503` with `Retry-After` (see [`StreamRequest::serve`]).
 ///
 /// It accepts any request body type, so it fits axum's `Router::route_service`, hyper-util's
 /// `TowerToHyperService` and tonic-style stacks alike.
@@ -73,14 +76,11 @@ impl<L: EventLog> EventLogService<L> {
 
 /// The response future of [`EventLogService`].
 pub type EventLogFuture<L> = Pin<
-    Box<
-        dyn Future<Output = Result<Response<EventStreamBody<<L as EventLog>::Subscription>>, Infallible>>
-            + Send,
-    >,
+    Box<dyn Future<Output = Result<Response<EventStreamBody<RetryingSubscription<L>>>, Infallible>> + Send>,
 >;
 
 impl<L: EventLog, B> Service<Request<B>> for EventLogService<L> {
-    type Response = Response<EventStreamBody<L::Subscription>>;
+    type Response = Response<EventStreamBody<RetryingSubscription<L>>>;
     type Error = Infallible;
     type Future = EventLogFuture<L>;
 
@@ -105,13 +105,52 @@ impl<L: EventLog, B> Service<Request<B>> for EventLogService<L> {
             Err(error) => return Box::pin(std::future::ready(Ok(bad_request(error)))),
         };
         let log = self.log.clone();
-        Box::pin(async move {
-            let subscription = match log.subscribe(stream_request.cursor()).await {
-                Ok(subscription) => subscription,
-                Err(error) => return Ok(subscribe_error_response(error)),
-            };
-            Ok(stream_request.respond(subscription).await)
-        })
+        Box::pin(async move { Ok(stream_request.serve(&log).await) })
+    }
+}
+
+impl StreamRequest {
+    /// Subscribes to `log` after the client's cursor and answers with the negotiated
+    /// transport, following the crate's [failure rule](crate#what-a-failure-answers):
+    ///
+    /// - a cursor the log could not have issued: `400` with the reason;
+    /// - the log's backend unavailable: an SSE stream is **held** (`200`, keep-alives,
+    ///   the subscription retried with backoff, then every event after the cursor), because
+    ///   a browser's `EventSource` closes for good on any other status; a long poll gets
+    ///   `503` with `Retry-After`.
+    ///
+    /// This is what [`EventLogService`] answers; in an axum handler it is the whole job:
+    ///
+    /// ```
+    /// use axum::{extract::State, response::IntoResponse, routing::get, Router};
+    /// use tower_eventstream::{MemoryLog, StreamRequest};
+    ///
+    /// async fn events(State(log): State<MemoryLog>, request: StreamRequest) -> impl IntoResponse {
+    ///     request.serve(&log).await
+    /// }
+    ///
+    /// let app: Router = Router::new().route("/events", get(events)).with_state(MemoryLog::new());
+    /// ```
+    pub async fn serve<L: EventLog>(self, log: &L) -> Response<EventStreamBody<RetryingSubscription<L>>> {
+        match log.subscribe(self.cursor()).await {
+            Ok(subscription) => self.respond(RetryingSubscription::live(subscription)).await,
+            Err(SubscribeError::InvalidCursor(error)) => bad_request(RequestError::Cursor(error)),
+            Err(SubscribeError::Backend(error)) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(%error, transport = ?self.transport, "event log unavailable");
+                match self.transport {
+                    Transport::Sse if !self.head => {
+                        let held = RetryingSubscription::waiting(log.clone(), self.cursor.clone());
+                        self.respond(held).await
+                    }
+                    transport => come_back_later(
+                        transport,
+                        self.config.retry.unwrap_or(crate::DEFAULT_RETRY),
+                        format_args!("event log unavailable: {error}"),
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -119,6 +158,8 @@ fn bad_request<S>(error: impl std::fmt::Display) -> Response<EventStreamBody<S>>
     text_response(StatusCode::BAD_REQUEST, error)
 }
 
+/// The answer to a failed subscription when the transport is unknown: `400`, or `503` with
+/// `Retry-After` (what a script can act on; SSE handlers use [`StreamRequest::serve`]).
 pub(crate) fn subscribe_error_response<S, E: std::error::Error>(
     error: SubscribeError<E>,
 ) -> Response<EventStreamBody<S>> {
@@ -127,8 +168,9 @@ pub(crate) fn subscribe_error_response<S, E: std::error::Error>(
         SubscribeError::Backend(error) => {
             #[cfg(feature = "tracing")]
             tracing::warn!(%error, "event log unavailable");
-            text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
+            come_back_later(
+                Transport::LongPoll,
+                crate::DEFAULT_RETRY,
                 format_args!("event log unavailable: {error}"),
             )
         }

@@ -9,6 +9,7 @@ use crate::{BoxError, Event, EventId};
 
 /// One item of an event source.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Delivery {
     /// The next event.
     Event(Event),
@@ -17,6 +18,12 @@ pub enum Delivery {
     /// behind). The client must reload its state. The id, if any, is the position just
     /// before the events that follow, so a reconnect does not report the same gap again.
     Gap(Option<EventId>),
+    /// The client's position moved to this id without an event for it to see (a
+    /// subscription that started late, or events hidden from this client). SSE sends it as a
+    /// checkpoint block (see [`StreamConfig::checkpoint_event`](crate::StreamConfig::checkpoint_event)),
+    /// which moves a browser's `Last-Event-ID` and reaches no `message` listener; a long
+    /// poll answers it as `lastEventId`.
+    Checkpoint(EventId),
 }
 
 /// A source of events for the transports: a log subscription, or any

@@ -342,6 +342,7 @@ fn data_of(deliveries: &[Delivery]) -> Vec<String> {
         .map(|delivery| match delivery {
             Delivery::Event(event) => event.data().to_owned(),
             Delivery::Gap(_) => "<reset>".to_owned(),
+            _ => "<checkpoint>".to_owned(),
         })
         .collect()
 }

@@ -222,6 +222,7 @@ fn label(delivery: &Delivery) -> String {
     match delivery {
         Delivery::Event(event) => event.data().to_owned(),
         Delivery::Gap(_) => "<gap>".to_owned(),
+        _ => "<checkpoint>".to_owned(),
     }
 }
 

@@ -17,7 +17,8 @@ use http_body::{Body, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use tower::ServiceBuilder;
 use tower_eventstream::{
-    BoxError, Event, EventLogService, EventStreamBody, MemoryLog, MemorySubscription, Shutdown, StreamConfig,
+    BoxError, Event, EventLogService, EventStreamBody, MemoryLog, RetryingSubscription, Shutdown,
+    StreamConfig,
 };
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -39,7 +40,7 @@ fn events(log: &MemoryLog, config: StreamConfig) -> EventLogService<MemoryLog> {
 /// `TimeoutLayer` and `CorsLayer` answer some requests themselves with an empty body, so
 /// they need a response body type with `Default`; `EventStreamBody` has none, so it is boxed.
 fn boxed(
-    response: Response<EventStreamBody<MemorySubscription>>,
+    response: Response<EventStreamBody<RetryingSubscription<MemoryLog>>>,
 ) -> Response<UnsyncBoxBody<Bytes, BoxError>> {
     response.map(UnsyncBoxBody::new)
 }
@@ -147,12 +148,14 @@ impl<B: Body<Data = Bytes>> Body for Buffering<B> {
 async fn a_middleware_that_holds_events_back_fails_the_per_event_check() {
     let log = MemoryLog::new();
     let service = ServiceBuilder::new()
-        .map_response(|response: Response<EventStreamBody<MemorySubscription>>| {
-            response.map(|body| Buffering {
-                inner: Box::pin(body),
-                held: BytesMut::new(),
-            })
-        })
+        .map_response(
+            |response: Response<EventStreamBody<RetryingSubscription<MemoryLog>>>| {
+                response.map(|body| Buffering {
+                    inner: Box::pin(body),
+                    held: BytesMut::new(),
+                })
+            },
+        )
         .service(events(&log, StreamConfig::default()));
     let server = serve(service, None).await;
 

@@ -499,6 +499,7 @@ mod tests {
             .map(|d| match d {
                 Delivery::Event(e) => e.data().to_owned(),
                 Delivery::Gap(_) => "<gap>".to_owned(),
+                Delivery::Checkpoint(_) => "<checkpoint>".to_owned(),
             })
             .collect()
     }

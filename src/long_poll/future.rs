@@ -16,7 +16,9 @@ pin_project! {
         #[pin]
         source: S,
         events: Vec<Event>,
-        reset: Option<Option<EventId>>,
+        reset: bool,
+        // The position after the latest delivery that named one.
+        position: Option<EventId>,
         cursor: Option<LastEventId>,
         deadline: Option<Pin<Box<Sleep>>>,
         shutdown: Option<ShutdownSignal>,
@@ -36,7 +38,8 @@ impl<S: EventSource> LongPollFuture<S> {
         LongPollFuture {
             source,
             events: Vec::new(),
-            reset: None,
+            reset: false,
+            position: None,
             cursor,
             deadline: (!wait.is_zero()).then(|| Box::pin(tokio::time::sleep(wait))),
             shutdown: config.shutdown.as_ref().map(|s| s.triggered()),
@@ -53,12 +56,19 @@ impl<S: EventSource> Future for LongPollFuture<S> {
         let mut this = self.project();
         while !*this.ended && this.events.len() < *this.batch_limit {
             match this.source.as_mut().poll_delivery(cx) {
-                Poll::Ready(Some(Ok(Delivery::Event(event)))) => this.events.push(event),
+                Poll::Ready(Some(Ok(Delivery::Event(event)))) => {
+                    if let Some(id) = event.id() {
+                        *this.position = Some(id.clone());
+                    }
+                    this.events.push(event);
+                }
                 Poll::Ready(Some(Ok(Delivery::Gap(position)))) => {
                     // Events gathered before the gap belong to the lost past.
                     this.events.clear();
-                    *this.reset = Some(position);
+                    *this.reset = true;
+                    *this.position = position;
                 }
+                Poll::Ready(Some(Ok(Delivery::Checkpoint(position)))) => *this.position = Some(position),
                 Poll::Ready(Some(Err(error))) => {
                     let error: crate::BoxError = error.into();
                     #[cfg(feature = "tracing")]
@@ -70,7 +80,7 @@ impl<S: EventSource> Future for LongPollFuture<S> {
                 Poll::Pending => break,
             }
         }
-        let has_answer = !this.events.is_empty() || this.reset.is_some() || *this.ended;
+        let has_answer = !this.events.is_empty() || *this.reset || *this.ended;
         let timed_out = match this.deadline.as_mut() {
             None => true,
             Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
@@ -84,16 +94,13 @@ impl<S: EventSource> Future for LongPollFuture<S> {
         }
         // Where the client polls from next: never null, so nothing between polls is missed.
         let last_event_id = this
-            .events
-            .iter()
-            .rev()
-            .find_map(|e| e.id().cloned())
+            .position
+            .clone()
             .or_else(|| this.source.position())
-            .or_else(|| this.reset.clone().flatten())
             .map(|id| id.as_str().to_owned())
             .or_else(|| this.cursor.as_ref().map(|c| c.as_str().to_owned()))
             .unwrap_or_default();
-        Poll::Ready(super::response(this.events, &last_event_id, this.reset.is_some()))
+        Poll::Ready(super::response(this.events, &last_event_id, *this.reset))
     }
 }
 

@@ -2,11 +2,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use std::convert::Infallible;
+
+use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
+use crate::body::text_response;
 use crate::config::Responder;
-use crate::{EventSource, EventStreamBody, StreamRequest};
+use crate::failure::come_back_later;
+use crate::{BoxError, EventSource, EventStreamBody, RequestError, StreamRequest};
 
 pin_project! {
     /// The response future of [`EventStreamService`](super::EventStreamService).
@@ -47,22 +51,44 @@ impl<F, S, E> Future for ResponseFuture<F, S>
 where
     F: Future<Output = Result<S, E>>,
     S: EventSource,
+    E: Into<BoxError>,
 {
-    type Output = Result<Response<EventStreamBody<S>>, E>;
+    type Output = Result<Response<EventStreamBody<S>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future, request } => {
-                    let source = ready!(future.poll(cx))?;
+                    let result = ready!(future.poll(cx));
                     let request = request.take().expect("ResponseFuture polled after completion");
-                    this.state.set(State::Responding {
-                        responder: request.respond(source),
-                    });
+                    let responder = match result {
+                        Ok(source) => request.respond(source),
+                        Err(error) => Responder::ready(refusal(&request, error.into())),
+                    };
+                    this.state.set(State::Responding { responder });
                 }
                 StateProj::Responding { responder } => return responder.poll(cx).map(Ok),
             }
+        }
+    }
+}
+
+/// The answer to an inner service's error, by the crate's failure rule: a [`RequestError`]
+/// is the client's fault (`400`); anything else is passing, so an SSE client is told to come
+/// back (`200`, `retry:`) and a long poll gets `503` with `Retry-After`.
+pub(crate) fn refusal<S>(request: &StreamRequest, error: BoxError) -> Response<EventStreamBody<S>> {
+    match error.downcast::<RequestError>() {
+        Ok(error) => text_response(StatusCode::BAD_REQUEST, error),
+        Err(error) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(%error, transport = ?request.transport(), "inner service failed");
+            let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
+            come_back_later(
+                request.transport(),
+                retry,
+                format_args!("service unavailable: {error}"),
+            )
         }
     }
 }

@@ -1,21 +1,38 @@
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
+use super::future::refusal;
 use super::ResponseFuture;
 use crate::body::text_response;
-use crate::{EventSource, EventStreamBody, StreamConfig, StreamRequest, Transport};
+use crate::{BoxError, EventSource, EventStreamBody, StreamConfig, StreamRequest, Transport};
 
 /// The service of [`EventStreamLayer`](crate::EventStreamLayer),
 /// [`SseLayer`](crate::SseLayer) and [`LongPollLayer`](crate::LongPollLayer): calls the inner
 /// service for an [`EventSource`] and answers with the chosen transport.
-#[derive(Debug, Clone)]
+///
+/// An error of the inner service is answered by the crate's
+/// [failure rule](crate#what-a-failure-answers) instead of being passed up: a
+/// [`RequestError`](crate::RequestError) is the client's fault (`400`); any other error is
+/// passing, so an SSE client gets `200` with a jittered `retry:` hint and comes back, and a
+/// long poll gets `503` with `Retry-After`. The service's own error type is therefore
+/// [`Infallible`], and it fits axum's `route_service` as it is.
+#[derive(Debug)]
 pub struct EventStreamService<S> {
     inner: S,
     config: Arc<StreamConfig>,
     forced: Option<Transport>,
+    /// The inner service's `poll_ready` failure, answered on the next call.
+    not_ready: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for EventStreamService<S> {
+    fn clone(&self) -> Self {
+        EventStreamService::new(self.inner.clone(), Arc::clone(&self.config), self.forced)
+    }
 }
 
 impl<S> EventStreamService<S> {
@@ -24,6 +41,7 @@ impl<S> EventStreamService<S> {
             inner,
             config,
             forced,
+            not_ready: None,
         }
     }
 
@@ -47,13 +65,19 @@ impl<S, B> Service<Request<B>> for EventStreamService<S>
 where
     S: Service<Request<B>>,
     S::Response: EventSource,
+    S::Error: Into<BoxError>,
 {
     type Response = Response<EventStreamBody<S::Response>>;
-    type Error = S::Error;
+    type Error = Infallible;
     type Future = ResponseFuture<S::Future, S::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        if self.not_ready.is_none() {
+            if let Err(error) = ready!(self.inner.poll_ready(cx)) {
+                self.not_ready = Some(error.into());
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
@@ -61,6 +85,9 @@ where
         match StreamRequest::parse(&parts, Arc::clone(&self.config), self.forced) {
             Err(error) => ResponseFuture::rejected(text_response(StatusCode::BAD_REQUEST, error)),
             Ok(stream_request) => {
+                if let Some(error) = self.not_ready.take() {
+                    return ResponseFuture::rejected(refusal(&stream_request, error));
+                }
                 if let Some(cursor) = stream_request.cursor() {
                     parts.extensions.insert(cursor.clone());
                 }

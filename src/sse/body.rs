@@ -1,6 +1,5 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -11,8 +10,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::event::{put_field, write_retry};
+use crate::failure::jittered;
 use crate::shutdown::ShutdownSignal;
-use crate::{BoxError, Delivery, EventSource, StreamConfig};
+use crate::{BoxError, Delivery, EventId, EventSource, StreamConfig};
 
 /// The most deliveries gathered into one frame.
 const DELIVERIES_PER_FRAME: usize = 256;
@@ -36,8 +36,8 @@ pin_project! {
         shutdown: Option<ShutdownSignal>,
         retry: Option<Duration>,
         reset_event: Arc<str>,
+        checkpoint_event: Arc<str>,
         frame_bytes: usize,
-        failed: Option<BoxError>,
         finished: bool,
     }
 }
@@ -59,10 +59,10 @@ impl<S: EventSource> SseBody<S> {
         }
         // The position goes out at once so that a client that reconnects before any event
         // arrives resumes from here instead of from the live end.
-        if let Some(position) = source.position() {
-            put_field(&mut opening, b"id", position.as_str());
+        match source.position() {
+            Some(position) => put_marker(&mut opening, Some(&position), &config.checkpoint_event),
+            None => opening.put_slice(b"\n"),
         }
-        opening.put_slice(b"\n");
         let now = Instant::now();
         SseBody {
             source,
@@ -78,8 +78,8 @@ impl<S: EventSource> SseBody<S> {
             shutdown: config.shutdown.as_ref().map(|s| s.triggered()),
             retry: config.retry,
             reset_event: Arc::clone(&config.reset_event),
+            checkpoint_event: Arc::clone(&config.checkpoint_event),
             frame_bytes: config.frame_bytes,
-            failed: None,
             finished: false,
         }
     }
@@ -108,23 +108,38 @@ fn frame(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     Poll::Ready(Some(Ok(Frame::data(bytes))))
 }
 
-/// A retry hint spread over half to one and a half times `base`, so that clients ended
-/// together do not all come back in the same instant.
-fn jittered(base: Duration) -> Duration {
-    // Seeded per process, so that instances restarted together do not hand out the same
-    // sequence of delays.
-    static COUNTER: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
-    let counter = COUNTER.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        AtomicU64::new(hasher.finish())
-    });
-    let mut x = counter.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
-    base / 2 + base.mul_f64((x % 1000) as f64 / 1000.0)
+/// A block that reaches no `message` listener: `id` (if any), `event: <name>`, an empty
+/// `data:` line. The data line matters: without one a browser dispatches nothing, and
+/// Firefox then does not take the id either.
+fn put_marker(out: &mut BytesMut, id: Option<&EventId>, name: &str) {
+    if let Some(id) = id {
+        put_field(out, b"id", id.as_str());
+    }
+    put_field(out, b"event", name);
+    out.put_slice(b"data:\n\n");
+}
+
+/// The last block of a stream the server ends while the client should come back: a
+/// jittered `retry:` hint, so that clients ended together do not return in one instant.
+fn put_ending(out: &mut BytesMut, retry: Option<Duration>, reason: &str) {
+    match retry {
+        Some(retry) => write_retry(out, jittered(retry)),
+        None => {
+            out.put_slice(b": ");
+            out.put_slice(reason.as_bytes());
+            out.put_slice(b"\n");
+        }
+    }
+    out.put_slice(b"\n");
+}
+
+/// Why a stream ends with [`put_ending`] after its source failed; the failure itself is not
+/// the client's business, and an error ending the body would reset the connection.
+fn source_failed(error: impl Into<BoxError>) {
+    let error: BoxError = error.into();
+    #[cfg(feature = "tracing")]
+    tracing::warn!(%error, "event source failed; the SSE stream ends with a retry hint");
+    drop(error);
 }
 
 impl<S: EventSource> Body for SseBody<S> {
@@ -137,7 +152,7 @@ impl<S: EventSource> Body for SseBody<S> {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if *this.finished {
-            return Poll::Ready(this.failed.take().map(Err));
+            return Poll::Ready(None);
         }
         if let Some(opening) = this.opening.take() {
             return frame(opening);
@@ -146,11 +161,7 @@ impl<S: EventSource> Body for SseBody<S> {
             if Pin::new(shutdown).poll(cx).is_ready() {
                 *this.finished = true;
                 let mut hint = BytesMut::new();
-                match *this.retry {
-                    Some(retry) => write_retry(&mut hint, jittered(retry)),
-                    None => hint.put_slice(b": shutting down\n"),
-                }
-                hint.put_slice(b"\n");
+                put_ending(&mut hint, *this.retry, "shutting down");
                 return frame(hint.freeze());
             }
         }
@@ -173,8 +184,11 @@ impl<S: EventSource> Body for SseBody<S> {
                 return frame(direct.freeze());
             }
             Poll::Ready(Some(Err(error))) => {
+                source_failed(error);
                 *this.finished = true;
-                return Poll::Ready(Some(Err(error.into())));
+                let mut hint = BytesMut::new();
+                put_ending(&mut hint, *this.retry, "source failed");
+                return frame(hint.freeze());
             }
             Poll::Ready(None) => {
                 *this.finished = true;
@@ -200,17 +214,20 @@ impl<S: EventSource> Body for SseBody<S> {
                 Poll::Ready(Some(Ok(Delivery::Event(event)))) => event.to_bytes(),
                 Poll::Ready(Some(Ok(Delivery::Gap(position)))) => {
                     let mut reset = BytesMut::new();
-                    if let Some(position) = position {
-                        put_field(&mut reset, b"id", position.as_str());
-                    }
-                    put_field(&mut reset, b"event", this.reset_event);
-                    reset.put_slice(b"data: \n\n");
+                    put_marker(&mut reset, position.as_ref(), this.reset_event);
                     reset.freeze()
                 }
+                Poll::Ready(Some(Ok(Delivery::Checkpoint(position)))) => {
+                    let mut checkpoint = BytesMut::new();
+                    put_marker(&mut checkpoint, Some(&position), this.checkpoint_event);
+                    checkpoint.freeze()
+                }
                 Poll::Ready(Some(Err(error))) => {
-                    *this.failed = Some(error.into());
+                    source_failed(error);
+                    let mut hint = BytesMut::new();
+                    put_ending(&mut hint, *this.retry, "source failed");
                     *this.finished = true;
-                    break;
+                    hint.freeze()
                 }
                 Poll::Ready(None) => {
                     *this.finished = true;
@@ -228,6 +245,9 @@ impl<S: EventSource> Body for SseBody<S> {
                     gathered.put_slice(&bytes);
                 }
             }
+            if *this.finished {
+                break;
+            }
         }
         let out = single.or_else(|| (!gathered.is_empty()).then(|| gathered.freeze()));
         if let Some(out) = out {
@@ -237,7 +257,7 @@ impl<S: EventSource> Body for SseBody<S> {
             return frame(out);
         }
         if *this.finished {
-            return Poll::Ready(this.failed.take().map(Err));
+            return Poll::Ready(None);
         }
 
         match this.keep_alive.as_mut() {
@@ -247,7 +267,7 @@ impl<S: EventSource> Body for SseBody<S> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finished && self.failed.is_none()
+        self.finished
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -328,13 +328,20 @@ impl SseClient {
         }
     }
 
-    /// The next dispatched event; fails on error, end of stream or after [`LIMIT`].
+    /// The next dispatched event, skipping checkpoints (they move the cursor and reach no
+    /// `message` listener); fails on error, end of stream or after [`LIMIT`].
     pub async fn next(&mut self) -> eventsource_stream::Event {
-        match within("the next SSE event", self.events.next()).await {
-            Some(Ok(event)) => event,
-            Some(Err(error)) => panic!("SSE stream failed: {error}"),
-            None => panic!("SSE stream ended while an event was expected"),
-        }
+        within("the next SSE event", async {
+            loop {
+                match self.events.next().await {
+                    Some(Ok(event)) if event.event == "checkpoint" => {}
+                    Some(Ok(event)) => return event,
+                    Some(Err(error)) => panic!("SSE stream failed: {error}"),
+                    None => panic!("SSE stream ended while an event was expected"),
+                }
+            }
+        })
+        .await
     }
 
     /// The next `n` events.

@@ -712,12 +712,17 @@ impl SseConnection {
         }
     }
 
-    /// The next block that a client dispatches (has data), skipping comments and the opening.
+    /// The next block that a client dispatches (has data), skipping comments and the opening
+    /// checkpoint, which moves the cursor but is no application event.
     pub async fn next_event_within(&mut self, limit: Duration) -> SseBlock {
         within_for(limit, "the next SSE event", async {
             loop {
                 match self.next().await {
-                    Some(SseItem::Block(block)) if block.data.is_some() => return block,
+                    Some(SseItem::Block(block))
+                        if block.data.is_some() && block.event_type() != "checkpoint" =>
+                    {
+                        return block
+                    }
                     Some(_) => {}
                     None => panic!("the SSE stream ended while an event was awaited"),
                 }
