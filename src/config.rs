@@ -185,15 +185,7 @@ impl Transport {
         let wants_sse = parts.headers.get_all(header::ACCEPT).iter().any(|value| {
             value
                 .to_str()
-                .map(|text| {
-                    text.split(',').any(|item| {
-                        item.split(';')
-                            .next()
-                            .unwrap_or("")
-                            .trim()
-                            .eq_ignore_ascii_case("text/event-stream")
-                    })
-                })
+                .map(|text| text.split(',').any(accepts_event_stream))
                 .unwrap_or(false)
         });
         Ok(if wants_sse {
@@ -339,6 +331,18 @@ impl<S> std::fmt::Debug for Responder<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Responder").finish_non_exhaustive()
     }
+}
+
+/// Whether one item of an `Accept` list is `text/event-stream` with a non-zero quality
+/// (`q=0` means "not acceptable").
+fn accepts_event_stream(item: &str) -> bool {
+    let mut parts = item.split(';');
+    let media_type = parts.next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case("text/event-stream")
+        && !parts.any(|parameter| {
+            let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+            name.trim().eq_ignore_ascii_case("q") && value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+        })
 }
 
 fn parse_wait(raw: &[u8]) -> Result<Duration, RequestError> {
