@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{request, serve, SseClient};
+use common::{parse_sse, request, serve, RawSse, SseClient};
 use http::{Method, StatusCode};
 use tower_eventstream::{
     CursorError, Delivery, Event, EventLog, EventSource, LastEventId, RedisLog, RedisLogErrorKind,
@@ -666,6 +666,66 @@ async fn a_client_moves_between_two_chat_instances_without_loss_or_duplicate() {
     let after = post(a, "after").await;
     let event = client.next().await;
     assert_eq!((event.id, event.data), (after, "after".to_owned()));
+}
+
+/// A client cut off while more than the process's window is published reconnects during a
+/// Redis outage: its cursor needs Redis, so the stream is held (`200`, keep-alives) rather
+/// than refused (a browser would close for good), and once Redis is back it receives every
+/// message after its cursor, once, in order. A long poll meanwhile is `503` + `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reconnecting_during_an_outage_is_held_and_resumes_once_redis_returns() {
+    let mut server = redis_server!(RedisServer::start_persistent());
+    let log = within(
+        "connect",
+        RedisLog::builder(server.url(), "chat")
+            .window(4)
+            .command_timeout(Duration::from_millis(500))
+            .connect(),
+    )
+    .await
+    .expect("connect");
+    let config = StreamConfig::default().keep_alive(Duration::from_millis(200));
+    let (addr, _http) = serve(app::router(log, config)).await;
+
+    let mut client = SseClient::connect(addr, "/api/events", None).await;
+    let first = post(addr, "first").await;
+    assert_eq!(client.next().await.id, first);
+    let cursor = client.last_event_id().to_owned();
+    drop(client);
+    let mut missed = Vec::new();
+    for n in 0..10 {
+        let text = format!("missed {n}");
+        missed.push((post(addr, &text).await, text));
+    }
+
+    server.kill();
+    let poll = request(
+        addr,
+        Method::GET,
+        "/api/events?timeout=0&lastEventId=1-0",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(poll.status, StatusCode::SERVICE_UNAVAILABLE, "{}", poll.text());
+    assert!(poll.headers.contains_key("retry-after"));
+
+    let mut raw = RawSse::connect(addr, "/api/events", Some(&cursor)).await;
+    let mut wire = raw.read_block().await;
+    wire.push_str(&raw.read_until(":\n").await);
+    wire.push_str(&raw.read_until(":\n").await);
+    server.restart();
+    let last = &missed.last().unwrap().1;
+    wire.push_str(&raw.read_until(&format!("data: {last}\n\n")).await);
+    let got: Vec<(String, String)> = parse_sse(wire)
+        .into_iter()
+        .filter(|event| event.event != "checkpoint")
+        .map(|event| {
+            assert_eq!(event.event, "message", "no reset: nothing was lost");
+            (event.id, event.data)
+        })
+        .collect();
+    assert_eq!(got, missed);
 }
 
 // ---------------------------------------------------------------------------------------
