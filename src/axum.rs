@@ -1,14 +1,11 @@
 //! axum integration (feature `axum`): extractors and `IntoResponse`.
 //!
 //! ```
-//! use axum::{extract::State, response::{IntoResponse, Response}, routing::get, Router};
-//! use tower_eventstream::{EventLog, MemoryLog, StreamRequest, SubscribeError};
+//! use axum::{extract::State, response::IntoResponse, routing::get, Router};
+//! use tower_eventstream::{MemoryLog, StreamRequest};
 //!
-//! async fn events(State(log): State<MemoryLog>, request: StreamRequest) -> Response {
-//!     match log.subscribe(request.cursor()).await {
-//!         Ok(subscription) => request.respond(subscription).await.into_response(),
-//!         Err(error) => error.into_response(),
-//!     }
+//! async fn events(State(log): State<MemoryLog>, request: StreamRequest) -> impl IntoResponse {
+//!     request.serve(&log).await
 //! }
 //!
 //! let app: Router = Router::new().route("/events", get(events)).with_state(MemoryLog::new());
@@ -81,7 +78,9 @@ impl IntoResponse for RequestError {
     }
 }
 
-/// `400` for a cursor the log could not have issued, `503` when the log is unavailable.
+/// `400` for a cursor the log could not have issued, `503` with `Retry-After` when the log is
+/// unavailable. That suits a script, not a browser: an `EventSource` closes for good on a
+/// `503`, so SSE handlers answer with [`StreamRequest::serve`], which holds the stream instead.
 impl<E: std::error::Error> IntoResponse for SubscribeError<E> {
     fn into_response(self) -> Response {
         crate::service::subscribe_error_response::<crate::source::NoEvents, E>(self).into_response()

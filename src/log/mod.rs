@@ -72,7 +72,8 @@ pub enum ResumeOutcome {
 pub enum SubscribeError<E> {
     /// The client's cursor is not one this log could have issued (answered with `400`).
     InvalidCursor(CursorError),
-    /// The log's storage failed (answered with `503`).
+    /// The log's storage failed: a passing fault. [`StreamRequest::serve`](crate::StreamRequest::serve)
+    /// holds an SSE stream open and retries; a long poll gets `503` with `Retry-After`.
     Backend(E),
 }
 

@@ -144,7 +144,8 @@ pub enum RedisLogErrorKind {
 /// A failure of [`RedisLog`]'s Redis backend; its message says what to check.
 ///
 /// Appends answer it directly; subscribing wraps it in
-/// [`SubscribeError::Backend`] (answered with `503`).
+/// [`SubscribeError::Backend`] (an SSE stream is then held open until Redis answers, a long
+/// poll gets `503`; see [`StreamRequest::serve`](crate::StreamRequest::serve)).
 pub struct RedisLogError {
     kind: RedisLogErrorKind,
     operation: &'static str,
