@@ -7,18 +7,17 @@
 #![cfg(feature = "redis")]
 
 mod common;
+mod harness;
 
 #[path = "../examples/chat/app.rs"]
 mod app;
 
 use std::future::poll_fn;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{parse_sse, request, serve, RawSse, SseClient};
+use harness::redis::RedisServer;
 use http::{Method, StatusCode};
 use tower_eventstream::{
     CursorError, Delivery, Event, EventLog, EventSource, LastEventId, RedisLog, RedisLogErrorKind,
@@ -27,165 +26,6 @@ use tower_eventstream::{
 
 /// The longest any single wait in these tests may take.
 const LIMIT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------------------
-// A redis-server of our own
-// ---------------------------------------------------------------------------------------
-
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    args: Vec<String>,
-}
-
-impl RedisServer {
-    /// Starts a server without persistence, or `None` (after a loud warning) when
-    /// `redis-server` is missing outside CI.
-    fn start() -> Option<RedisServer> {
-        Self::start_with(&["--save", "", "--appendonly", "no"])
-    }
-
-    /// Starts a server that writes every acknowledged command to its append-only file before
-    /// answering, so a killed server loses nothing it acknowledged.
-    fn start_persistent() -> Option<RedisServer> {
-        Self::start_with(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
-    }
-
-    fn start_with(settings: &[&str]) -> Option<RedisServer> {
-        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let present = Command::new(&binary)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !present {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed, and CI is set: install the Debian package redis-server"
-            );
-            eprintln!(
-                "\n!!!!!!!! SKIPPED: redis-server is not installed (apt-get install redis-server); \
-                 the RedisLog tests did not run !!!!!!!!\n"
-            );
-            return None;
-        }
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tower-eventstream-redis-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a folder for redis-server");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let mut args: Vec<String> = vec![
-            "--port".into(),
-            port.to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--dir".into(),
-            dir.display().to_string(),
-            "--daemonize".into(),
-            "no".into(),
-            "--loglevel".into(),
-            "warning".into(),
-        ];
-        args.extend(settings.iter().map(|s| s.to_string()));
-        args.insert(0, binary);
-        let mut server = RedisServer {
-            child: None,
-            port,
-            dir,
-            args,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(&self.args[0])
-            .args(&self.args[1..])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        // Ready when it answers PING with PONG (not -LOADING while it reads its files).
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if self.pong() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pong(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server at once (SIGKILL), as a crash would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port with the same files.
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    /// A plain connection for checks and for changing the stream behind the log's back.
-    async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("redis URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect to the test redis-server")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Starts a server, or returns from the test when there is none (outside CI).
-macro_rules! redis_server {
-    ($start:expr) => {
-        match $start {
-            Some(server) => server,
-            None => return,
-        }
-    };
-}
 
 async fn connect(server: &RedisServer, key: &str) -> RedisLog {
     within("connect", RedisLog::builder(server.url(), key).connect())
@@ -272,7 +112,9 @@ fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appended_events_arrive_with_exact_data_names_and_ids() {
-    let server = redis_server!(RedisServer::start());
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let log = connect(&server, "room").await;
     let mut subscription = subscribe(&log, None).await;
     assert_eq!(subscription.outcome(), ResumeOutcome::Fresh);
@@ -320,7 +162,9 @@ async fn appended_events_arrive_with_exact_data_names_and_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_after_a_cursor_with_no_loss_and_no_duplicate() {
-    let server = redis_server!(RedisServer::start());
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let log = connect(&server, "room").await;
     let mut stored = Vec::new();
     for n in 0..50 {
@@ -366,7 +210,9 @@ async fn resumes_after_a_cursor_with_no_loss_and_no_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_older_than_the_trimmed_start_is_a_gap() {
-    let server = redis_server!(RedisServer::start());
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let log = within(
         "connect",
         RedisLog::builder(server.url(), "room")
@@ -424,7 +270,9 @@ async fn a_cursor_older_than_the_trimmed_start_is_a_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_and_recreated_stream_is_a_gap() {
-    let server = redis_server!(RedisServer::start());
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let log = connect(&server, "room").await;
     let a = append(&log, "a").await;
     let b = append(&log, "b").await;
@@ -478,7 +326,9 @@ async fn a_deleted_and_recreated_stream_is_a_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_age_limit_trims_old_entries_and_their_cursors_become_gaps() {
-    let server = redis_server!(RedisServer::start());
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let log = within(
         "connect",
         RedisLog::builder(server.url(), "room")
@@ -529,7 +379,9 @@ async fn an_age_limit_trims_old_entries_and_their_cursors_become_gaps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_future_cursors_are_refused() {
-    let server = redis_server!(RedisServer::start());
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let log = connect(&server, "room").await;
     let stored = append(&log, "a").await;
     for bad in [
@@ -585,7 +437,9 @@ async fn connecting_fails_clearly() {
     let error = RedisLog::connect("not a url", "room").await.unwrap_err();
     assert_eq!(error.kind(), RedisLogErrorKind::Config, "{error}");
 
-    let server = redis_server!(RedisServer::start());
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let mut redis = server.connection().await;
     let () = redis::cmd("SET")
         .arg("plain")
@@ -617,7 +471,9 @@ async fn post(addr: std::net::SocketAddr, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_moves_between_two_chat_instances_without_loss_or_duplicate() {
-    let server = redis_server!(RedisServer::start());
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let (a, _server_a) = serve(app::router(
         connect(&server, "chat").await,
         StreamConfig::default(),
@@ -674,7 +530,9 @@ async fn a_client_moves_between_two_chat_instances_without_loss_or_duplicate() {
 /// message after its cursor, once, in order. A long poll meanwhile is `503` + `Retry-After`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reconnecting_during_an_outage_is_held_and_resumes_once_redis_returns() {
-    let mut server = redis_server!(RedisServer::start_persistent());
+    let Some(mut server) = RedisServer::start_persistent() else {
+        return;
+    };
     let log = within(
         "connect",
         RedisLog::builder(server.url(), "chat")
@@ -735,7 +593,9 @@ async fn a_client_reconnecting_during_an_outage_is_held_and_resumes_once_redis_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_and_restarting_redis_loses_nothing_acknowledged() {
     const SUBSCRIBERS: usize = 1_000;
-    let mut server = redis_server!(RedisServer::start_persistent());
+    let Some(mut server) = RedisServer::start_persistent() else {
+        return;
+    };
     let log = within(
         "connect",
         RedisLog::builder(server.url(), "room")

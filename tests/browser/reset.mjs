@@ -29,5 +29,7 @@ await scenario(async ({ open }) => {
   const log = await waitLog(page, 3);
   sameJson(log[2], { id: live, data: 'live after restart' }, 'live messages continue');
   sameJson(await renderedList(page), log, 'the rendered list was rebuilt');
+  const es = await page.es();
+  check(es.instances === 1 && es.closed === 0, `one EventSource, never CLOSED, through both resets: ${JSON.stringify(es)}`);
   return { resets: await page.evaluate(() => window.resets), epochs: [away[0].id.split('-')[0], live.split('-')[0]] };
 });

@@ -1,9 +1,9 @@
 // Measures how long the browser waits before reconnecting after the server ends the stream
 // (maximum connection age): the delay between an EventSource `error` and the next `open`.
 // The Rust side runs this against a server with a small and one with a large `retry:`.
-import { check, scenario, waitState } from './lib.mjs';
+import { args, check, scenario, waitState } from './lib.mjs';
 
-const wanted = Number(process.argv[3] ?? '2');
+const wanted = Number(args[0] ?? '2');
 
 await scenario(async ({ open }) => {
   const page = await open('/');

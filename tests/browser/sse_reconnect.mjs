@@ -43,6 +43,7 @@ await scenario(async ({ open }) => {
   check(reconnects >= 3, `the stream was dropped and reopened several times (errors: ${reconnects})`);
   check(es.errors.length - errorsBefore >= 2, 'the maximum age ended streams while messages kept coming');
   check(es.instances === 1, 'the EventSource reconnected by itself (no new EventSource)');
+  check(es.closed === 0, `the EventSource never gave up (readyState CLOSED after ${es.closed} errors)`);
   check(await page.evaluate(() => window.resets) === 0, 'no reset: nothing was lost');
-  return { received: log.length, lastBeforeCut, reconnects, opens: es.opens.length };
+  return { received: log.length, lastBeforeCut, reconnects, opens: es.opens.length, closed: es.closed };
 });

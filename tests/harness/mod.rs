@@ -21,6 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
+pub mod browser;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod seen;
+
 /// The longest any single wait in these tests may take before the test fails.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
