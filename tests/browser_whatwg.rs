@@ -208,11 +208,11 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
     ));
     assert_eq!(result["idonly"]["messages"], json!([]));
 
-    /// A checkpoint (`id`, `event: checkpoint`, empty `data:`): "set the last event ID
-    /// string of the event source to the value of the last event ID buffer" happens at
-    /// dispatch, so the reconnect carries the id, and "If the event type buffer has a value
-    /// other than the empty string, change the type of the newly created event to equal the
-    /// value" means no `message` listener fires.
+    // A checkpoint (`id`, `event: checkpoint`, empty `data:`): "set the last event ID
+    // string of the event source to the value of the last event ID buffer" happens at
+    // dispatch, so the reconnect carries the id, and "If the event type buffer has a value
+    // other than the empty string, change the type of the newly created event to equal the
+    // value" means no `message` listener fires.
     let checkpoint = second_request(&seen.to("/raw/checkpoint")).last_event_id.clone();
     assert_eq!(
         checkpoint.as_deref(),
