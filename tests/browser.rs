@@ -20,46 +20,14 @@ mod harness;
 #[path = "../examples/chat/app.rs"]
 mod app;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::extract::Request;
-use harness::browser::{run_scenario, Engine};
+use harness::browser::{on_each_engine, publish_messages, run_scenario, Engine};
+use harness::seen::{Seen, SeenRequests};
 use harness::*;
 use serde_json::{json, Value};
-use tower::util::MapRequestLayer;
-use tower_eventstream::{Event, MemoryLog, StreamConfig};
-
-/// One test per engine for `scenario(engine, test_name)`, named `$chromium` and `$firefox`.
-macro_rules! on_each_engine {
-    ($scenario:ident, $chromium:ident, $firefox:ident $(,)?) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $chromium() {
-            $scenario(
-                Engine::Chromium,
-                concat!(module_path!(), "::", stringify!($chromium)),
-            )
-            .await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $firefox() {
-            $scenario(
-                Engine::Firefox,
-                concat!(module_path!(), "::", stringify!($firefox)),
-            )
-            .await;
-        }
-    };
-}
-
-/// A request to the event route, as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    query: Option<String>,
-    last_event_id: Option<String>,
-    sse: bool,
-}
+use tower_eventstream::{MemoryLog, StreamConfig};
 
 /// The chat app on a server whose connections can be cut and whose log can be replaced.
 struct Room {
@@ -67,14 +35,14 @@ struct Room {
     log: Mutex<MemoryLog>,
     history: usize,
     config: StreamConfig,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    seen: SeenRequests,
 }
 
 impl Room {
     async fn start(history: usize, config: StreamConfig) -> Room {
         let log = MemoryLog::builder().history(history).build();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let server = TestServer::start(Self::router(&log, &config, &seen)).await;
+        let seen = SeenRequests::default();
+        let server = TestServer::start(seen.record(app::router(log.clone(), config.clone()))).await;
         Room {
             server,
             log: Mutex::new(log),
@@ -82,26 +50,6 @@ impl Room {
             config,
             seen,
         }
-    }
-
-    fn router(log: &MemoryLog, config: &StreamConfig, seen: &Arc<Mutex<Vec<Seen>>>) -> axum::Router {
-        let seen = Arc::clone(seen);
-        app::router(log.clone(), config.clone()).layer(MapRequestLayer::new(move |request: Request| {
-            if request.uri().path() == "/api/events" {
-                let header = |name: &str| {
-                    request
-                        .headers()
-                        .get(name)
-                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                };
-                seen.lock().unwrap().push(Seen {
-                    query: request.uri().query().map(str::to_owned),
-                    last_event_id: header("last-event-id"),
-                    sse: header("accept").is_some_and(|a| a.contains("text/event-stream")),
-                });
-            }
-            request
-        }))
     }
 
     fn base(&self) -> String {
@@ -112,20 +60,13 @@ impl Room {
         self.log.lock().unwrap().clone()
     }
 
+    /// The requests to the event route so far.
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.seen.to("/api/events")
     }
 
     fn publish(&self, count: usize, prefix: &str) -> Value {
-        let log = self.log();
-        let events: Vec<Value> = (0..count)
-            .map(|n| {
-                let text = format!("{prefix} {n}");
-                let stored = log.push(Event::new(&text).with_name("message").unwrap());
-                json!({ "id": stored.id().unwrap().as_str(), "data": text })
-            })
-            .collect();
-        Value::Array(events)
+        publish_messages(&self.log(), count, prefix)
     }
 
     /// Carries out one `@@` command of a scenario.
@@ -147,7 +88,8 @@ impl Room {
             ["restart", count, prefix] => {
                 let count: usize = count.parse().map_err(|_| format!("bad count in {command:?}"))?;
                 let log = MemoryLog::builder().history(self.history).build();
-                self.server.swap(Self::router(&log, &self.config, &self.seen));
+                self.server
+                    .swap(self.seen.record(app::router(log.clone(), self.config.clone())));
                 *self.log.lock().unwrap() = log;
                 self.server.cut();
                 Ok(self.publish(count, prefix))

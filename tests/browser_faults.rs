@@ -20,30 +20,19 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::Router;
-use harness::browser::{run_scenario, Engine};
+use harness::browser::{on_each_engine, publish_messages, run_scenario, Engine};
 use harness::seen::SeenRequests;
 use harness::{wait_until, TestServer, LIMIT};
 use serde_json::{json, Value};
 use tower::service_fn;
 use tower_eventstream::{Event, EventLog, EventStreamLayer, LastEventId, MemoryLog, StreamConfig};
 
-fn publish(log: &MemoryLog, count: usize, prefix: &str) -> Value {
-    let events: Vec<Value> = (0..count)
-        .map(|n| {
-            let text = format!("{prefix} {n}");
-            let stored = log.push(Event::new(&text).with_name("message").unwrap());
-            json!({ "id": stored.id().unwrap().as_str(), "data": text })
-        })
-        .collect();
-    Value::Array(events)
-}
-
 async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engine: Engine, test: &str) {
     if !engine.available(test) {
         return;
     }
     let log = MemoryLog::new();
-    publish(&log, 3, "earlier");
+    publish_messages(&log, 3, "earlier");
     let config = StreamConfig::default().retry(Duration::from_millis(300));
     let seen = SeenRequests::default();
     let server = TestServer::start(seen.record(app::router(log.clone(), config))).await;
@@ -59,7 +48,7 @@ async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engin
                 if server.cut() == 0 {
                     return Err("no connection to cut".to_owned());
                 }
-                Ok(publish(&log, 3, "away"))
+                Ok(publish_messages(&log, 3, "away"))
             }
             _ => Err(format!("unknown command {command:?}")),
         },
@@ -76,23 +65,11 @@ async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engin
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint_in_chromium() {
-    a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(
-        Engine::Chromium,
-        "browser_faults::a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint_in_chromium",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint_in_firefox() {
-    a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(
-        Engine::Firefox,
-        "browser_faults::a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint_in_firefox",
-    )
-    .await;
-}
+on_each_engine!(
+    a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint,
+    a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint_in_chromium,
+    a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint_in_firefox,
+);
 
 /// The chat's router with `/api/events` answered by `EventStreamLayer` over an inner service
 /// that fails (a transient error) while `failing` is set, counting its failures.
@@ -149,7 +126,7 @@ async fn an_inner_service_error_during_a_reconnect_does_not_close_the_page(engin
                     if server.cut() == 0 {
                         return Err("no connection to cut".to_owned());
                     }
-                    let away = publish(&log, 3, "away");
+                    let away = publish_messages(&log, 3, "away");
                     // The page comes back (each time told to retry later) at least twice.
                     wait_until(LIMIT, "two failed reconnects", || {
                         failures.load(Ordering::SeqCst) >= 2
@@ -166,23 +143,11 @@ async fn an_inner_service_error_during_a_reconnect_does_not_close_the_page(engin
     assert_eq!(result["received"], 5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_inner_service_error_during_a_reconnect_does_not_close_the_page_in_chromium() {
-    an_inner_service_error_during_a_reconnect_does_not_close_the_page(
-        Engine::Chromium,
-        "browser_faults::an_inner_service_error_during_a_reconnect_does_not_close_the_page_in_chromium",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_inner_service_error_during_a_reconnect_does_not_close_the_page_in_firefox() {
-    an_inner_service_error_during_a_reconnect_does_not_close_the_page(
-        Engine::Firefox,
-        "browser_faults::an_inner_service_error_during_a_reconnect_does_not_close_the_page_in_firefox",
-    )
-    .await;
-}
+on_each_engine!(
+    an_inner_service_error_during_a_reconnect_does_not_close_the_page,
+    an_inner_service_error_during_a_reconnect_does_not_close_the_page_in_chromium,
+    an_inner_service_error_during_a_reconnect_does_not_close_the_page_in_firefox,
+);
 
 #[cfg(feature = "redis")]
 mod on_redis {
@@ -263,21 +228,9 @@ mod on_redis {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_reconnect_during_a_redis_outage_is_held_until_redis_returns_in_chromium() {
-        a_reconnect_during_a_redis_outage_is_held_until_redis_returns(
-            Engine::Chromium,
-            "browser_faults::a_reconnect_during_a_redis_outage_is_held_until_redis_returns_in_chromium",
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_reconnect_during_a_redis_outage_is_held_until_redis_returns_in_firefox() {
-        a_reconnect_during_a_redis_outage_is_held_until_redis_returns(
-            Engine::Firefox,
-            "browser_faults::a_reconnect_during_a_redis_outage_is_held_until_redis_returns_in_firefox",
-        )
-        .await;
-    }
+    on_each_engine!(
+        a_reconnect_during_a_redis_outage_is_held_until_redis_returns,
+        a_reconnect_during_a_redis_outage_is_held_until_redis_returns_in_chromium,
+        a_reconnect_during_a_redis_outage_is_held_until_redis_returns_in_firefox,
+    );
 }

@@ -19,7 +19,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use harness::browser::{run_scenario, Engine};
+use harness::browser::{on_each_engine, publish_messages, run_scenario, Engine};
 use harness::seen::{Seen, SeenRequests};
 use harness::{report, TestServer};
 use serde_json::{json, Value};
@@ -80,18 +80,6 @@ async fn raw(
         }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-fn publish(log: &MemoryLog, count: usize, prefix: &str) -> Value {
-    Value::Array(
-        (0..count)
-            .map(|n| {
-                let text = format!("{prefix} {n}");
-                let stored = log.push(Event::new(&text));
-                json!({ "id": stored.id().unwrap().as_str(), "data": text })
-            })
-            .collect(),
-    )
 }
 
 fn count(command: &[&str]) -> Result<usize, String> {
@@ -182,13 +170,13 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
             let words: Vec<&str> = command.split_whitespace().collect();
             let prefix = words.get(2).copied().unwrap_or("event");
             match words.first().copied() {
-                Some("publish") => Ok(publish(&log, count(&words)?, prefix)),
-                Some("publish-cors") => Ok(publish(&cors_log, count(&words)?, prefix)),
+                Some("publish") => Ok(publish_messages(&log, count(&words)?, prefix)),
+                Some("publish-cors") => Ok(publish_messages(&cors_log, count(&words)?, prefix)),
                 Some("cut-cors-publish") => {
                     if cors_server.cut() == 0 {
                         return Err("no connection to cut".to_owned());
                     }
-                    Ok(publish(&cors_log, count(&words)?, prefix))
+                    Ok(publish_messages(&cors_log, count(&words)?, prefix))
                 }
                 _ => Err(format!("unknown command {command:?}")),
             }
@@ -302,20 +290,8 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
     assert_eq!(result["nocors"]["messages"], json!([]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn where_the_browser_decides_in_chromium() {
-    where_the_browser_decides(
-        Engine::Chromium,
-        "browser_whatwg::where_the_browser_decides_in_chromium",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn where_the_browser_decides_in_firefox() {
-    where_the_browser_decides(
-        Engine::Firefox,
-        "browser_whatwg::where_the_browser_decides_in_firefox",
-    )
-    .await;
-}
+on_each_engine!(
+    where_the_browser_decides,
+    where_the_browser_decides_in_chromium,
+    where_the_browser_decides_in_firefox,
+);

@@ -26,7 +26,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use tower_eventstream::{Event, MemoryLog};
 
 use super::{missing_prerequisite, report};
 
@@ -247,3 +248,43 @@ pub async fn run_scenario(
     eprintln!("[{tag}] RESULT {result}");
     result
 }
+
+/// Publishes `count` chat messages (`message` events, data `<prefix> <n>`) on `log`; returns
+/// them as the scenarios expect: `[{"id": …, "data": …}]`.
+pub fn publish_messages(log: &MemoryLog, count: usize, prefix: &str) -> Value {
+    let events = (0..count)
+        .map(|n| {
+            let text = format!("{prefix} {n}");
+            let stored = log.push(Event::new(&text).with_name("message").unwrap());
+            json!({ "id": stored.id().unwrap().as_str(), "data": text })
+        })
+        .collect();
+    Value::Array(events)
+}
+
+/// One test per engine for `scenario(engine, test_name)`, named `$chromium` and `$firefox`
+/// (`Engine` must be in scope where it is used).
+#[allow(unused_macros)]
+macro_rules! on_each_engine {
+    ($scenario:ident, $chromium:ident, $firefox:ident $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $chromium() {
+            $scenario(
+                Engine::Chromium,
+                concat!(module_path!(), "::", stringify!($chromium)),
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $firefox() {
+            $scenario(
+                Engine::Firefox,
+                concat!(module_path!(), "::", stringify!($firefox)),
+            )
+            .await;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_each_engine;
