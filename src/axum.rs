@@ -83,6 +83,25 @@ impl IntoResponse for RequestError {
 /// `503`, so SSE handlers answer with [`StreamRequest::serve`], which holds the stream instead.
 impl<E: std::error::Error> IntoResponse for SubscribeError<E> {
     fn into_response(self) -> Response {
-        crate::service::subscribe_error_response::<crate::source::NoEvents, E>(self).into_response()
+        subscribe_error_response::<crate::source::NoEvents, E>(self).into_response()
+    }
+}
+
+/// The answer to a failed subscription when the transport is unknown: `400`, or `503` with
+/// `Retry-After` (what a script can act on; SSE handlers use [`StreamRequest::serve`]).
+fn subscribe_error_response<S, E: std::error::Error>(
+    error: SubscribeError<E>,
+) -> http::Response<crate::EventStreamBody<S>> {
+    match error {
+        SubscribeError::InvalidCursor(error) => crate::service::bad_request(RequestError::Cursor(error)),
+        SubscribeError::Backend(error) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(%error, "event log unavailable");
+            crate::failure::come_back_later(
+                crate::Transport::LongPoll,
+                crate::DEFAULT_RETRY,
+                format_args!("event log unavailable: {error}"),
+            )
+        }
     }
 }

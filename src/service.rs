@@ -154,27 +154,8 @@ impl StreamRequest {
     }
 }
 
-fn bad_request<S>(error: impl std::fmt::Display) -> Response<EventStreamBody<S>> {
+pub(crate) fn bad_request<S>(error: impl std::fmt::Display) -> Response<EventStreamBody<S>> {
     text_response(StatusCode::BAD_REQUEST, error)
-}
-
-/// The answer to a failed subscription when the transport is unknown: `400`, or `503` with
-/// `Retry-After` (what a script can act on; SSE handlers use [`StreamRequest::serve`]).
-pub(crate) fn subscribe_error_response<S, E: std::error::Error>(
-    error: SubscribeError<E>,
-) -> Response<EventStreamBody<S>> {
-    match error {
-        SubscribeError::InvalidCursor(error) => bad_request(RequestError::Cursor(error)),
-        SubscribeError::Backend(error) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(%error, "event log unavailable");
-            come_back_later(
-                Transport::LongPoll,
-                crate::DEFAULT_RETRY,
-                format_args!("event log unavailable: {error}"),
-            )
-        }
-    }
 }
 
 impl From<CursorError> for SubscribeError<Infallible> {
