@@ -264,6 +264,7 @@ fn drain(subscription: &mut MemorySubscription) -> Vec<String> {
                 "<gap {}>",
                 position.map(|p| p.to_string()).unwrap_or_default()
             )),
+            Poll::Ready(Some(Ok(other))) => out.push(format!("<{other:?}>")),
             Poll::Ready(Some(Err(never))) => match never {},
             Poll::Ready(None) => panic!("a memory subscription never ends"),
             Poll::Pending => return out,
