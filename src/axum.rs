@@ -43,18 +43,50 @@ impl<S: Send + Sync> FromRequestParts<S> for StreamRequest {
 /// Extracts the cursor from `Last-Event-ID` or `lastEventId`; rejects a request without one
 /// (use `Option<LastEventId>` to accept both).
 impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
-    type Rejection = Response;
+    type Rejection = LastEventIdRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match LastEventId::from_request_parts(parts, config_of(parts).max_cursor_len) {
             Ok(Some(cursor)) => Ok(cursor),
-            Ok(None) => Err(text_response::<crate::source::NoEvents>(
-                StatusCode::BAD_REQUEST,
-                "a Last-Event-ID header or lastEventId query parameter is required",
-            )
-            .into_response()),
-            Err(error) => Err(error.into_response()),
+            Ok(None) => Err(LastEventIdRejection::Missing),
+            Err(error) => Err(LastEventIdRejection::Invalid(error)),
         }
+    }
+}
+
+/// Why the [`LastEventId`] extractor refused a request; answered with `400` and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LastEventIdRejection {
+    /// Neither a `Last-Event-ID` header nor a `lastEventId` query parameter.
+    Missing,
+    /// The cursor is malformed.
+    Invalid(CursorError),
+}
+
+impl std::fmt::Display for LastEventIdRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LastEventIdRejection::Missing => {
+                f.write_str("a Last-Event-ID header or lastEventId query parameter is required")
+            }
+            LastEventIdRejection::Invalid(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LastEventIdRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LastEventIdRejection::Missing => None,
+            LastEventIdRejection::Invalid(error) => Some(error),
+        }
+    }
+}
+
+impl IntoResponse for LastEventIdRejection {
+    fn into_response(self) -> Response {
+        text_response::<crate::source::NoEvents>(StatusCode::BAD_REQUEST, self).into_response()
     }
 }
 

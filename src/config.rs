@@ -34,6 +34,7 @@ use crate::{CursorError, EventSource, EventStreamBody, LastEventId, Shutdown};
 /// assert_eq!(config.max_wait_value(), Duration::from_secs(25));
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a StreamConfig does nothing until a service, layer or request uses it"]
 pub struct StreamConfig {
     pub(crate) keep_alive: Option<Duration>,
     pub(crate) retry: Option<Duration>,
@@ -284,6 +285,7 @@ impl StreamRequest {
 pin_project! {
     /// The future of [`StreamRequest::respond`]: ready at once for SSE, pending while a long
     /// poll waits.
+    #[must_use = "the response exists only once this future is awaited"]
     pub struct Responder<S> {
         #[pin]
         state: ResponderState<S>,

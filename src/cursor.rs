@@ -84,6 +84,27 @@ impl LastEventId {
     }
 }
 
+/// The cursor a client holds after an event or checkpoint with this id: what a test or an
+/// in-process client passes to [`EventLog::subscribe`](crate::EventLog::subscribe).
+///
+/// ```
+/// use tower_eventstream::{Event, LastEventId, MemoryLog};
+///
+/// let log = MemoryLog::new();
+/// let stored = log.push(Event::new("hello"));
+/// let cursor = LastEventId::try_from(stored.id().unwrap()).unwrap();
+/// assert_eq!(cursor.as_str(), stored.id().unwrap().as_str());
+/// ```
+impl TryFrom<&crate::EventId> for LastEventId {
+    type Error = CursorError;
+
+    /// Fails where a browser could not send the id back: empty, longer than the default
+    /// limit, or not visible ASCII.
+    fn try_from(id: &crate::EventId) -> Result<Self, CursorError> {
+        Self::parse(id.as_str())
+    }
+}
+
 impl fmt::Debug for LastEventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)

@@ -100,6 +100,8 @@ mod shutdown;
 mod source;
 pub mod sse;
 
+#[cfg(feature = "axum")]
+pub use axum::LastEventIdRejection;
 pub use body::EventStreamBody;
 pub use config::{
     RequestError, Responder, StreamConfig, StreamRequest, Transport, DEFAULT_BATCH_LIMIT,

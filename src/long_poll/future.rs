@@ -12,6 +12,7 @@ use crate::{Delivery, Event, EventId, EventSource, EventStreamBody, LastEventId,
 pin_project! {
     /// Waits until the source has events (or a gap), the wait ends, or shutdown begins, then
     /// answers with every event that is ready, up to the batch limit.
+    #[must_use = "a long poll answers only once this future is awaited"]
     pub struct LongPollFuture<S> {
         #[pin]
         source: S,
@@ -60,7 +61,11 @@ impl<S: EventSource> Future for LongPollFuture<S> {
                     if let Some(id) = event.id() {
                         *this.position = Some(id.clone());
                     }
-                    this.events.push(event);
+                    // As on SSE, where a block without data dispatches nothing: such an event
+                    // (an id, a retry hint or a comment alone) only moves the cursor.
+                    if event.has_data() {
+                        this.events.push(event);
+                    }
                 }
                 Poll::Ready(Some(Ok(Delivery::Gap(position)))) => {
                     // Events gathered before the gap belong to the lost past.
@@ -109,5 +114,32 @@ impl<S> std::fmt::Debug for LongPollFuture<S> {
         f.debug_struct("LongPollFuture")
             .field("events", &self.events.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// An event without data is dispatched by no SSE client; a long poll treats it the same:
+    /// it moves `lastEventId` but is not an event of the answer.
+    #[tokio::test]
+    async fn an_event_without_data_only_moves_the_cursor() {
+        let events = vec![
+            Ok::<_, Infallible>(Event::new("shown").with_id("1").unwrap()),
+            Ok(Event::empty().with_id("2").unwrap()),
+        ];
+        let source = futures_util::stream::iter(events);
+        let config = StreamConfig::default();
+        let response = LongPollFuture::new(source, None, std::time::Duration::ZERO, &config).await;
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["events"].as_array().unwrap().len(), 1, "{json}");
+        assert_eq!(json["events"][0]["data"], "shown");
+        assert_eq!(json["lastEventId"], "2");
     }
 }

@@ -14,6 +14,7 @@ use crate::{BoxError, EventSource, EventStreamBody, RequestError, StreamRequest}
 
 pin_project! {
     /// The response future of [`EventStreamService`](super::EventStreamService).
+    #[must_use = "the response exists only once this future is awaited"]
     pub struct ResponseFuture<F, S> {
         #[pin]
         state: State<F, S>,
