@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use axum::response::sse::{Event as AxumEvent, Sse};
 use axum::response::IntoResponse;
+use futures_util::FutureExt;
 use http_body::Body;
-use tower_eventstream::{Event, StreamConfig};
+use tower_eventstream::{Event, StreamConfig, StreamRequest};
 
 /// A 64-byte chat message, the payload size the compare bench publishes.
 const DATA: &str = "@t1234567890;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
@@ -27,7 +28,7 @@ const DATA: &str = "@t1234567890;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
 pub struct Encoded {
     /// `Event::new(..).with_name(..).with_id(..)` then `to_bytes()`.
     pub crate_direct: f64,
-    /// This crate's events through `sse::response`'s body.
+    /// This crate's events through the SSE body of `StreamRequest::respond`.
     pub crate_body: f64,
     /// axum's events through `Sse`'s body.
     pub axum_body: f64,
@@ -96,9 +97,18 @@ fn crate_body(events: u64) -> usize {
         )
     }));
     let config = StreamConfig::default().without_keep_alive();
-    drain(Box::pin(
-        tower_eventstream::sse::response(stream, &config).into_body(),
-    ))
+    let (parts, ()) = http::Request::get("/events")
+        .header("accept", "text/event-stream")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let request = StreamRequest::from_parts(&parts, std::sync::Arc::new(config)).unwrap();
+    // An SSE answer is ready at once: no runtime needed.
+    let response = request
+        .respond(stream)
+        .now_or_never()
+        .expect("an SSE answer is ready at once");
+    drain(Box::pin(response.into_body()))
 }
 
 fn axum_body(events: u64) -> usize {
@@ -141,7 +151,7 @@ fn main() {
         million(encoded.crate_direct)
     );
     println!(
-        "  tower-eventstream  through sse::response's body                  {}",
+        "  tower-eventstream  through StreamRequest::respond's SSE body      {}",
         million(encoded.crate_body)
     );
     println!(

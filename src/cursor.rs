@@ -5,6 +5,8 @@ use std::fmt;
 use http::request::Parts;
 use http::HeaderMap;
 
+use crate::request::query_param;
+
 /// The header an `EventSource` sends on reconnect.
 pub const LAST_EVENT_ID_HEADER: &str = "last-event-id";
 
@@ -169,48 +171,6 @@ impl fmt::Display for CursorError {
 }
 
 impl std::error::Error for CursorError {}
-
-/// Finds `name` in a query string and percent-decodes its value (`+` is a space).
-/// `Some(Err(()))` for a value whose encoding is broken.
-pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<Result<Vec<u8>, ()>> {
-    let query = query?;
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then_some(value)
-        })
-        .next()
-        .map(percent_decode)
-}
-
-fn percent_decode(value: &str) -> Result<Vec<u8>, ()> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        match bytes[at] {
-            b'%' => {
-                // Exactly two hex digits (`from_str_radix` would also take a sign, as in `%+A`).
-                let digit = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
-                let (Some(high), Some(low)) = (digit(at + 1), digit(at + 2)) else {
-                    return Err(());
-                };
-                out.push((high * 16 + low) as u8);
-                at += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                at += 1;
-            }
-            byte => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-    }
-    Ok(out)
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+
+use crate::transport::wire::{self, normalize_line_breaks};
 
 /// Why an event id, an event name or a comment was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,66 +262,13 @@ impl Event {
     /// The cached wire bytes, without touching their reference count (which every
     /// subscriber of a busy log shares).
     pub(crate) fn encoded(&self) -> &Bytes {
-        self.0.sse.get_or_init(|| self.encode_sse())
+        self.0.sse.get_or_init(|| wire::event_block(self))
     }
 
     /// The long-poll JSON object of this event (`{"id":…,"event":…,"data":…}`), encoded on
     /// first use and shared afterwards.
     pub fn to_json_bytes(&self) -> Bytes {
-        self.0.json.get_or_init(|| self.encode_json()).clone()
-    }
-
-    fn encode_sse(&self) -> Bytes {
-        let inner = &*self.0;
-        let data = inner.data.as_deref();
-        let mut out = BytesMut::with_capacity(
-            32 + data.map_or(0, str::len)
-                + inner.id.as_ref().map_or(0, |id| id.as_str().len())
-                + inner.name.as_deref().map_or(0, str::len)
-                + inner.comment.as_deref().map_or(0, str::len),
-        );
-        if let Some(comment) = inner.comment.as_deref() {
-            for line in split_lines(comment) {
-                out.put_slice(b":");
-                if !line.is_empty() {
-                    out.put_slice(b" ");
-                    out.put_slice(line.as_bytes());
-                }
-                out.put_slice(b"\n");
-            }
-        }
-        if let Some(retry) = inner.retry {
-            write_retry(&mut out, retry);
-        }
-        if let Some(id) = &inner.id {
-            put_field(&mut out, b"id", id.as_str());
-        }
-        if let Some(name) = inner.name.as_deref() {
-            put_field(&mut out, b"event", name);
-        }
-        if let Some(data) = data {
-            // `data` is already normalised, so LF is the only line break left.
-            for line in data.split('\n') {
-                put_field(&mut out, b"data", line);
-            }
-        }
-        out.put_slice(b"\n");
-        out.freeze()
-    }
-
-    fn encode_json(&self) -> Bytes {
-        let mut out = String::with_capacity(32 + self.data().len());
-        out.push_str("{\"id\":");
-        match &self.0.id {
-            Some(id) => push_json_string(&mut out, id.as_str()),
-            None => out.push_str("null"),
-        }
-        out.push_str(",\"event\":");
-        push_json_string(&mut out, self.name().unwrap_or("message"));
-        out.push_str(",\"data\":");
-        push_json_string(&mut out, self.data());
-        out.push('}');
-        Bytes::from(out)
+        self.0.json.get_or_init(|| wire::event_json(self)).clone()
     }
 }
 
@@ -344,95 +293,9 @@ impl PartialEq for Event {
 
 impl Eq for Event {}
 
-/// Writes `name: value\n`; the space after the colon is always written, because a parser
-/// strips exactly one leading space and a value that starts with one must keep it.
-pub(crate) fn put_field(out: &mut BytesMut, name: &[u8], value: &str) {
-    out.put_slice(name);
-    out.put_slice(b": ");
-    out.put_slice(value.as_bytes());
-    out.put_slice(b"\n");
-}
-
-pub(crate) fn write_retry(out: &mut BytesMut, retry: Duration) {
-    let millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
-    out.put_slice(b"retry: ");
-    out.put_slice(millis.to_string().as_bytes());
-    out.put_slice(b"\n");
-}
-
-/// Splits on CRLF, LF and lone CR, the three line breaks of the SSE format.
-fn split_lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
-    std::iter::from_fn(move || {
-        let current = rest?;
-        match current.find(['\r', '\n']) {
-            Some(at) => {
-                let skip = if current[at..].starts_with("\r\n") { 2 } else { 1 };
-                rest = Some(&current[at + skip..]);
-                Some(&current[..at])
-            }
-            None => {
-                rest = None;
-                Some(current)
-            }
-        }
-    })
-}
-
-/// Turns every CRLF and lone CR into LF: what an SSE client reassembles from `data:` lines.
-pub(crate) fn normalize_line_breaks(text: &str) -> String {
-    if !text.contains('\r') {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut lines = split_lines(text);
-    if let Some(first) = lines.next() {
-        out.push_str(first);
-    }
-    for line in lines {
-        out.push('\n');
-        out.push_str(line);
-    }
-    out
-}
-
-pub(crate) fn push_json_string(out: &mut String, value: &str) {
-    out.push('"');
-    let mut start = 0;
-    for (at, c) in value.char_indices() {
-        let escape: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            c if (c as u32) < 0x20 => None,
-            _ => continue,
-        };
-        out.push_str(&value[start..at]);
-        match escape {
-            Some(escaped) => out.push_str(escaped),
-            None => {
-                use std::fmt::Write;
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-        }
-        start = at + c.len_utf8();
-    }
-    out.push_str(&value[start..]);
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_every_line_break_once() {
-        let lines: Vec<_> = split_lines("a\r\nb\rc\nd\r\n").collect();
-        assert_eq!(lines, ["a", "b", "c", "d", ""]);
-        assert_eq!(normalize_line_breaks("a\r\nb\rc\n"), "a\nb\nc\n");
-    }
 
     #[test]
     fn refuses_line_breaks_in_ids_and_names() {

@@ -15,8 +15,8 @@ use bytes::{BufMut, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use tokio::time::Sleep;
 
-use crate::body::text_response;
-use crate::event::write_retry;
+use crate::respond::text_response;
+use crate::transport::wire::write_retry;
 use crate::{
     Delivery, EventId, EventLog, EventSource, EventStreamBody, LastEventId, SubscribeError, Transport,
 };
@@ -60,7 +60,7 @@ pub(crate) fn come_back_later<S>(
             write_retry(&mut hint, jittered(retry));
             hint.put_slice(b"\n");
             let mut response = Response::new(EventStreamBody::complete(hint.freeze()));
-            crate::sse::headers(&mut response);
+            crate::transport::sse::headers(&mut response);
             response
         }
         Transport::LongPoll => {

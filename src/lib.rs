@@ -17,6 +17,21 @@
 //! When a client's position is no longer held (history trimmed, server restarted), it is
 //! told: SSE sends a `reset` event, long poll sets `"reset": true`.
 //!
+//! # Glossary
+//!
+//! - **cursor**: what a client holds and sends back, the id of the last event (or
+//!   checkpoint) it saw: the `Last-Event-ID` header or the `lastEventId` query parameter,
+//!   parsed as [`LastEventId`].
+//! - **position**: where a subscription stands in the log ([`EventSource::position`]); a
+//!   stream sends it as a *checkpoint* when it opens, so that it becomes the client's cursor.
+//! - **gap**: events between the client's cursor and what follows are lost (trimmed history,
+//!   another log instance, a subscriber that fell behind): [`Delivery::Gap`],
+//!   [`ResumeOutcome::Gap`]. The client hears of it as a **reset**: an SSE event named
+//!   `reset` ([`StreamConfig::reset_event`]) or `"reset": true` in a long-poll answer.
+//! - **wait**: how long a long poll is held for an event ([`StreamRequest::wait`]): the
+//!   request's `timeout` in milliseconds, at most [`StreamConfig::max_wait`]; zero is a short
+//!   poll.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -83,43 +98,42 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "axum")]
-mod axum;
-mod body;
 mod config;
 mod cursor;
 mod event;
+#[cfg(feature = "axum")]
+mod extract;
 mod failure;
+mod layer;
 pub mod log;
-pub mod long_poll;
-pub mod negotiate;
+mod request;
+mod respond;
 #[cfg(feature = "server")]
 pub mod server;
 mod service;
 mod shutdown;
 mod source;
-pub mod sse;
+mod transport;
 
-#[cfg(feature = "axum")]
-pub use axum::LastEventIdRejection;
-pub use body::EventStreamBody;
 pub use config::{
-    RequestError, Responder, StreamConfig, StreamRequest, Transport, DEFAULT_BATCH_LIMIT,
-    DEFAULT_CHECKPOINT_EVENT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_WAIT, DEFAULT_RESET_EVENT, DEFAULT_RETRY,
+    StreamConfig, DEFAULT_BATCH_LIMIT, DEFAULT_CHECKPOINT_EVENT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_WAIT,
+    DEFAULT_RESET_EVENT, DEFAULT_RETRY,
 };
 pub use cursor::{CursorError, LastEventId, DEFAULT_MAX_CURSOR_LEN, LAST_EVENT_ID_HEADER};
 pub use event::{Event, EventError, EventId};
+#[cfg(feature = "axum")]
+pub use extract::LastEventIdRejection;
 pub use failure::RetryingSubscription;
+pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use log::memory::{MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
 #[cfg(feature = "redis")]
 pub use log::redis::{RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisSubscription};
 pub use log::{EventLog, ResumeOutcome, SubscribeError, Subscription};
-pub use long_poll::LongPollLayer;
-pub use negotiate::{EventStreamLayer, EventStreamService};
+pub use request::{RequestError, StreamRequest, Transport};
+pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use source::{Delivery, EventSource};
-pub use sse::SseLayer;
 
 /// The boxed error that bodies and sources end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

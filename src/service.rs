@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tower_service::Service;
 
-use crate::body::text_response;
 use crate::failure::{come_back_later, RetryingSubscription};
+use crate::respond::text_response;
 use crate::{
     CursorError, EventLog, EventStreamBody, RequestError, StreamConfig, StreamRequest, SubscribeError,
     Transport,
@@ -74,10 +74,30 @@ impl<L: EventLog> EventLogService<L> {
     }
 }
 
-/// The response future of [`EventLogService`].
-pub type EventLogFuture<L> = Pin<
+type BoxedAnswer<L> = Pin<
     Box<dyn Future<Output = Result<Response<EventStreamBody<RetryingSubscription<L>>>, Infallible>> + Send>,
 >;
+
+/// The response future of [`EventLogService`]. (It boxes [`EventLog::subscribe`]'s future,
+/// whose type a trait method cannot name; the box is one allocation per request.)
+#[must_use = "the response exists only once this future is awaited"]
+pub struct EventLogFuture<L: EventLog> {
+    answer: BoxedAnswer<L>,
+}
+
+impl<L: EventLog> Future for EventLogFuture<L> {
+    type Output = Result<Response<EventStreamBody<RetryingSubscription<L>>>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.answer.as_mut().poll(cx)
+    }
+}
+
+impl<L: EventLog> std::fmt::Debug for EventLogFuture<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLogFuture").finish_non_exhaustive()
+    }
+}
 
 impl<L: EventLog, B> Service<Request<B>> for EventLogService<L> {
     type Response = Response<EventStreamBody<RetryingSubscription<L>>>;
@@ -98,14 +118,22 @@ impl<L: EventLog, B> Service<Request<B>> for EventLogService<L> {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return Box::pin(std::future::ready(Ok(response)));
+            return EventLogFuture {
+                answer: Box::pin(std::future::ready(Ok(response))),
+            };
         }
         let stream_request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {
             Ok(stream_request) => stream_request,
-            Err(error) => return Box::pin(std::future::ready(Ok(bad_request(error)))),
+            Err(error) => {
+                return EventLogFuture {
+                    answer: Box::pin(std::future::ready(Ok(bad_request(error)))),
+                }
+            }
         };
         let log = self.log.clone();
-        Box::pin(async move { Ok(stream_request.serve(&log).await) })
+        EventLogFuture {
+            answer: Box::pin(async move { Ok(stream_request.serve(&log).await) }),
+        }
     }
 }
 

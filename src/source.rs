@@ -29,7 +29,7 @@ pub enum Delivery {
 /// A source of events for the transports: a log subscription, or any
 /// `Stream<Item = Result<Event, E>>`.
 ///
-/// Layers such as [`SseLayer`](crate::SseLayer) accept an inner service whose response is an
+/// [`EventStreamLayer`](crate::EventStreamLayer) accepts an inner service whose response is an
 /// `EventSource`.
 pub trait EventSource: Send + 'static {
     /// The error that ends the source.
@@ -41,12 +41,20 @@ pub trait EventSource: Send + 'static {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Delivery, Self::Error>>>;
 
-    /// Appends the wire bytes of the next ready events to `out` (stopping once it holds
-    /// `max_bytes`), for sources that can do so without handing out each event.
-    /// `Ready(Some(Ok(0)))` means "use [`poll_delivery`](EventSource::poll_delivery)"
-    /// (the default, and always the answer when a gap is to be reported); `Pending` means
-    /// nothing is ready and the task will be woken.
-    #[doc(hidden)]
+    /// An optional fast path for SSE, as `AsyncWrite::poll_write_vectored` is for writers:
+    /// appends the SSE wire bytes of the next ready events to `out` (stopping once it holds
+    /// `max_bytes`) and returns how many bytes it appended, without handing out each event.
+    ///
+    /// - `Ready(Some(Ok(0)))`: "use [`poll_delivery`](EventSource::poll_delivery)". The
+    ///   default, and the required answer whenever the next delivery is not an event (a gap
+    ///   or a checkpoint), so that the transport writes it.
+    /// - `Ready(Some(Ok(n)))`, `n > 0`: `n` bytes of complete event blocks were appended.
+    /// - `Pending`: nothing is ready; the task will be woken.
+    /// - `Ready(None)` and `Ready(Some(Err(_)))`: as for `poll_delivery`.
+    ///
+    /// A log whose events are shared (as [`MemoryLog`](crate::MemoryLog)'s are) can copy
+    /// their cached bytes ([`Event::to_bytes`](crate::Event::to_bytes)) under one lock instead
+    /// of cloning each event out; the long poll never calls this.
     fn poll_encoded(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,

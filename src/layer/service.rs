@@ -5,14 +5,12 @@ use std::task::{ready, Context, Poll};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::future::refusal;
-use super::ResponseFuture;
-use crate::body::text_response;
+use super::{refusal, EventStreamFuture};
+use crate::respond::text_response;
 use crate::{BoxError, EventSource, EventStreamBody, StreamConfig, StreamRequest, Transport};
 
-/// The service of [`EventStreamLayer`](crate::EventStreamLayer),
-/// [`SseLayer`](crate::SseLayer) and [`LongPollLayer`](crate::LongPollLayer): calls the inner
-/// service for an [`EventSource`] and answers with the chosen transport.
+/// The service of [`EventStreamLayer`](crate::EventStreamLayer): calls the inner service for
+/// an [`EventSource`] and answers with the chosen transport.
 ///
 /// An error of the inner service is answered by the crate's
 /// [failure rule](crate#what-a-failure-answers) instead of being passed up: a
@@ -69,7 +67,7 @@ where
 {
     type Response = Response<EventStreamBody<S::Response>>;
     type Error = Infallible;
-    type Future = ResponseFuture<S::Future, S::Response>;
+    type Future = EventStreamFuture<S::Future, S::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.not_ready.is_none() {
@@ -83,17 +81,17 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
         match StreamRequest::parse(&parts, Arc::clone(&self.config), self.forced) {
-            Err(error) => ResponseFuture::rejected(text_response(StatusCode::BAD_REQUEST, error)),
+            Err(error) => EventStreamFuture::rejected(text_response(StatusCode::BAD_REQUEST, error)),
             Ok(stream_request) => {
                 if let Some(error) = self.not_ready.take() {
-                    return ResponseFuture::rejected(refusal(&stream_request, error));
+                    return EventStreamFuture::rejected(refusal(&stream_request, error));
                 }
                 if let Some(cursor) = stream_request.cursor() {
                     parts.extensions.insert(cursor.clone());
                 }
                 parts.extensions.insert(stream_request.clone());
                 let future = self.inner.call(Request::from_parts(parts, body));
-                ResponseFuture::calling(future, stream_request)
+                EventStreamFuture::calling(future, stream_request)
             }
         }
     }

@@ -1,5 +1,7 @@
-//! The response body of every transport.
+//! What a request for events is answered with: the body of every transport, and the
+//! future of [`StreamRequest::respond`](crate::StreamRequest::respond).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -8,7 +10,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::sse::SseBody;
+use crate::transport::long_poll::LongPollFuture;
+use crate::transport::sse::SseBody;
 use crate::{BoxError, EventSource};
 
 pin_project! {
@@ -113,4 +116,57 @@ pub(crate) fn text_response<S>(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+pin_project! {
+    /// The future of [`StreamRequest::respond`]: ready at once for SSE, pending while a long
+    /// poll waits.
+    #[must_use = "the response exists only once this future is awaited"]
+    pub struct RespondFuture<S> {
+        #[pin]
+        state: RespondFutureState<S>,
+    }
+}
+
+pin_project! {
+    #[project = RespondFutureProj]
+    enum RespondFutureState<S> {
+        Ready { response: Option<Response<EventStreamBody<S>>> },
+        LongPoll { #[pin] future: LongPollFuture<S> },
+    }
+}
+
+impl<S> RespondFuture<S> {
+    pub(crate) fn ready(response: Response<EventStreamBody<S>>) -> Self {
+        RespondFuture {
+            state: RespondFutureState::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn long_poll(future: LongPollFuture<S>) -> Self {
+        RespondFuture {
+            state: RespondFutureState::LongPoll { future },
+        }
+    }
+}
+
+impl<S: EventSource> Future for RespondFuture<S> {
+    type Output = Response<EventStreamBody<S>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            RespondFutureProj::Ready { response } => {
+                Poll::Ready(response.take().expect("RespondFuture polled after completion"))
+            }
+            RespondFutureProj::LongPoll { future } => future.poll(cx),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for RespondFuture<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RespondFuture").finish_non_exhaustive()
+    }
 }

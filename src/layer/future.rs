@@ -7,15 +7,15 @@ use std::convert::Infallible;
 use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use crate::body::text_response;
-use crate::config::Responder;
 use crate::failure::come_back_later;
+use crate::respond::text_response;
+use crate::respond::RespondFuture;
 use crate::{BoxError, EventSource, EventStreamBody, RequestError, StreamRequest};
 
 pin_project! {
-    /// The response future of [`EventStreamService`](super::EventStreamService).
+    /// The response future of [`EventStreamService`](crate::EventStreamService).
     #[must_use = "the response exists only once this future is awaited"]
-    pub struct ResponseFuture<F, S> {
+    pub struct EventStreamFuture<F, S> {
         #[pin]
         state: State<F, S>,
     }
@@ -25,21 +25,21 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S> {
         Calling { #[pin] future: F, request: Option<StreamRequest> },
-        Responding { #[pin] responder: Responder<S> },
+        Responding { #[pin] responder: RespondFuture<S> },
     }
 }
 
-impl<F, S> ResponseFuture<F, S> {
+impl<F, S> EventStreamFuture<F, S> {
     pub(crate) fn rejected(response: Response<EventStreamBody<S>>) -> Self {
-        ResponseFuture {
+        EventStreamFuture {
             state: State::Responding {
-                responder: Responder::ready(response),
+                responder: RespondFuture::ready(response),
             },
         }
     }
 
     pub(crate) fn calling(future: F, request: StreamRequest) -> Self {
-        ResponseFuture {
+        EventStreamFuture {
             state: State::Calling {
                 future,
                 request: Some(request),
@@ -48,7 +48,7 @@ impl<F, S> ResponseFuture<F, S> {
     }
 }
 
-impl<F, S, E> Future for ResponseFuture<F, S>
+impl<F, S, E> Future for EventStreamFuture<F, S>
 where
     F: Future<Output = Result<S, E>>,
     S: EventSource,
@@ -62,10 +62,10 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future, request } => {
                     let result = ready!(future.poll(cx));
-                    let request = request.take().expect("ResponseFuture polled after completion");
+                    let request = request.take().expect("EventStreamFuture polled after completion");
                     let responder = match result {
                         Ok(source) => request.respond(source),
-                        Err(error) => Responder::ready(refusal(&request, error.into())),
+                        Err(error) => RespondFuture::ready(refusal(&request, error.into())),
                     };
                     this.state.set(State::Responding { responder });
                 }
@@ -94,8 +94,8 @@ pub(crate) fn refusal<S>(request: &StreamRequest, error: BoxError) -> Response<E
     }
 }
 
-impl<F, S> std::fmt::Debug for ResponseFuture<F, S> {
+impl<F, S> std::fmt::Debug for EventStreamFuture<F, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("EventStreamFuture").finish_non_exhaustive()
     }
 }

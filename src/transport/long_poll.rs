@@ -1,19 +1,25 @@
+//! The long-poll and short-poll transport: JSON answers held until an event exists.
+//!
+//! The answer is `200 application/json`:
+//! `{"events":[{"id":"…","event":"…","data":"…"}],"lastEventId":"…","reset":false}`.
+
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::Response;
+use http::{header, HeaderValue, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use crate::shutdown::ShutdownSignal;
+use crate::transport::wire;
 use crate::{Delivery, Event, EventId, EventSource, EventStreamBody, LastEventId, StreamConfig};
 
 pin_project! {
     /// Waits until the source has events (or a gap), the wait ends, or shutdown begins, then
     /// answers with every event that is ready, up to the batch limit.
     #[must_use = "a long poll answers only once this future is awaited"]
-    pub struct LongPollFuture<S> {
+    pub(crate) struct LongPollFuture<S> {
         #[pin]
         source: S,
         events: Vec<Event>,
@@ -30,7 +36,7 @@ pin_project! {
 
 impl<S: EventSource> LongPollFuture<S> {
     /// Polls `source` for at most `wait` (zero: answer with what is ready now).
-    pub fn new(
+    pub(crate) fn new(
         source: S,
         cursor: Option<LastEventId>,
         wait: std::time::Duration,
@@ -105,7 +111,7 @@ impl<S: EventSource> Future for LongPollFuture<S> {
             .map(|id| id.as_str().to_owned())
             .or_else(|| this.cursor.as_ref().map(|c| c.as_str().to_owned()))
             .unwrap_or_default();
-        Poll::Ready(super::response(this.events, &last_event_id, *this.reset))
+        Poll::Ready(response(this.events, &last_event_id, *this.reset))
     }
 }
 
@@ -115,6 +121,26 @@ impl<S> std::fmt::Debug for LongPollFuture<S> {
             .field("events", &self.events.len())
             .finish_non_exhaustive()
     }
+}
+
+pub(crate) fn headers<B>(response: &mut Response<B>) {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+pub(crate) fn response<S>(
+    events: &[Event],
+    last_event_id: &str,
+    reset: bool,
+) -> Response<EventStreamBody<S>> {
+    let mut response = Response::new(EventStreamBody::complete(wire::long_poll_answer(
+        events,
+        last_event_id,
+        reset,
+    )));
+    headers(&mut response);
+    response
 }
 
 #[cfg(test)]

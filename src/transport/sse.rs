@@ -1,3 +1,5 @@
+//! The SSE transport: `text/event-stream` responses over an [`EventSource`].
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -5,20 +7,17 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use http::{header, HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use crate::event::{put_field, write_retry};
-use crate::failure::jittered;
 use crate::shutdown::ShutdownSignal;
-use crate::{BoxError, Delivery, EventId, EventSource, StreamConfig};
+use crate::transport::wire::{self, put_ending, put_marker, KEEP_ALIVE};
+use crate::{BoxError, Delivery, EventSource, EventStreamBody, StreamConfig};
 
 /// The most deliveries gathered into one frame.
 const DELIVERIES_PER_FRAME: usize = 256;
-
-/// The keep-alive comment: the shortest line a parser ignores.
-const KEEP_ALIVE: &[u8] = b":\n";
 
 pin_project! {
     /// A `text/event-stream` body over an [`EventSource`].
@@ -27,7 +26,7 @@ pin_project! {
     /// event's shared wire bytes, gathering every delivery that is ready into one frame. It
     /// sends a keep-alive comment after each idle interval, ends after the maximum
     /// connection age, and ends with a jittered `retry:` hint on shutdown.
-    pub struct SseBody<S> {
+    pub(crate) struct SseBody<S> {
         #[pin]
         source: S,
         opening: Option<Bytes>,
@@ -52,21 +51,13 @@ struct KeepAlive {
 
 impl<S: EventSource> SseBody<S> {
     pub(crate) fn new(source: S, config: &StreamConfig) -> Self {
-        let mut opening = BytesMut::with_capacity(64);
-        opening.put_slice(b":ok\n");
-        if let Some(retry) = config.retry {
-            write_retry(&mut opening, retry);
-        }
         // The position goes out at once so that a client that reconnects before any event
         // arrives resumes from here instead of from the live end.
-        match source.position() {
-            Some(position) => put_marker(&mut opening, Some(&position), &config.checkpoint_event),
-            None => opening.put_slice(b"\n"),
-        }
+        let opening = wire::opening(config.retry, source.position().as_ref(), &config.checkpoint_event);
         let now = Instant::now();
         SseBody {
             source,
-            opening: Some(opening.freeze()),
+            opening: Some(opening),
             keep_alive: config.keep_alive.map(|interval| KeepAlive {
                 interval,
                 timer: Box::pin(tokio::time::sleep_until(now + interval)),
@@ -108,32 +99,7 @@ fn frame(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     Poll::Ready(Some(Ok(Frame::data(bytes))))
 }
 
-/// A block that reaches no `message` listener: `id` (if any), `event: <name>`, an empty
-/// `data:` line. The data line matters: without one a browser dispatches nothing, and
-/// Firefox then does not take the id either.
-fn put_marker(out: &mut BytesMut, id: Option<&EventId>, name: &str) {
-    if let Some(id) = id {
-        put_field(out, b"id", id.as_str());
-    }
-    put_field(out, b"event", name);
-    out.put_slice(b"data:\n\n");
-}
-
-/// The last block of a stream the server ends while the client should come back: a
-/// jittered `retry:` hint, so that clients ended together do not return in one instant.
-fn put_ending(out: &mut BytesMut, retry: Option<Duration>, reason: &str) {
-    match retry {
-        Some(retry) => write_retry(out, jittered(retry)),
-        None => {
-            out.put_slice(b": ");
-            out.put_slice(reason.as_bytes());
-            out.put_slice(b"\n");
-        }
-    }
-    out.put_slice(b"\n");
-}
-
-/// Why a stream ends with [`put_ending`] after its source failed; the failure itself is not
+/// Why a stream ends with [`wire::put_ending`] after its source failed; the failure itself is not
 /// the client's business, and an error ending the body would reset the connection.
 fn source_failed(error: impl Into<BoxError>) {
     let error: BoxError = error.into();
@@ -281,4 +247,23 @@ impl<S> std::fmt::Debug for SseBody<S> {
             .field("finished", &self.finished)
             .finish_non_exhaustive()
     }
+}
+
+/// Response headers of an SSE stream: no hop-by-hop headers, so the same response is valid
+/// on HTTP/2; `x-accel-buffering: no` keeps nginx from buffering it.
+pub(crate) fn headers<B>(response: &mut Response<B>) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// Answers with an SSE stream over `source`.
+pub(crate) fn response<S: EventSource>(source: S, config: &StreamConfig) -> Response<EventStreamBody<S>> {
+    let mut response = Response::new(EventStreamBody::stream(SseBody::new(source, config)));
+    headers(&mut response);
+    response
 }

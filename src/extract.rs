@@ -18,7 +18,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::body::text_response;
+use crate::respond::text_response;
 use crate::{CursorError, LastEventId, RequestError, StreamConfig, StreamRequest, SubscribeError};
 
 fn config_of(parts: &Parts) -> Arc<StreamConfig> {

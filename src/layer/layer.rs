@@ -3,10 +3,12 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::EventStreamService;
-use crate::StreamConfig;
+use crate::{StreamConfig, Transport};
 
 /// Wraps a service whose response is an [`EventSource`](crate::EventSource) and answers
-/// with SSE or long poll, as the request asks (see [`Transport::negotiate`](crate::Transport::negotiate)).
+/// with SSE or long poll: as the request asks ([`new`](EventStreamLayer::new), see
+/// [`Transport::negotiate`](crate::Transport::negotiate)), or always with one transport
+/// ([`sse`](EventStreamLayer::sse), [`long_poll`](EventStreamLayer::long_poll)).
 ///
 /// The layer parses the cursor and puts it into the request extensions as
 /// [`LastEventId`](crate::LastEventId) (and the whole [`StreamRequest`](crate::StreamRequest)),
@@ -42,13 +44,50 @@ use crate::StreamConfig;
 #[derive(Debug, Clone, Default)]
 pub struct EventStreamLayer {
     config: Arc<StreamConfig>,
+    forced: Option<Transport>,
 }
 
 impl EventStreamLayer {
-    /// A layer with these settings.
+    /// Answers with the transport the request negotiates.
     pub fn new(config: StreamConfig) -> Self {
         EventStreamLayer {
             config: Arc::new(config),
+            forced: None,
+        }
+    }
+
+    /// Always answers with SSE.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    /// use tower_eventstream::{Event, EventStreamLayer, StreamConfig};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # rt.block_on(async {
+    /// // Any stream of events becomes an SSE endpoint.
+    /// let service = ServiceBuilder::new()
+    ///     .layer(EventStreamLayer::sse(StreamConfig::default()))
+    ///     .service(service_fn(|_request: http::Request<()>| async {
+    ///         let events = futures_util::stream::iter(vec![Ok::<_, Infallible>(Event::new("tick"))]);
+    ///         Ok::<_, Infallible>(events)
+    ///     }));
+    /// let response = service.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(response.headers()["content-type"], "text/event-stream");
+    /// # });
+    /// ```
+    pub fn sse(config: StreamConfig) -> Self {
+        EventStreamLayer {
+            config: Arc::new(config),
+            forced: Some(Transport::Sse),
+        }
+    }
+
+    /// Always answers with a long poll (a short poll when the request says `timeout=0`).
+    pub fn long_poll(config: StreamConfig) -> Self {
+        EventStreamLayer {
+            config: Arc::new(config),
+            forced: Some(Transport::LongPoll),
         }
     }
 }
@@ -57,6 +96,6 @@ impl<S> Layer<S> for EventStreamLayer {
     type Service = EventStreamService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        EventStreamService::new(inner, Arc::clone(&self.config), None)
+        EventStreamService::new(inner, Arc::clone(&self.config), self.forced)
     }
 }

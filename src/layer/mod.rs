@@ -1,0 +1,12 @@
+//! The middleware: [`EventStreamLayer`] over any service whose response is an
+//! [`EventSource`](crate::EventSource), in tower-http's shape (layer, service, future).
+
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod service;
+
+pub(crate) use future::refusal;
+pub use future::EventStreamFuture;
+pub use layer::EventStreamLayer;
+pub use service::EventStreamService;
