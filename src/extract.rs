@@ -1,52 +1,77 @@
 //! axum integration (feature `axum`): extractors and `IntoResponse`.
 //!
+//! The [`StreamRequest`] extractor takes its [`StreamConfig`] from the router's state, the
+//! way axum passes everything else: a state that lacks one does not compile, so a forgotten
+//! configuration (and with it the shutdown handle) cannot fall back to defaults unnoticed.
+//!
 //! ```
-//! use axum::{extract::State, response::IntoResponse, routing::get, Router};
-//! use tower_eventstream::{MemoryLog, StreamRequest};
+//! use axum::extract::{FromRef, State};
+//! use axum::{response::IntoResponse, routing::get, Router};
+//! use tower_eventstream::{MemoryLog, Shutdown, StreamConfig, StreamRequest};
+//!
+//! #[derive(Clone)]
+//! struct AppState {
+//!     log: MemoryLog,
+//!     events: StreamConfig,
+//! }
+//!
+//! impl FromRef<AppState> for MemoryLog {
+//!     fn from_ref(state: &AppState) -> Self {
+//!         state.log.clone()
+//!     }
+//! }
+//!
+//! impl FromRef<AppState> for StreamConfig {
+//!     fn from_ref(state: &AppState) -> Self {
+//!         state.events.clone()
+//!     }
+//! }
 //!
 //! async fn events(State(log): State<MemoryLog>, request: StreamRequest) -> impl IntoResponse {
 //!     request.serve(&log).await
 //! }
 //!
-//! let app: Router = Router::new().route("/events", get(events)).with_state(MemoryLog::new());
+//! let shutdown = Shutdown::new();
+//! let state = AppState { log: MemoryLog::new(), events: StreamConfig::default().shutdown(shutdown) };
+//! let app: Router = Router::new().route("/events", get(events)).with_state(state);
 //! ```
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
 use crate::respond::text_response;
-use crate::{CursorError, LastEventId, RequestError, StreamConfig, StreamRequest, SubscribeError};
+use crate::{
+    CursorError, LastEventId, RequestError, StreamConfig, StreamRequest, SubscribeError,
+    DEFAULT_MAX_CURSOR_LEN,
+};
 
-fn config_of(parts: &Parts) -> Arc<StreamConfig> {
-    static DEFAULT: OnceLock<Arc<StreamConfig>> = OnceLock::new();
-    match parts.extensions.get::<StreamConfig>() {
-        Some(config) => Arc::new(config.clone()),
-        None => Arc::clone(DEFAULT.get_or_init(|| Arc::new(StreamConfig::default()))),
-    }
-}
-
-/// Extracts the negotiated transport, cursor and wait. The settings come from a
-/// [`StreamConfig`] in the request extensions (add it with `axum::Extension(config)`), or
-/// the defaults. A malformed request is rejected with `400` and the reason.
-impl<S: Send + Sync> FromRequestParts<S> for StreamRequest {
+/// Extracts the negotiated transport, cursor and wait, following the [`StreamConfig`] of the
+/// router's state (`StreamConfig: FromRef<S>`; a router whose state *is* a `StreamConfig`
+/// qualifies). A malformed request is rejected with `400` and the reason.
+impl<S> FromRequestParts<S> for StreamRequest
+where
+    S: Send + Sync,
+    StreamConfig: FromRef<S>,
+{
     type Rejection = RequestError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        StreamRequest::from_parts(parts, config_of(parts))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        StreamRequest::from_parts(parts, Arc::new(StreamConfig::from_ref(state)))
     }
 }
 
-/// Extracts the cursor from `Last-Event-ID` or `lastEventId`; rejects a request without one
-/// (use `Option<LastEventId>` to accept both).
+/// Extracts the cursor from `Last-Event-ID` or `lastEventId` (at most
+/// [`DEFAULT_MAX_CURSOR_LEN`] bytes; [`StreamRequest`] follows the configured limit); rejects a
+/// request without one (use `Option<LastEventId>` to accept both).
 impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     type Rejection = LastEventIdRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match LastEventId::from_request_parts(parts, config_of(parts).max_cursor_len) {
+        match LastEventId::from_request_parts(parts, DEFAULT_MAX_CURSOR_LEN) {
             Ok(Some(cursor)) => Ok(cursor),
             Ok(None) => Err(LastEventIdRejection::Missing),
             Err(error) => Err(LastEventIdRejection::Invalid(error)),
@@ -94,7 +119,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for LastEventId {
     type Rejection = CursorError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
-        LastEventId::from_request_parts(parts, config_of(parts).max_cursor_len)
+        LastEventId::from_request_parts(parts, DEFAULT_MAX_CURSOR_LEN)
     }
 }
 

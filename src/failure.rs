@@ -6,8 +6,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +13,7 @@ use bytes::{BufMut, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use tokio::time::Sleep;
 
+use crate::random::jittered;
 use crate::respond::text_response;
 use crate::transport::wire::write_retry;
 use crate::{
@@ -26,25 +25,6 @@ use crate::{
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest pause between two subscription attempts of a held stream.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// A duration spread over half to one and a half times `base`, so that clients ended or
-/// refused together do not all come back in the same instant.
-pub(crate) fn jittered(base: Duration) -> Duration {
-    // Seeded per process, so that instances restarted together do not hand out the same
-    // sequence of delays.
-    static COUNTER: OnceLock<AtomicU64> = OnceLock::new();
-    let counter = COUNTER.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        AtomicU64::new(hasher.finish())
-    });
-    let mut x = counter.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
-    base / 2 + base.mul_f64((x % 1000) as f64 / 1000.0)
-}
 
 /// The answer to a passing fault that this request cannot wait out: for SSE a `200` stream
 /// that only tells the browser when to come back, for a long poll `503` with `Retry-After`.

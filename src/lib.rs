@@ -105,7 +105,8 @@ mod event;
 mod extract;
 mod failure;
 mod layer;
-pub mod log;
+mod log;
+mod random;
 mod request;
 mod respond;
 #[cfg(feature = "server")]
@@ -133,7 +134,7 @@ pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};
 pub use shutdown::{Shutdown, ShutdownSignal};
-pub use source::{Delivery, EventSource};
+pub use source::{Deliveries, Delivery, EventSource};
 
 /// The boxed error that bodies and sources end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -13,6 +13,7 @@ use crate::{CursorError, EventSource, EventStreamBody, LastEventId, StreamConfig
 
 /// Which transport answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Transport {
     /// `text/event-stream`.
     Sse,
@@ -46,7 +47,32 @@ impl Transport {
 
 /// A request for events, parsed: transport, cursor and long-poll wait.
 ///
-/// With the `axum` feature this is also an extractor (see the crate docs).
+/// With the `axum` feature this is also an extractor (it follows the router state's
+/// [`StreamConfig`]; see the README). Answer it from a log with
+/// [`serve`](StreamRequest::serve), or from any source with [`respond`](StreamRequest::respond):
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_eventstream::{Event, StreamConfig, StreamRequest, Transport};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+/// # rt.block_on(async {
+/// let (parts, ()) = http::Request::get("/events?lastEventId=7&timeout=0")
+///     .header("accept", "application/json")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// let request = StreamRequest::from_parts(&parts, Arc::new(StreamConfig::default())).unwrap();
+/// assert_eq!(request.transport(), Transport::LongPoll);
+/// assert_eq!(request.cursor().unwrap().as_str(), "7");
+///
+/// let next = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+///     Event::new("eight").with_id("8").unwrap(),
+/// )]);
+/// let response = request.respond(next).await;
+/// assert_eq!(response.headers()["content-type"], "application/json");
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct StreamRequest {
     pub(crate) transport: Transport,

@@ -147,17 +147,22 @@ impl StreamRequest {
     ///   a browser's `EventSource` closes for good on any other status; a long poll gets
     ///   `503` with `Retry-After`.
     ///
-    /// This is what [`EventLogService`] answers; in an axum handler it is the whole job:
+    /// This is what [`EventLogService`] answers; in an axum handler (with the
+    /// [`StreamRequest`] extractor) it is the whole job, as the README shows.
     ///
     /// ```
-    /// use axum::{extract::State, response::IntoResponse, routing::get, Router};
-    /// use tower_eventstream::{MemoryLog, StreamRequest};
+    /// use std::sync::Arc;
+    /// use tower_eventstream::{Event, MemoryLog, StreamConfig, StreamRequest};
     ///
-    /// async fn events(State(log): State<MemoryLog>, request: StreamRequest) -> impl IntoResponse {
-    ///     request.serve(&log).await
-    /// }
-    ///
-    /// let app: Router = Router::new().route("/events", get(events)).with_state(MemoryLog::new());
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # rt.block_on(async {
+    /// let log = MemoryLog::new();
+    /// let (parts, ()) = http::Request::get("/events?timeout=0").body(()).unwrap().into_parts();
+    /// let request = StreamRequest::from_parts(&parts, Arc::new(StreamConfig::default())).unwrap();
+    /// let response = request.serve(&log).await;
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["content-type"], "application/json");
+    /// # });
     /// ```
     pub async fn serve<L: EventLog>(self, log: &L) -> Response<EventStreamBody<RetryingSubscription<L>>> {
         match log.subscribe(self.cursor()).await {

@@ -30,7 +30,54 @@ pub enum Delivery {
 /// `Stream<Item = Result<Event, E>>`.
 ///
 /// [`EventStreamLayer`](crate::EventStreamLayer) accepts an inner service whose response is an
-/// `EventSource`.
+/// `EventSource`. A source of one's own implements [`poll_delivery`](EventSource::poll_delivery)
+/// and, where it knows one, [`position`](EventSource::position):
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::pin::Pin;
+/// use std::task::{Context, Poll};
+/// use tower_eventstream::{Delivery, Event, EventId, EventSource};
+///
+/// /// Counts down to zero, one event per number, with the number as the id.
+/// struct Countdown(u32);
+///
+/// impl EventSource for Countdown {
+///     type Error = Infallible;
+///
+///     fn poll_delivery(
+///         mut self: Pin<&mut Self>,
+///         _cx: &mut Context<'_>,
+///     ) -> Poll<Option<Result<Delivery, Infallible>>> {
+///         if self.0 == 0 {
+///             return Poll::Ready(None);
+///         }
+///         self.0 -= 1;
+///         let event = Event::new(self.0.to_string()).with_id(self.0.to_string()).unwrap();
+///         Poll::Ready(Some(Ok(Delivery::Event(event))))
+///     }
+///
+///     fn position(&self) -> Option<EventId> {
+///         EventId::new(self.0.to_string()).ok()
+///     }
+/// }
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use futures_util::StreamExt;
+/// let data: Vec<String> = Countdown(3)
+///     .into_stream()
+///     .filter_map(|delivery| async move {
+///         match delivery {
+///             Ok(Delivery::Event(event)) => Some(event.data().to_owned()),
+///             _ => None,
+///         }
+///     })
+///     .collect()
+///     .await;
+/// assert_eq!(data, ["2", "1", "0"]);
+/// # });
+/// ```
 pub trait EventSource: Send + 'static {
     /// The error that ends the source.
     type Error: Into<BoxError>;
@@ -71,6 +118,49 @@ pub trait EventSource: Send + 'static {
     /// sources that must never miss an event (such as log subscriptions) implement this.
     fn position(&self) -> Option<EventId> {
         None
+    }
+
+    /// The deliveries as a `Stream`, for reading a source in process (a test, a bridge to
+    /// another system) with the usual stream combinators.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use tower_eventstream::{Delivery, Event, EventLog, EventSource, MemoryLog};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # rt.block_on(async {
+    /// let log = MemoryLog::new();
+    /// let mut deliveries = log.subscribe(None).await.unwrap().into_stream();
+    /// log.push(Event::new("hello"));
+    /// match deliveries.next().await {
+    ///     Some(Ok(Delivery::Event(event))) => assert_eq!(event.data(), "hello"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # });
+    /// ```
+    fn into_stream(self) -> Deliveries<Self>
+    where
+        Self: Sized,
+    {
+        Deliveries { source: self }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An [`EventSource`] read as a `Stream` of deliveries; see [`EventSource::into_stream`].
+    #[must_use = "streams do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct Deliveries<S> {
+        #[pin]
+        source: S,
+    }
+}
+
+impl<S: EventSource> Stream for Deliveries<S> {
+    type Item = Result<Delivery, S::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.project().source.poll_delivery(cx)
     }
 }
 

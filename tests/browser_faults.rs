@@ -9,23 +9,23 @@
 //!   window is published: the reconnect is held open until Redis returns;
 //! - an inner service behind `EventStreamLayer` failing while the page reconnects.
 
-mod harness;
+mod support;
 
 #[path = "../examples/chat/app.rs"]
 mod app;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::Router;
-use harness::browser::{on_each_engine, publish_messages, run_scenario, Engine};
-use harness::seen::SeenRequests;
-use harness::{wait_until, TestServer, LIMIT};
-use serde_json::{json, Value};
+use support::browser::{on_each_engine, publish_messages, run_scenario, Engine};
+use support::seen::SeenRequests;
+use support::server::{Serving, TestServer};
+use support::wait_until;
 use tower::service_fn;
-use tower_eventstream::{Event, EventLog, EventStreamLayer, LastEventId, MemoryLog, StreamConfig};
+use tower_eventstream::{EventLog, EventStreamLayer, LastEventId, MemoryLog, StreamConfig};
 
 async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engine: Engine, test: &str) {
     if !engine.available(test) {
@@ -35,7 +35,8 @@ async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engin
     publish_messages(&log, 3, "earlier");
     let config = StreamConfig::default().retry(Duration::from_millis(300));
     let seen = SeenRequests::default();
-    let server = TestServer::start(seen.record(app::router(log.clone(), config))).await;
+    let server =
+        TestServer::start_cuttable(Serving::HyperUtil, seen.record(app::router(log.clone(), config))).await;
     let opened_at = log.position();
     let base = format!("http://{}", server.addr);
     let result = run_scenario(
@@ -112,7 +113,11 @@ async fn an_inner_service_error_during_a_reconnect_does_not_close_the_page(engin
     let log = MemoryLog::new();
     let config = StreamConfig::default().retry(Duration::from_millis(300));
     let (failing, failures) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-    let server = TestServer::start(chat_behind_a_failing_layer(&log, config, &failing, &failures)).await;
+    let server = TestServer::start_cuttable(
+        Serving::HyperUtil,
+        chat_behind_a_failing_layer(&log, config, &failing, &failures),
+    )
+    .await;
     let base = format!("http://{}", server.addr);
     let result = run_scenario(
         engine,
@@ -128,10 +133,7 @@ async fn an_inner_service_error_during_a_reconnect_does_not_close_the_page(engin
                     }
                     let away = publish_messages(&log, 3, "away");
                     // The page comes back (each time told to retry later) at least twice.
-                    wait_until(LIMIT, "two failed reconnects", || {
-                        failures.load(Ordering::SeqCst) >= 2
-                    })
-                    .await;
+                    wait_until("two failed reconnects", || failures.load(Ordering::SeqCst) >= 2).await;
                     failing.store(false, Ordering::SeqCst);
                     Ok(away)
                 }
@@ -152,7 +154,11 @@ on_each_engine!(
 #[cfg(feature = "redis")]
 mod on_redis {
     use super::*;
-    use harness::redis::RedisServer;
+    use std::time::Instant;
+
+    use serde_json::{json, Value};
+    use support::redis::RedisServer;
+    use tower_eventstream::Event;
     use tower_eventstream::RedisLog;
 
     /// Redis stopped while the page is cut off and more than the window was published; the
@@ -175,7 +181,9 @@ mod on_redis {
             .retry(Duration::from_millis(1000))
             .keep_alive(Duration::from_millis(250));
         let seen = SeenRequests::default();
-        let server = TestServer::start(seen.record(app::router(log.clone(), config))).await;
+        let server =
+            TestServer::start_cuttable(Serving::HyperUtil, seen.record(app::router(log.clone(), config)))
+                .await;
         let base = format!("http://{}", server.addr);
         let mut outage: Option<(Instant, Instant)> = None;
         let result = run_scenario(
@@ -202,10 +210,7 @@ mod on_redis {
                 }
                 redis.kill();
                 let down = Instant::now();
-                wait_until(LIMIT, "the page's reconnect", || {
-                    seen.to("/api/events").len() > before
-                })
-                .await;
+                wait_until("the page's reconnect", || seen.to("/api/events").len() > before).await;
                 // Held for a while: keep-alives flow, the subscription is retried.
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 redis.restart();

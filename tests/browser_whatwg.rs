@@ -5,7 +5,7 @@
 //! One scenario per engine runs every check below in one browser; each check's doc comment
 //! quotes the sentence of the standard it is about.
 
-mod harness;
+mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -14,15 +14,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
-use harness::browser::{on_each_engine, publish_messages, run_scenario, Engine};
-use harness::seen::{Seen, SeenRequests};
-use harness::{report, TestServer};
+use axum::Router;
 use serde_json::{json, Value};
+use support::browser::{on_each_engine, publish_messages, run_scenario, Engine};
+use support::report;
+use support::seen::{Seen, SeenRequests};
+use support::server::{Serving, TestServer};
 use tower_eventstream::{
     Delivery, Event, EventId, EventLogService, EventSource, MemoryLog, StreamConfig, StreamRequest,
 };
@@ -41,6 +43,13 @@ impl EventSource for OneCheckpoint {
         let sent = std::mem::replace(&mut self.get_mut().0, true);
         Poll::Ready((!sent).then(|| Ok(Delivery::Checkpoint(EventId::new("cp-1").unwrap()))))
     }
+}
+
+/// The state of `/raw/{name}`: how often each was requested, and the stream settings.
+#[derive(Clone, FromRef)]
+struct Raw {
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    config: StreamConfig,
 }
 
 /// `/raw/{name}`: the first request gets one block of the crate's making and the stream
@@ -114,14 +123,21 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
     let log = MemoryLog::new();
     let seen = SeenRequests::default();
     let hits = Arc::new(Mutex::new(HashMap::new()));
-    let page_server = TestServer::start(
+    let page_server = TestServer::start_cuttable(
+        Serving::HyperUtil,
         seen.record(
             Router::new()
                 .route(
                     "/blank",
                     get(|| async { Html("<!doctype html><title>blank</title>") }),
                 )
-                .route("/raw/{name}", get(raw).with_state(hits))
+                .route(
+                    "/raw/{name}",
+                    get(raw).with_state(Raw {
+                        hits,
+                        config: config.clone(),
+                    }),
+                )
                 .route(
                     "/moved/{status}",
                     get(|Path(status): Path<u16>| async move {
@@ -132,8 +148,7 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
                 .route_service(
                     "/api/events",
                     EventLogService::new(log.clone()).with_config(config.clone()),
-                )
-                .layer(Extension(config.clone())),
+                ),
         ),
     )
     .await;
@@ -146,7 +161,8 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
         .allow_credentials(true)
         .allow_headers([header::HeaderName::from_static("last-event-id")]);
     let cors_service = EventLogService::new(cors_log.clone()).with_config(config.clone());
-    let cors_server = TestServer::start(
+    let cors_server = TestServer::start_cuttable(
+        Serving::HyperUtil,
         cors_seen.record(
             Router::new()
                 .route_service(

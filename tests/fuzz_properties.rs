@@ -105,38 +105,56 @@ fn parts(headers: &[Vec<u8>], query: &Option<String>, accept: &Option<String>) -
     Some((request.into_parts().0, added))
 }
 
-/// The first value of `name` in the query, percent-decoded by the book (`%` and two hex
-/// digits; `+` is a space). `Some(Err(()))` when its encoding is broken.
+/// The first value of `name` in the query, decoded by [`model_decode`]. `Some(Err(()))` when
+/// its percent-encoding is broken.
 fn reference_param(query: Option<&str>, name: &str) -> Option<Result<Vec<u8>, ()>> {
-    let value = query?
-        .split('&')
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-        .find(|(key, _)| *key == name)?
-        .1;
-    let bytes = value.as_bytes();
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        match bytes[at] {
-            b'%' => {
-                let digit = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
-                let (Some(high), Some(low)) = (digit(at + 1), digit(at + 2)) else {
-                    return Some(Err(()));
-                };
-                out.push((high * 16 + low) as u8);
-                at += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                at += 1;
-            }
-            byte => {
-                out.push(byte);
-                at += 1;
-            }
+    let value = query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })?;
+    Some(model_decode(value))
+}
+
+/// The model of the crate's query decoding, written apart from it: the value is cut at every
+/// `%`; each piece after the first must begin with two hex digits, the byte they name, and
+/// `+` anywhere else is a space (as in `application/x-www-form-urlencoded`). Where that
+/// standard keeps a `%` that is not followed by two hex digits, the crate refuses the value.
+fn model_decode(value: &str) -> Result<Vec<u8>, ()> {
+    let plus_as_space = |text: &str| text.replace('+', " ").into_bytes();
+    let mut pieces = value.split('%');
+    let mut out = plus_as_space(pieces.next().unwrap_or_default());
+    for piece in pieces {
+        let (hex, rest) = piece.split_at_checked(2).ok_or(())?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(());
         }
+        out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+        out.extend(plus_as_space(rest));
     }
-    Some(Ok(out))
+    Ok(out)
+}
+
+#[test]
+fn the_model_decoder_follows_the_documented_rules() {
+    let cases: [(&str, Result<&[u8], ()>); 10] = [
+        ("", Ok(b"")),
+        ("plain-1", Ok(b"plain-1")),
+        ("%41%62+c", Ok(b"Ab c")),
+        ("a%2Bb%2bc", Ok(b"a+b+c")),
+        ("%e2%9C%93", Ok("\u{2713}".as_bytes())),
+        ("%zz", Err(())),
+        ("%4", Err(())),
+        ("ab%", Err(())),
+        ("%+1", Err(())),
+        ("%\u{e9}1", Err(())),
+    ];
+    for (encoded, decoded) in cases {
+        assert_eq!(
+            model_decode(encoded).as_deref().map_err(|_| ()),
+            decoded,
+            "{encoded:?}"
+        );
+    }
 }
 
 fn acceptable(bytes: &[u8], max_len: usize) -> bool {
@@ -167,8 +185,34 @@ fn expected_cursor(parts: &Parts, max_len: usize) -> Result<Option<Vec<u8>>, Opt
     }
 }
 
+/// A cursor (visible ASCII) written in a query the way a client might: a letter, digit or
+/// one of `-._~` as itself or as `%XX`, in upper- or lower-case hex; any other byte as `%XX`.
+fn encoded_cursor() -> impl Strategy<Value = (Vec<u8>, String)> {
+    prop::collection::vec((0x21u8..0x7f, 0u8..3), 1..40).prop_map(|bytes| {
+        let cursor: Vec<u8> = bytes.iter().map(|(byte, _)| *byte).collect();
+        let encoded = bytes
+            .iter()
+            .map(|&(byte, how)| match how {
+                0 if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) => char::from(byte).to_string(),
+                0 | 1 => format!("%{byte:02X}"),
+                _ => format!("%{byte:02x}"),
+            })
+            .collect();
+        (cursor, encoded)
+    })
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn a_percent_encoded_query_cursor_decodes_to_its_bytes((cursor, encoded) in encoded_cursor()) {
+        let uri = format!("/events?lastEventId={encoded}");
+        let parts = http::Request::builder().uri(&uri).body(()).expect("a valid URI").into_parts().0;
+        let got = LastEventId::from_request_parts(&parts, 256);
+        let got = got.map(|cursor| cursor.map(|c| c.as_str().as_bytes().to_vec()));
+        prop_assert_eq!(got, Ok(Some(cursor)), "{}", uri);
+    }
 
     #[test]
     fn the_cursor_of_a_request_is_the_single_header_else_the_strictly_decoded_query(

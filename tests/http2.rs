@@ -7,13 +7,18 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use http::{Request, StatusCode, Version};
+use http::{Method, Request, StatusCode, Version};
 use tower::ServiceExt;
 use tower_eventstream::{Event, EventLogService, MemoryLog, Shutdown, StreamConfig};
 
-use support::{field_values, serve, Http2, LIMIT};
+use support::client::Http2;
+use support::server::TestServer;
+use support::sse::field_values;
 
-const SSE: (&str, &str) = ("accept", "text/event-stream");
+const SSE: (&str, &[u8]) = ("accept", b"text/event-stream");
+
+/// The graceful shutdown is over within this, every stream ended and every poll answered.
+const SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// Headers that are about one hop (one HTTP/1.1 connection) and are malformed in HTTP/2.
 const HOP_BY_HOP: [&str; 6] = [
@@ -35,27 +40,23 @@ fn assert_no_hop_by_hop(headers: &http::HeaderMap, what: &str) {
 async fn fifty_sse_streams_share_one_connection() {
     const STREAMS: usize = 50;
     let log = MemoryLog::new();
-    let server = serve(EventLogService::new(log.clone()), None).await;
+    let server = TestServer::hyper_util(EventLogService::new(log.clone()), None).await;
     let client = Http2::connect(server.addr).await;
 
-    let mut streams = join_all((0..STREAMS).map(|_| client.send("GET", "/events", &[SSE]))).await;
+    let mut streams = join_all((0..STREAMS).map(|_| client.send(Method::GET, "/events", &[SSE]))).await;
     for stream in &streams {
-        assert_eq!(stream.status, StatusCode::OK);
-        assert_eq!(stream.version, Version::HTTP_2);
+        assert_eq!(stream.head.status, StatusCode::OK);
+        assert_eq!(stream.head.version, Version::HTTP_2);
         assert_eq!(stream.header("content-type"), Some("text/event-stream"));
-        assert_no_hop_by_hop(&stream.headers, "an SSE response over HTTP/2");
+        assert_no_hop_by_hop(&stream.head.headers, "an SSE response over HTTP/2");
     }
-    join_all(streams.iter_mut().map(|s| s.body.read_until("\n\n", LIMIT))).await;
+    join_all(streams.iter_mut().map(|s| s.read_until("\n\n"))).await;
     assert_eq!(log.subscriber_count(), STREAMS);
-    assert_eq!(
-        server.connections(),
-        1,
-        "the streams did not share one connection"
-    );
+    assert_eq!(server.accepted(), 1, "the streams did not share one connection");
 
     for n in 1..=3 {
         let stored = log.push(Event::new(format!("event {n}")));
-        let blocks = join_all(streams.iter_mut().map(|s| s.body.read_until("\n\n", LIMIT))).await;
+        let blocks = join_all(streams.iter_mut().map(|s| s.read_until("\n\n"))).await;
         for block in blocks {
             assert_eq!(field_values(&block, "data"), [format!("event {n}")]);
             assert_eq!(field_values(&block, "id"), [stored.id().unwrap().as_str()]);
@@ -63,16 +64,16 @@ async fn fifty_sse_streams_share_one_connection() {
     }
 
     // A long poll on the same connection, beside the streams.
-    let mut poll = client.send("GET", "/events?timeout=0", &[]).await;
-    assert_eq!(poll.status, StatusCode::OK);
-    assert_no_hop_by_hop(&poll.headers, "a long-poll answer over HTTP/2");
-    let json: serde_json::Value = serde_json::from_slice(&poll.body.collect().await).expect("JSON");
+    let mut poll = client.send(Method::GET, "/events?timeout=0", &[]).await;
+    assert_eq!(poll.head.status, StatusCode::OK);
+    assert_no_hop_by_hop(&poll.head.headers, "a long-poll answer over HTTP/2");
+    let json: serde_json::Value = serde_json::from_slice(&poll.collect().await).expect("JSON");
     assert_eq!(json["events"], serde_json::json!([]));
 
     // Dropping the client's streams releases the server's subscriptions.
     drop(streams);
     support::wait_until("the subscriptions to be released", || log.subscriber_count() == 0).await;
-    assert_eq!(server.connections(), 1);
+    assert_eq!(server.accepted(), 1);
 }
 
 #[tokio::test]
@@ -82,24 +83,24 @@ async fn keep_alive_and_shutdown_work_as_on_http1() {
     let config = StreamConfig::default()
         .keep_alive(Duration::from_millis(100))
         .shutdown(shutdown.clone());
-    let mut server = serve(
+    let mut server = TestServer::hyper_util(
         EventLogService::new(log.clone()).with_config(config),
         Some(shutdown),
     )
     .await;
     let client = Http2::connect(server.addr).await;
 
-    let mut streams = join_all((0..10).map(|_| client.send("GET", "/events", &[SSE]))).await;
-    join_all(streams.iter_mut().map(|s| s.body.read_until("\n\n", LIMIT))).await;
+    let mut streams = join_all((0..10).map(|_| client.send(Method::GET, "/events", &[SSE]))).await;
+    join_all(streams.iter_mut().map(|s| s.read_until("\n\n"))).await;
     // Idle streams get keep-alive comments.
-    let comments = join_all(streams.iter_mut().map(|s| s.body.read_until("\n", LIMIT))).await;
+    let comments = join_all(streams.iter_mut().map(|s| s.read_until("\n"))).await;
     assert!(comments.iter().all(|c| c == ":\n"), "{comments:?}");
 
     // A long poll waiting on the same connection.
     let position = log.position();
     let poll_client = client.clone();
     let path = format!("/events?lastEventId={position}&timeout=20000");
-    let poll = tokio::spawn(async move { poll_client.send("GET", &path, &[]).await });
+    let poll = tokio::spawn(async move { poll_client.send(Method::GET, &path, &[]).await });
     support::wait_until("the long poll to wait", || log.subscriber_count() == 11).await;
 
     let began = Instant::now();
@@ -108,24 +109,29 @@ async fn keep_alive_and_shutdown_work_as_on_http1() {
     let tails = join_all(
         streams
             .iter_mut()
-            .map(|s| s.body.read_to_end(Duration::from_secs(1))),
+            .map(|s| tokio::time::timeout(SHUTDOWN, s.read_to_end())),
     )
     .await;
     for tail in tails {
+        let tail = tail.expect("the stream ended within 1 s of the shutdown");
         assert!(tail.contains("retry: "), "no retry hint before the end: {tail:?}");
     }
     // The long poll is answered at once with the empty shape.
-    let mut answer = support::within("the long poll", Duration::from_secs(1), poll)
+    let mut answer = tokio::time::timeout(SHUTDOWN, poll)
         .await
+        .expect("the long poll answered within 1 s of the shutdown")
         .expect("long poll task");
-    assert_eq!(answer.status, StatusCode::OK);
-    let json: serde_json::Value = serde_json::from_slice(&answer.body.collect().await).expect("JSON");
+    assert_eq!(answer.head.status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_slice(&answer.collect().await).expect("JSON");
     assert_eq!(
         json,
         serde_json::json!({"events": [], "lastEventId": position.as_str(), "reset": false})
     );
-    server.stopped_within(Duration::from_secs(1)).await;
-    assert!(began.elapsed() < Duration::from_secs(1));
+    tokio::time::timeout(SHUTDOWN, server.stopped())
+        .await
+        .expect("the server stopped within 1 s of the shutdown")
+        .expect("the server stopped cleanly");
+    assert!(began.elapsed() < SHUTDOWN);
 }
 
 /// The service itself never sets a connection-specific header, on any kind of answer (hyper

@@ -8,26 +8,42 @@
 //! file it writes in a fresh temporary directory. Without nginx the proxy tests fail under CI
 //! and are skipped (loudly) elsewhere.
 
-mod harness;
+mod support;
 
 #[path = "../examples/chat/app.rs"]
 mod app;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use harness::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::client::long_poll;
+use support::process::{free_port, ScratchDir};
+use support::raw::find;
+use support::reader::SseReader;
+use support::server::{Serving, TestServer};
+use support::sse::{SseBlock, SseItem};
+use support::{missing_prerequisite, report, wait_until, within, LIMIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 use tower_eventstream::{Event, EventLogService, MemoryLog, StreamConfig};
 
 const NGINX: &str = "/usr/sbin/nginx";
+
+/// How long an event or a keep-alive may take to come through the proxy.
+const THROUGH: Duration = Duration::from_secs(2);
+
+/// The next event through the proxy, which must arrive within [`THROUGH`].
+async fn next_event_through(sse: &mut SseReader) -> SseBlock {
+    tokio::time::timeout(THROUGH, sse.next_event())
+        .await
+        .unwrap_or_else(|_| panic!("no event through nginx within {THROUGH:?}"))
+}
 
 /// Headers that describe one connection (RFC 9110 §7.6.1, RFC 9113 §8.2.2): forbidden in
 /// HTTP/2 and not to be forwarded by a proxy.
@@ -86,7 +102,7 @@ async fn sse_and_long_poll_responses_carry_no_hop_by_hop_headers() {
 #[tokio::test]
 async fn over_http2_the_stream_opens_with_the_proxy_headers() {
     let (log, router) = chat(Duration::from_secs(15));
-    let server = AxumServer::start(router).await;
+    let server = TestServer::start(Serving::Axum, router).await;
     let stream = TcpStream::connect(server.addr).await.unwrap();
     // HTTP/2 with prior knowledge (h2c), which axum::serve speaks alongside HTTP/1.1.
     let (mut sender, connection) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
@@ -129,7 +145,7 @@ async fn over_http2_the_stream_opens_with_the_proxy_headers() {
 /// nginx in the foreground; killed (and its directory removed) on drop.
 struct Nginx {
     child: Child,
-    dir: PathBuf,
+    dir: ScratchDir,
     addr: SocketAddr,
 }
 
@@ -141,15 +157,7 @@ impl Nginx {
             missing_prerequisite(test, &format!("{NGINX} not found (Debian package nginx-light)"));
             return None;
         }
-        let dir = std::env::temp_dir().join(format!(
-            "tower-eventstream-nginx-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = ScratchDir::new("nginx");
         let port = free_port();
         let template = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -159,17 +167,17 @@ impl Nginx {
         let config = template
             .replace("@LISTEN_PORT@", &port.to_string())
             .replace("@UPSTREAM_PORT@", &upstream.port().to_string())
-            .replace("@TEMP_DIR@", dir.to_str().expect("a UTF-8 temp path"));
+            .replace("@TEMP_DIR@", dir.path().to_str().expect("a UTF-8 temp path"));
         assert!(!config.contains('@'), "a placeholder was left unfilled");
-        let config_path = dir.join("nginx.conf");
+        let config_path = dir.path().join("nginx.conf");
         std::fs::write(&config_path, config).unwrap();
         let child = Command::new(NGINX)
             .arg("-p")
-            .arg(&dir)
+            .arg(dir.path())
             .arg("-c")
             .arg(&config_path)
             .arg("-e")
-            .arg(dir.join("error.log"))
+            .arg(dir.path().join("error.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -199,7 +207,7 @@ impl Nginx {
     }
 
     fn error_log(&mut self) -> String {
-        let mut text = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+        let mut text = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
         if let Some(mut stderr) = self.child.stderr.take() {
             use std::io::Read;
             let _ = self.child.kill();
@@ -213,25 +221,19 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_nginx_each_event_arrives_before_the_next_is_published_and_keep_alives_pass() {
     let test = "nginx::through_nginx_each_event_arrives_before_the_next_is_published_and_keep_alives_pass";
     let (log, router) = chat(Duration::from_millis(200));
-    let server = AxumServer::start(router).await;
+    let server = TestServer::start(Serving::Axum, router).await;
     let Some(nginx) = Nginx::start(server.addr, test).await else {
         return;
     };
 
-    let mut sse = SseConnection::open(nginx.addr, "/api/events", None).await;
+    let mut sse = SseReader::raw(nginx.addr, "/api/events", None).await;
     assert_eq!(sse.head.header("content-type"), Some("text/event-stream"));
     assert_eq!(sse.head.header("cache-control"), Some("no-cache"));
     assert_eq!(
@@ -239,7 +241,7 @@ async fn through_nginx_each_event_arrives_before_the_next_is_published_and_keep_
         None,
         "nginx consumes X-Accel-Buffering and does not forward it"
     );
-    wait_until(LIMIT, "the proxied subscription", || log.subscriber_count() == 1).await;
+    wait_until("the proxied subscription", || log.subscriber_count() == 1).await;
 
     // Each event, a few bytes long (far below any proxy buffer), must arrive before the next
     // one is published.
@@ -247,7 +249,7 @@ async fn through_nginx_each_event_arrives_before_the_next_is_published_and_keep_
     for n in 0..10 {
         let published = Instant::now();
         let stored = log.push(Event::new(format!("event {n}")).with_name("message").unwrap());
-        let event = sse.next_event_within(Duration::from_secs(2)).await;
+        let event = next_event_through(&mut sse).await;
         worst = worst.max(published.elapsed());
         assert_eq!(event.data.as_deref(), Some(format!("event {n}").as_str()));
         assert_eq!(event.id.as_deref(), Some(stored.id().unwrap().as_str()));
@@ -257,7 +259,10 @@ async fn through_nginx_each_event_arrives_before_the_next_is_published_and_keep_
     let idle = Instant::now();
     let mut comments = 0;
     while comments < 3 {
-        match sse.next_within(Duration::from_secs(2)).await {
+        let item = tokio::time::timeout(THROUGH, sse.next_item())
+            .await
+            .unwrap_or_else(|_| panic!("no keep-alive through nginx within {THROUGH:?}"));
+        match item {
             Some(SseItem::Comment(_)) => comments += 1,
             Some(other) => panic!("only keep-alive comments while idle, got {other:?}"),
             None => panic!("the stream ended"),
@@ -276,12 +281,12 @@ async fn through_nginx_each_event_arrives_before_the_next_is_published_and_keep_
     let cursor = log.position();
     drop(sse);
     log.push(Event::new("while away").with_name("message").unwrap());
-    let mut sse = SseConnection::open(nginx.addr, "/api/events", Some(cursor.as_str())).await;
-    let event = sse.next_event_within(Duration::from_secs(2)).await;
+    let mut sse = SseReader::raw(nginx.addr, "/api/events", Some(cursor.as_str())).await;
+    let event = next_event_through(&mut sse).await;
     assert_eq!(event.data.as_deref(), Some("while away"));
 
     // A long poll through the proxy.
-    let answer = short_poll(nginx.addr, &format!("/api/events?timeout=0&lastEventId={cursor}")).await;
+    let (_, answer) = long_poll(nginx.addr, &format!("/api/events?timeout=0&lastEventId={cursor}")).await;
     assert_eq!(answer["events"][0]["data"], "while away");
 }
 
@@ -292,7 +297,7 @@ async fn without_x_accel_buffering_nginx_holds_the_events_back() {
     // so nginx's default buffering applies and small events do not come through promptly
     // (with an HTTP/1.0 upstream, not even the response head does).
     let (log, router) = chat(Duration::from_secs(60));
-    let server = AxumServer::start(router).await;
+    let server = TestServer::start(Serving::Axum, router).await;
     let Some(nginx) = Nginx::start(server.addr, test).await else {
         return;
     };
@@ -303,7 +308,7 @@ async fn without_x_accel_buffering_nginx_holds_the_events_back() {
         )
         .await
         .unwrap();
-    wait_until(LIMIT, "the proxied subscription", || log.subscriber_count() == 1).await;
+    wait_until("the proxied subscription", || log.subscriber_count() == 1).await;
     log.push(Event::new("held back?").with_name("message").unwrap());
     let mut received = Vec::new();
     let _ = tokio::time::timeout(Duration::from_millis(800), async {

@@ -1,14 +1,14 @@
 //! Properties of the event encoding, the cursor parser and the memory log, checked on
 //! generated input.
 
-mod common;
+mod support;
 
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::parse_sse;
 use proptest::prelude::*;
+use support::sse::parse_sse;
 use tower_eventstream::{
     CursorError, Delivery, Event, EventError, EventSource, LastEventId, MemoryLog, MemorySubscription,
     ResumeOutcome, Subscription,

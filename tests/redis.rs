@@ -6,8 +6,7 @@
 
 #![cfg(feature = "redis")]
 
-mod common;
-mod harness;
+mod support;
 
 #[path = "../examples/chat/app.rs"]
 mod app;
@@ -16,16 +15,17 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use common::{parse_sse, request, serve, RawSse, SseClient};
-use harness::redis::RedisServer;
 use http::{Method, StatusCode};
+use support::client::{post_message, request};
+use support::reader::SseReader;
+use support::redis::RedisServer;
+use support::server::{Serving, TestServer};
+use support::sse::{parse_sse, SseClient};
+use support::{within, LIMIT};
 use tower_eventstream::{
     CursorError, Delivery, Event, EventLog, EventSource, LastEventId, RedisLog, RedisLogErrorKind,
     RedisSubscription, ResumeOutcome, StreamConfig, SubscribeError, Subscription,
 };
-
-/// The longest any single wait in these tests may take.
-const LIMIT: Duration = Duration::from_secs(10);
 
 async fn connect(server: &RedisServer, key: &str) -> RedisLog {
     within("connect", RedisLog::builder(server.url(), key).connect())
@@ -36,13 +36,6 @@ async fn connect(server: &RedisServer, key: &str) -> RedisLog {
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    match tokio::time::timeout(LIMIT, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {LIMIT:?} waiting for {what}"),
-    }
-}
 
 async fn next(subscription: &mut RedisSubscription) -> Delivery {
     let delivery = within(
@@ -457,14 +450,7 @@ async fn connecting_fails_clearly() {
 // ---------------------------------------------------------------------------------------
 
 async fn post(addr: std::net::SocketAddr, text: &str) -> String {
-    let answer = request(
-        addr,
-        Method::POST,
-        "/api/messages",
-        &[("content-type", b"text/plain; charset=utf-8")],
-        text.to_owned(),
-    )
-    .await;
+    let answer = post_message(addr, text).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
     answer.json()["id"].as_str().expect("an id").to_owned()
 }
@@ -474,16 +460,17 @@ async fn a_client_moves_between_two_chat_instances_without_loss_or_duplicate() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let (a, _server_a) = serve(app::router(
-        connect(&server, "chat").await,
-        StreamConfig::default(),
-    ))
+    let server_a = TestServer::start(
+        Serving::Axum,
+        app::router(connect(&server, "chat").await, StreamConfig::default()),
+    )
     .await;
-    let (b, _server_b) = serve(app::router(
-        connect(&server, "chat").await,
-        StreamConfig::default(),
-    ))
+    let server_b = TestServer::start(
+        Serving::Axum,
+        app::router(connect(&server, "chat").await, StreamConfig::default()),
+    )
     .await;
+    let (a, b) = (server_a.addr, server_b.addr);
 
     let mut client = SseClient::connect(a, "/api/events", None).await;
     let mut sent = Vec::new();
@@ -543,7 +530,8 @@ async fn a_client_reconnecting_during_an_outage_is_held_and_resumes_once_redis_r
     .await
     .expect("connect");
     let config = StreamConfig::default().keep_alive(Duration::from_millis(200));
-    let (addr, _http) = serve(app::router(log, config)).await;
+    let http = TestServer::start(Serving::Axum, app::router(log, config)).await;
+    let addr = http.addr;
 
     let mut client = SseClient::connect(addr, "/api/events", None).await;
     let first = post(addr, "first").await;
@@ -568,7 +556,7 @@ async fn a_client_reconnecting_during_an_outage_is_held_and_resumes_once_redis_r
     assert_eq!(poll.status, StatusCode::SERVICE_UNAVAILABLE, "{}", poll.text());
     assert!(poll.headers.contains_key("retry-after"));
 
-    let mut raw = RawSse::connect(addr, "/api/events", Some(&cursor)).await;
+    let mut raw = SseReader::connect(addr, "/api/events", Some(&cursor)).await;
     let mut wire = raw.read_block().await;
     wire.push_str(&raw.read_until(":\n").await);
     wire.push_str(&raw.read_until(":\n").await);

@@ -3,7 +3,7 @@
 //! hyper, limits, failing bodies, shutdown). Requests are written byte for byte.
 #![cfg(feature = "server")]
 
-mod harness;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,36 +12,22 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use futures_util::stream;
-use harness::wait_until;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
+use support::server::TestServer;
+use support::{wait_until, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tower_eventstream::server::Server;
 use tower_eventstream::{Event, EventLogService, MemoryLog, Shutdown, StreamConfig};
 
-const LIMIT: Duration = Duration::from_secs(5);
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-async fn start(server: Server<Router>) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve_with_shutdown(listener, async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+/// `server` serving on a free port, as an application's `main` runs it.
+async fn start(server: Server<Router>) -> TestServer {
+    TestServer::serve_with(|listener, signal| async move {
+        server.serve_with_shutdown(listener, signal).await;
+        Ok(())
+    })
+    .await
 }
 
 fn app(log: &MemoryLog) -> Router {
@@ -71,7 +57,7 @@ async fn connect(addr: SocketAddr) -> TcpStream {
 /// Reads until `needle` has been seen `times` times in all that was read.
 async fn read_until(stream: &mut TcpStream, needle: &str, times: usize) -> String {
     let mut all = Vec::new();
-    tokio::time::timeout(LIMIT, async {
+    within(&format!("{needle:?} ×{times}"), async {
         while String::from_utf8_lossy(&all).matches(needle).count() < times {
             let mut buf = [0u8; 4096];
             let n = stream.read(&mut buf).await.unwrap();
@@ -83,22 +69,15 @@ async fn read_until(stream: &mut TcpStream, needle: &str, times: usize) -> Strin
             all.extend_from_slice(&buf[..n]);
         }
     })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "no {needle:?} ×{times} within {LIMIT:?}: {:?}",
-            String::from_utf8_lossy(&all)
-        )
-    });
+    .await;
     String::from_utf8(all).unwrap()
 }
 
 /// Reads until the server closes the connection.
 async fn read_to_close(stream: &mut TcpStream) -> String {
     let mut all = Vec::new();
-    tokio::time::timeout(LIMIT, stream.read_to_end(&mut all))
+    within("the server to close the connection", stream.read_to_end(&mut all))
         .await
-        .expect("the server closes the connection")
         .unwrap();
     String::from_utf8_lossy(&all).into_owned()
 }
@@ -184,9 +163,8 @@ async fn http2_with_prior_knowledge_goes_to_hyper() {
         log.epoch()
     );
     let request = http::Request::get(uri).body(Empty::<Bytes>::new()).unwrap();
-    let response = tokio::time::timeout(LIMIT, sender.send_request(request))
+    let response = within("the response", sender.send_request(request))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(response.version(), http::Version::HTTP_2);
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -294,15 +272,9 @@ async fn a_vanished_long_poller_releases_its_subscription_at_once() {
         .write_all(b"GET /events?timeout=60000 HTTP/1.1\r\n\r\n")
         .await
         .unwrap();
-    wait_until(LIMIT, "the request's subscription", || {
-        log.subscriber_count() == 1
-    })
-    .await;
+    wait_until("the request's subscription", || log.subscriber_count() == 1).await;
     drop(stream);
-    wait_until(LIMIT, "the subscription to be released", || {
-        log.subscriber_count() == 0
-    })
-    .await;
+    wait_until("the subscription to be released", || log.subscriber_count() == 0).await;
     // Long before the 300 ms wait ends.
 }
 
@@ -315,12 +287,9 @@ async fn shutdown_closes_idle_connections_lets_a_pending_poll_answer_and_returns
     read_until(&mut idle, "hello", 1).await;
     let mut polling = connect(server.addr).await;
     polling.write_all(b"GET /events HTTP/1.1\r\n\r\n").await.unwrap();
-    wait_until(LIMIT, "the request's subscription", || {
-        log.subscriber_count() == 1
-    })
-    .await;
+    wait_until("the request's subscription", || log.subscriber_count() == 1).await;
 
-    let _ = server.stop.take().unwrap().send(());
+    server.begin_shutdown();
     assert_eq!(
         read_to_close(&mut idle).await,
         "",
@@ -333,12 +302,7 @@ async fn shutdown_closes_idle_connections_lets_a_pending_poll_answer_and_returns
         "the pending poll is answered: {answer}"
     );
     assert!(answer.contains("connection: close\r\n"), "{answer}");
-    tokio::time::timeout(LIMIT, &mut server.task)
-        .await
-        .expect("serve returns")
-        .unwrap();
-    assert!(
-        TcpStream::connect(server.addr).await.is_err(),
-        "no longer accepting"
-    );
+    let addr = server.addr;
+    server.stopped().await.expect("serve returns");
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }

@@ -9,7 +9,7 @@
 //! There is no silent gap: between two events a client receives, either nothing was skipped
 //! or a `reset` came in between.
 
-mod harness;
+mod support;
 
 #[path = "../examples/chat/app.rs"]
 mod app;
@@ -19,7 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::*;
+use support::process::{mib, rss_bytes};
+use support::reader::SseReader;
+use support::server::{Serving, TestServer};
+use support::sse::SseItem;
+use support::{report, wait_until, within};
 use tokio::net::TcpSocket;
 use tower_eventstream::{Event, MemoryLog, StreamConfig};
 
@@ -108,7 +112,7 @@ async fn stuck_socket(addr: SocketAddr) -> tokio::net::TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_reset_when_it_resumes() {
     let log = MemoryLog::builder().history(HISTORY).build();
-    let server = AxumServer::start(app::router(log.clone(), StreamConfig::default())).await;
+    let server = TestServer::start(Serving::Axum, app::router(log.clone(), StreamConfig::default())).await;
     let addr = server.addr;
     let started = Instant::now();
     let publish = |seq_hint: u64| {
@@ -120,14 +124,14 @@ async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_res
 
     // The stuck reader: tiny receive buffer; reads its opening, then nothing for a while.
     let stuck_stream = stuck_socket(addr).await;
-    let mut stuck = SseConnection::open_on(stuck_stream, "/api/events", None).await;
-    let opening = within("the opening", stuck.next()).await;
+    let mut stuck = SseReader::raw_on(stuck_stream, "/api/events", None).await;
+    let opening = stuck.next_item().await;
     assert!(opening.is_some());
     // A slow reader: at most 32 KiB every 20 ms (1.6 MiB/s, a tenth of the publishing rate).
-    let mut slow = SseConnection::open(addr, "/api/events", None).await;
+    let mut slow = SseReader::raw(addr, "/api/events", None).await;
     // A normal reader.
-    let mut normal = SseConnection::open(addr, "/api/events", None).await;
-    wait_until(LIMIT, "three subscribers", || log.subscriber_count() == 3).await;
+    let mut normal = SseReader::raw(addr, "/api/events", None).await;
+    wait_until("three subscribers", || log.subscriber_count() == 3).await;
     let first_seq = seq_of(log.position().as_str()) + 1;
 
     // Warm-up outside the measurement: a few events every reader takes.
@@ -138,9 +142,9 @@ async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_res
     let mut normal_seen = Seen::default();
     let mut slow_seen = Seen::default();
     for _ in 0..8 {
-        stuck_seen.record(SseItem::Block(stuck.next_event_within(LIMIT).await));
-        normal_seen.record(SseItem::Block(normal.next_event_within(LIMIT).await));
-        slow_seen.record(SseItem::Block(slow.next_event_within(LIMIT).await));
+        stuck_seen.record(SseItem::Block(stuck.next_event().await));
+        normal_seen.record(SseItem::Block(normal.next_event().await));
+        slow_seen.record(SseItem::Block(slow.next_event().await));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rss_before = rss_bytes();
@@ -164,7 +168,7 @@ async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_res
         let mut seen = normal_seen;
         let last = first_seq + 8 + EVENTS - 1;
         while seen.last_message() != Some(last) {
-            let block = normal.next_event_within(LIMIT).await;
+            let block = normal.next_event().await;
             let data = block.data.as_deref().unwrap_or_default();
             if let Some(micros) = data.split(' ').next().and_then(|m| m.parse::<u64>().ok()) {
                 let latency = started.elapsed().saturating_sub(Duration::from_micros(micros));
@@ -184,7 +188,7 @@ async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_res
                 let n = slow.read_some(32 * 1024).await;
                 assert!(n > 0, "the slow reader's stream ended");
                 bytes += n;
-                for item in slow.drain_pending() {
+                for item in slow.drain_items() {
                     slow_seen.record(item);
                 }
                 // Overtaken twice, or once if publishing is over: enough to show the pattern.
@@ -209,12 +213,13 @@ async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_res
     published_all.store(true, Ordering::Relaxed);
     let last_seq = seq_of(log.position().as_str());
 
-    let (normal_seen, worst_latency, normal) =
-        within_for(Duration::from_secs(20), "the normal reader", normal_reader)
-            .await
-            .unwrap();
-    let (slow_seen, slow_bytes, slow) = within_for(Duration::from_secs(40), "the slow reader", slow_reader)
+    let (normal_seen, worst_latency, normal) = tokio::time::timeout(Duration::from_secs(20), normal_reader)
         .await
+        .expect("the normal reader got every event within 20 s")
+        .unwrap();
+    let (slow_seen, slow_bytes, slow) = tokio::time::timeout(Duration::from_secs(40), slow_reader)
+        .await
+        .expect("the slow reader was done within 40 s")
         .unwrap();
     done.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
@@ -224,15 +229,17 @@ async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_res
     // The stuck reader reads again: what the socket buffers and the one pending frame held,
     // then a reset, then the retained events up to the newest.
     let resumed_at = stuck.received;
-    let stuck_resume = within_for(Duration::from_secs(20), "the stuck reader to catch up", async {
+    let stuck_resume = tokio::time::timeout(Duration::from_secs(20), async {
         while stuck_seen.last_message() != Some(last_seq) {
-            match stuck.next().await {
+            match stuck.next_item().await {
                 Some(item) => stuck_seen.record(item),
                 None => panic!("the stuck reader's stream ended"),
             }
         }
     });
-    stuck_resume.await;
+    stuck_resume
+        .await
+        .expect("the stuck reader caught up within 20 s");
     let stuck_bytes_after_resume = stuck.received - resumed_at;
 
     let published_bytes = EVENTS * EVENT_BYTES as u64;
@@ -302,8 +309,5 @@ async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_res
     slow_seen.assert_no_silent_gap("slow reader", first_seq);
 
     drop((stuck, slow, normal));
-    wait_until(LIMIT, "the subscriptions to be released", || {
-        log.subscriber_count() == 0
-    })
-    .await;
+    wait_until("the subscriptions to be released", || log.subscriber_count() == 0).await;
 }

@@ -6,7 +6,7 @@
 //! The server runs on a runtime of its own, so that its alive-task count (tokio runtime
 //! metrics) counts only the server's tasks; the clients run on another.
 
-mod harness;
+mod support;
 
 #[path = "../examples/chat/app.rs"]
 mod app;
@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use harness::*;
+use support::process::{mib, rss_bytes};
+use support::raw::{find, read_head, read_response};
+use support::{report, wait_until, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
@@ -200,17 +202,13 @@ fn settle(
     after: &str,
 ) {
     client_rt.block_on(async {
-        wait_until(
-            Duration::from_secs(15),
-            &format!("subscriptions to be released after {after}"),
-            || log.subscriber_count() == 0,
-        )
+        wait_until(&format!("subscriptions to be released after {after}"), || {
+            log.subscriber_count() == 0
+        })
         .await;
-        wait_until(
-            Duration::from_secs(15),
-            &format!("server tasks to end after {after}"),
-            || metrics.num_alive_tasks() == idle,
-        )
+        wait_until(&format!("server tasks to end after {after}"), || {
+            metrics.num_alive_tasks() == idle
+        })
         .await;
     });
 }
@@ -229,12 +227,9 @@ async fn run(
         .flat_map(|(a, b)| [a, b]);
     futures_util::stream::iter(jobs)
         .map(|job| async move {
-            within_for(
-                Duration::from_secs(20),
-                "one soak job",
-                job.run(addr, log, counts),
-            )
-            .await
+            tokio::time::timeout(Duration::from_secs(20), job.run(addr, log, counts))
+                .await
+                .unwrap_or_else(|_| panic!("{job:?} took over 20 s"))
         })
         .buffer_unordered(CONCURRENCY)
         .for_each(|()| async {})

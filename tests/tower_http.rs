@@ -25,13 +25,25 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::{ResponseBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
-use support::{field_values, http1, http1_full, request, serve, LIMIT};
+use support::client::{open, request};
+use support::reader::SseReader;
+use support::server::TestServer;
+use support::sse::field_values;
+use support::within;
 
 /// Each event must arrive within this after it is published: a middleware that holds events
 /// back fails the test here.
 const EVENT_LIMIT: Duration = Duration::from_secs(2);
 
-const SSE: (&str, &str) = ("accept", "text/event-stream");
+const SSE: (&str, &[u8]) = ("accept", b"text/event-stream");
+
+/// Reads through `needle`, which must arrive within [`EVENT_LIMIT`].
+async fn arrives(stream: &mut SseReader, needle: &str) -> String {
+    match stream.try_read_until(needle, EVENT_LIMIT).await {
+        Some(text) => text,
+        None => panic!("{needle:?} was held back for {EVENT_LIMIT:?}"),
+    }
+}
 
 fn events(log: &MemoryLog, config: StreamConfig) -> EventLogService<MemoryLog> {
     EventLogService::new(log.clone()).with_config(config)
@@ -60,23 +72,25 @@ async fn compression_passes_sse_through_event_by_event_and_compresses_long_polls
     let service = ServiceBuilder::new()
         .layer(CompressionLayer::new())
         .service(events(&log, config));
-    let server = serve(service, None).await;
+    let server = TestServer::hyper_util(service, None).await;
 
-    let (mut sse, _connection) = http1(
+    let mut sse = open(
         server.addr,
-        request("GET", "/events", &[SSE, ("accept-encoding", "gzip")]),
+        Method::GET,
+        "/events",
+        &[SSE, ("accept-encoding", b"gzip")],
+        "",
     )
     .await;
-    assert_eq!(sse.status, StatusCode::OK);
+    assert_eq!(sse.head.status, StatusCode::OK);
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
     assert_eq!(sse.header("content-encoding"), None, "SSE must not be compressed");
-    sse.body.read_until("\n\n", EVENT_LIMIT).await;
+    arrives(&mut sse, "\n\n").await;
 
     // One by one: the next event is published only once the previous one has arrived.
     for n in 1..=5 {
         let stored = log.push(Event::new(format!("event {n}")));
         let block = sse
-            .body
             .try_read_until("\n\n", EVENT_LIMIT)
             .await
             .unwrap_or_else(|| panic!("event {n} was held back for {EVENT_LIMIT:?}"));
@@ -84,28 +98,35 @@ async fn compression_passes_sse_through_event_by_event_and_compresses_long_polls
         assert_eq!(field_values(&block, "id"), [stored.id().unwrap().as_str()]);
     }
     // Idle: a keep-alive comment arrives by itself, and the stream is still open after it.
-    let keep_alive = sse.body.try_read_until("\n", EVENT_LIMIT).await;
+    let keep_alive = sse.try_read_until("\n", EVENT_LIMIT).await;
     assert_eq!(
         keep_alive.as_deref(),
         Some(":\n"),
         "the keep-alive comment was held back"
     );
     log.push(Event::new("after the keep-alive"));
-    let block = sse.body.read_until("\n\n", EVENT_LIMIT).await;
+    let block = arrives(&mut sse, "\n\n").await;
     assert_eq!(field_values(&block, "data"), ["after the keep-alive"]);
 
     // The long-poll answer is ordinary JSON: compressed when the client accepts it.
     let path = format!("/events?lastEventId={start}&timeout=0");
-    let (answer, body) = http1_full(server.addr, request("GET", &path, &[("accept-encoding", "gzip")])).await;
+    let answer = request(
+        server.addr,
+        Method::GET,
+        &path,
+        &[("accept-encoding", b"gzip")],
+        "",
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header("content-encoding"), Some("gzip"));
-    let json: serde_json::Value = serde_json::from_slice(&gunzip(&body)).expect("JSON");
+    let json: serde_json::Value = serde_json::from_slice(&gunzip(&answer.body)).expect("JSON");
     assert_eq!(json["events"].as_array().unwrap().len(), 6);
     assert_eq!(json["events"][0]["data"], "event 1");
 
-    let (answer, body) = http1_full(server.addr, request("GET", &path, &[])).await;
+    let answer = request(server.addr, Method::GET, &path, &[], "").await;
     assert_eq!(answer.header("content-encoding"), None);
-    let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON");
     assert_eq!(json["events"].as_array().unwrap().len(), 6);
 }
 
@@ -157,15 +178,12 @@ async fn a_middleware_that_holds_events_back_fails_the_per_event_check() {
             },
         )
         .service(events(&log, StreamConfig::default()));
-    let server = serve(service, None).await;
+    let server = TestServer::hyper_util(service, None).await;
 
-    let (mut sse, _connection) = http1(server.addr, request("GET", "/events", &[SSE])).await;
-    assert_eq!(sse.status, StatusCode::OK);
+    let mut sse = open(server.addr, Method::GET, "/events", &[SSE], "").await;
+    assert_eq!(sse.head.status, StatusCode::OK);
     log.push(Event::new("held back"));
-    let arrived = sse
-        .body
-        .try_read_until("held back", Duration::from_millis(500))
-        .await;
+    let arrived = sse.try_read_until("held back", Duration::from_millis(500)).await;
     assert_eq!(arrived, None, "the buffering body let the event through");
 }
 
@@ -177,33 +195,33 @@ async fn timeout_layer_does_not_cut_streams_and_long_polls_below_it_answer_empty
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limit))
         .map_response(boxed)
         .service(events(&log, StreamConfig::default()));
-    let server = serve(service, None).await;
+    let server = TestServer::hyper_util(service, None).await;
 
-    let (mut sse, _connection) = http1(server.addr, request("GET", "/events", &[SSE])).await;
-    assert_eq!(sse.status, StatusCode::OK);
-    sse.body.read_until("\n\n", EVENT_LIMIT).await;
+    let mut sse = open(server.addr, Method::GET, "/events", &[SSE], "").await;
+    assert_eq!(sse.head.status, StatusCode::OK);
+    arrives(&mut sse, "\n\n").await;
 
     // Meanwhile: a long poll that waits less than the layer allows gets the empty shape...
     let position = log.position();
     let path = format!("/events?lastEventId={position}&timeout=200");
     let began = Instant::now();
-    let (answer, body) = http1_full(server.addr, request("GET", &path, &[])).await;
+    let answer = request(server.addr, Method::GET, &path, &[], "").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert!(began.elapsed() >= Duration::from_millis(200));
-    let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON");
     assert_eq!(
         json,
         serde_json::json!({"events": [], "lastEventId": position.as_str(), "reset": false})
     );
     // ...while one that waits longer is cut by the layer: keep `max_wait` below the timeout.
     let path = format!("/events?lastEventId={position}&timeout=2000");
-    let (answer, _) = http1_full(server.addr, request("GET", &path, &[])).await;
+    let answer = request(server.addr, Method::GET, &path, &[], "").await;
     assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
 
     // The stream outlived the timeout (only the response head is timed) and still delivers.
     tokio::time::sleep((limit * 2).saturating_sub(began.elapsed())).await;
     log.push(Event::new("after the timeout"));
-    let block = sse.body.read_until("\n\n", EVENT_LIMIT).await;
+    let block = arrives(&mut sse, "\n\n").await;
     assert_eq!(field_values(&block, "data"), ["after the timeout"]);
 }
 
@@ -216,31 +234,28 @@ async fn response_body_timeout_keeps_streams_that_send_keep_alives_more_often() 
             .layer(ResponseBodyTimeoutLayer::new(idle_limit))
             .service(events(&log, config))
     };
-    let kept = serve(
+    let kept = TestServer::hyper_util(
         stack(StreamConfig::default().keep_alive(Duration::from_millis(100))),
         None,
     )
     .await;
-    let cut = serve(stack(StreamConfig::default().without_keep_alive()), None).await;
+    let cut = TestServer::hyper_util(stack(StreamConfig::default().without_keep_alive()), None).await;
 
-    let (mut kept_sse, _kept) = http1(kept.addr, request("GET", "/events", &[SSE])).await;
-    let (mut cut_sse, _cut) = http1(cut.addr, request("GET", "/events", &[SSE])).await;
-    kept_sse.body.read_until("\n\n", EVENT_LIMIT).await;
-    cut_sse.body.read_until("\n\n", EVENT_LIMIT).await;
+    let mut kept_sse = open(kept.addr, Method::GET, "/events", &[SSE], "").await;
+    let mut cut_sse = open(cut.addr, Method::GET, "/events", &[SSE], "").await;
+    arrives(&mut kept_sse, "\n\n").await;
+    arrives(&mut cut_sse, "\n\n").await;
 
     // Idle for longer than the limit: only keep-alive comments flow on the first stream.
     tokio::time::sleep(idle_limit * 3).await;
     log.push(Event::new("still open"));
-    let block = kept_sse
-        .body
-        .read_until("data: still open\n\n", EVENT_LIMIT)
-        .await;
+    let block = arrives(&mut kept_sse, "data: still open\n\n").await;
     assert!(block.contains(":\n"), "no keep-alive comments: {block:?}");
 
     // Without keep-alive comments the layer ended the other stream with an error.
-    let ended = support::within("the cut stream to end", LIMIT, async {
+    let ended = within("the cut stream to end", async {
         loop {
-            match cut_sse.body.next_result(LIMIT).await {
+            match cut_sse.next_chunk().await {
                 Some(Ok(_)) => continue,
                 Some(Err(_)) => return "failed",
                 None => return "ended cleanly",
@@ -264,40 +279,48 @@ async fn cors_layer_serves_cross_origin_event_sources_and_preflights() {
         .layer(cors)
         .map_response(boxed)
         .service(events(&log, StreamConfig::default()));
-    let server = serve(service, None).await;
+    let server = TestServer::hyper_util(service, None).await;
 
     // What an `EventSource` on another origin sends: a simple GET, no preflight.
-    let (mut sse, _connection) =
-        http1(server.addr, request("GET", "/events", &[SSE, ("origin", ORIGIN)])).await;
-    assert_eq!(sse.status, StatusCode::OK);
+    let mut sse = open(
+        server.addr,
+        Method::GET,
+        "/events",
+        &[SSE, ("origin", ORIGIN.as_bytes())],
+        "",
+    )
+    .await;
+    assert_eq!(sse.head.status, StatusCode::OK);
     assert_eq!(sse.header("access-control-allow-origin"), Some(ORIGIN));
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
-    sse.body.read_until("\n\n", EVENT_LIMIT).await;
+    arrives(&mut sse, "\n\n").await;
     log.push(Event::new("cross-origin"));
-    let block = sse.body.read_until("\n\n", EVENT_LIMIT).await;
+    let block = arrives(&mut sse, "\n\n").await;
     assert_eq!(field_values(&block, "data"), ["cross-origin"]);
 
     // Long poll from the same origin.
-    let (answer, _) = http1_full(
+    let answer = request(
         server.addr,
-        request("GET", "/events?timeout=0", &[("origin", ORIGIN)]),
+        Method::GET,
+        "/events?timeout=0",
+        &[("origin", ORIGIN.as_bytes())],
+        "",
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header("access-control-allow-origin"), Some(ORIGIN));
 
     // The preflight of a request carrying `Last-Event-ID`.
-    let (answer, _) = http1_full(
+    let answer = request(
         server.addr,
-        request(
-            "OPTIONS",
-            "/events",
-            &[
-                ("origin", ORIGIN),
-                ("access-control-request-method", "GET"),
-                ("access-control-request-headers", "last-event-id"),
-            ],
-        ),
+        Method::OPTIONS,
+        "/events",
+        &[
+            ("origin", ORIGIN.as_bytes()),
+            ("access-control-request-method", b"GET"),
+            ("access-control-request-headers", b"last-event-id"),
+        ],
+        "",
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -311,13 +334,12 @@ async fn cors_layer_serves_cross_origin_event_sources_and_preflights() {
     assert!(allowed_methods.contains("GET"), "{allowed_methods:?}");
 
     // Another origin is not granted (the header names only the allowed origin).
-    let (answer, _) = http1_full(
+    let answer = request(
         server.addr,
-        request(
-            "GET",
-            "/events?timeout=0",
-            &[("origin", "https://elsewhere.example")],
-        ),
+        Method::GET,
+        "/events?timeout=0",
+        &[("origin", b"https://elsewhere.example")],
+        "",
     )
     .await;
     assert_ne!(
@@ -385,12 +407,12 @@ async fn trace_layer_logs_per_request_not_per_event() {
     let service = ServiceBuilder::new()
         .layer(TraceLayer::new_for_http())
         .service(events(&log, config));
-    let mut server = serve(service, Some(shutdown)).await;
+    let mut server = TestServer::hyper_util(service, Some(shutdown)).await;
 
-    let (mut sse, _connection) = http1(server.addr, request("GET", "/events", &[SSE])).await;
-    sse.body.read_until("\n\n", EVENT_LIMIT).await;
+    let mut sse = open(server.addr, Method::GET, "/events", &[SSE], "").await;
+    arrives(&mut sse, "\n\n").await;
     log.push(Event::new("first"));
-    sse.body.read_until("data: first\n\n", EVENT_LIMIT).await;
+    arrives(&mut sse, "data: first\n\n").await;
     let after_one = counter.total();
     // The request span plus "started processing" and "finished processing".
     assert!(
@@ -400,13 +422,11 @@ async fn trace_layer_logs_per_request_not_per_event() {
 
     for n in 0..50 {
         log.push(Event::new(format!("event {n}")));
-        sse.body
-            .read_until(&format!("data: event {n}\n\n"), EVENT_LIMIT)
-            .await;
+        arrives(&mut sse, &format!("data: event {n}\n\n")).await;
     }
     // Let keep-alive comments flow as well.
     for _ in 0..3 {
-        sse.body.read_until(":\n", EVENT_LIMIT).await;
+        arrives(&mut sse, ":\n").await;
     }
     assert_eq!(
         counter.total(),
@@ -416,7 +436,10 @@ async fn trace_layer_logs_per_request_not_per_event() {
 
     // The end of the stream is one more line.
     server.begin_shutdown();
-    sse.body.read_to_end(LIMIT).await;
-    server.stopped_within(Duration::from_secs(1)).await;
+    sse.read_to_end().await;
+    tokio::time::timeout(Duration::from_secs(1), server.stopped())
+        .await
+        .expect("the server stopped within 1 s of the shutdown")
+        .expect("the server stopped cleanly");
     assert_eq!(counter.total(), after_one + 1);
 }

@@ -5,23 +5,23 @@
 //! parsed by the third-party `eventsource-stream` crate, which follows the standard's parsing
 //! and interpretation rules.
 
-mod harness;
+mod support;
 
 #[path = "../examples/chat/app.rs"]
 mod app;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::{extract::Request, http::StatusCode, response::IntoResponse, routing::get, Router};
-use bytes::Bytes;
-use futures_util::Stream;
-use harness::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::client::post_message;
+use support::raw::{exchange, exchange_head_only, get_request};
+use support::reader::SseReader;
+use support::server::{events_router, Serving, TestServer};
+use support::sse::parse_sse;
+use support::within;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 use tower_eventstream::{Event, EventError, EventId, EventLogService, MemoryLog, Shutdown, StreamConfig};
@@ -31,11 +31,7 @@ const FLUSH: Duration = Duration::from_secs(2);
 
 /// `log` served at `/events` as the README shows, on a fresh server.
 async fn serve(log: &MemoryLog, config: StreamConfig) -> TestServer {
-    TestServer::start(events_router(log, config)).await
-}
-
-fn events_router(log: &MemoryLog, config: StreamConfig) -> Router {
-    Router::new().route_service("/events", EventLogService::new(log.clone()).with_config(config))
+    TestServer::start(Serving::HyperUtil, events_router(log, config)).await
 }
 
 /// The id a log gave `event`.
@@ -59,114 +55,42 @@ fn request(path: &str, accept: &str, last_event_id: &str) -> Vec<u8> {
     )
 }
 
-/// An SSE response read off a raw TCP connection: its head and every body byte so far.
-struct Wire {
-    tcp: TcpStream,
-    head: Head,
-    chunked: Chunked,
-    body: Vec<u8>,
-    /// How much of `body` [`Wire::block`] has handed out.
-    seen: usize,
-    ended: bool,
+/// An event stream read off a raw TCP connection (`Accept: text/event-stream` and, if given,
+/// `Last-Event-ID`), every body byte kept.
+async fn sse(addr: SocketAddr, path: &str, last_event_id: Option<&str>) -> SseReader {
+    SseReader::raw(addr, path, last_event_id).await.recording()
 }
 
-impl Wire {
-    /// `GET path` with `Accept: text/event-stream` and, if given, `Last-Event-ID`.
-    async fn sse(addr: SocketAddr, path: &str, last_event_id: Option<&str>) -> Wire {
-        Wire::open(addr, path, "text/event-stream", last_event_id).await
-    }
+/// `GET path` with `accept`, keeping the connection open; the answer must be 200.
+async fn open(addr: SocketAddr, path: &str, accept: &str) -> SseReader {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\n\r\n");
+    let tcp = within("connecting", TcpStream::connect(addr)).await.unwrap();
+    SseReader::send_raw(tcp, request.as_bytes()).await.recording()
+}
 
-    /// `GET path` with `accept`, keeping the connection open; the answer must be 200.
-    async fn open(addr: SocketAddr, path: &str, accept: &str, last_event_id: Option<&str>) -> Wire {
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\n");
-        request.extend(last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")));
-        let mut tcp = within("connecting", TcpStream::connect(addr)).await.unwrap();
-        tcp.write_all(format!("{request}\r\n").as_bytes()).await.unwrap();
-        let mut leftover = Vec::new();
-        let head = within("the head", read_head(&mut tcp, &mut leftover))
-            .await
-            .unwrap();
-        assert_eq!(head.status, 200, "{path} with Accept: {accept}: {head:?}");
-        let (chunked, body) = (Chunked::default(), Vec::new());
-        let mut wire = Wire {
-            tcp,
-            head,
-            chunked,
-            body,
-            seen: 0,
-            ended: false,
-        };
-        wire.absorb(&leftover);
-        wire
-    }
-
-    fn absorb(&mut self, wire: &[u8]) {
-        let body = self.chunked.feed(wire);
-        self.body.extend_from_slice(&body);
-        self.ended |= self.chunked.done;
-    }
-
-    /// Reads until `done` holds; fails with the bytes seen after `limit` or at an early end.
-    async fn read_until(&mut self, limit: Duration, what: &str, done: impl Fn(&Wire) -> bool) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while !done(self) {
-            assert!(!self.ended, "the stream ended before {what}; {self:?}");
-            let mut chunk = [0u8; 8192];
-            match tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => self.absorb(&chunk[..n]),
-                Ok(_) => self.ended = true,
-                Err(_) => panic!("no {what} within {limit:?}; {self:?}"),
-            }
-        }
-    }
-
-    /// Reads through the end of the block that carries `id: <id>`.
-    async fn read_through(&mut self, id: &str) {
-        let line = format!("id: {id}\n");
-        self.read_until(LIMIT, &line, |w| {
-            find(&w.body, line.as_bytes()).is_some_and(|at| find(&w.body[at..], b"\n\n").is_some())
-        })
-        .await;
-    }
-
-    /// The next block, up to and including the blank line that ends it.
-    async fn block(&mut self, limit: Duration) -> String {
-        let seen = self.seen;
-        let ends = |w: &Wire| find(&w.body[seen..], b"\n\n").map(|at| seen + at + 2);
-        self.read_until(limit, "a block ended by a blank line", |w| ends(w).is_some())
-            .await;
-        self.seen = ends(self).unwrap();
-        String::from_utf8(self.body[seen..self.seen].to_vec()).expect("UTF-8 block")
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+/// The next block, which must arrive within [`FLUSH`]: it was flushed at once.
+async fn flushed_block(wire: &mut SseReader) -> String {
+    match wire.try_read_until("\n\n", FLUSH).await {
+        Some(block) => block,
+        None => panic!("no block ended by a blank line within {FLUSH:?}; {wire:?}"),
     }
 }
 
-/// A failing check shows the body received so far.
-impl std::fmt::Debug for Wire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "body {:?}", self.text())
-    }
+/// Reads through the end of the block that carries `id: <id>`.
+async fn read_through(wire: &mut SseReader, id: &str) {
+    wire.read_until(&format!("id: {id}\n")).await;
+    wire.read_until("\n\n").await;
 }
 
-/// What `eventsource-stream` dispatches for `bytes` (the stream ends after them).
-fn parse(bytes: &[u8]) -> Vec<eventsource_stream::Event> {
-    use eventsource_stream::Eventsource;
-    let chunks = futures_util::stream::iter([Ok::<_, Infallible>(Bytes::copy_from_slice(bytes))]);
-    let mut events = std::pin::pin!(chunks.eventsource());
-    let mut out = Vec::new();
-    // The input is all there: the parser is never pending.
-    while let Poll::Ready(Some(event)) = events.as_mut().poll_next(&mut Context::from_waker(Waker::noop())) {
-        out.push(event.expect("a valid event stream"));
-    }
-    out
+/// Every body byte received, as text.
+fn text(wire: &SseReader) -> String {
+    String::from_utf8_lossy(wire.transcript()).into_owned()
 }
 
-/// The events a page listens to: what [`parse`] dispatches, less the opening's checkpoint.
+/// The events a page listens to: what `eventsource-stream` dispatches, less the opening's
+/// checkpoint.
 fn parse_events(bytes: &[u8]) -> Vec<eventsource_stream::Event> {
-    parse(bytes)
+    parse_sse(bytes)
         .into_iter()
         .filter(|e| e.event != "checkpoint")
         .collect()
@@ -228,15 +152,15 @@ async fn accept_with_parameters_and_q_values_negotiates_text_event_stream() {
         "text/html, text/event-stream; q=1.0, */*;q=0.1",
         "TEXT/Event-Stream",
     ] {
-        let mut wire = Wire::open(server.addr, "/events", accept, None).await;
-        let content_type = wire.head.header("content-type").unwrap_or_default().to_owned();
+        let mut wire = open(server.addr, "/events", accept).await;
+        let content_type = wire.header("content-type").unwrap_or_default().to_owned();
         let mut parts = content_type.split(';').map(str::trim);
         assert_eq!(parts.next(), Some("text/event-stream"), "Accept: {accept}");
         assert!(
             parts.all(|p| p.eq_ignore_ascii_case("charset=utf-8")),
             "{content_type}"
         );
-        assert_well_formed(&wire.block(LIMIT).await);
+        assert_well_formed(&wire.read_block().await);
     }
     // The controls: a client that does not ask for an event stream, or refuses it with
     // `q=0` ("not acceptable"), gets JSON.
@@ -265,17 +189,21 @@ async fn no_bom_at_the_start_of_the_stream_and_u_feff_in_data_survives() {
     let first = log.push(Event::new("\u{FEFF}starts with U+FEFF"));
     let server = serve(&log, StreamConfig::default()).await;
     // Resumed, the event with U+FEFF is the first to follow the opening; fresh, the next one.
-    let mut resumed = Wire::sse(server.addr, "/events", Some(before.as_str())).await;
-    resumed.read_through(id(&first)).await;
-    let mut fresh = Wire::sse(server.addr, "/events", None).await;
-    fresh.block(LIMIT).await;
+    let mut resumed = sse(server.addr, "/events", Some(before.as_str())).await;
+    read_through(&mut resumed, id(&first)).await;
+    let mut fresh = sse(server.addr, "/events", None).await;
+    fresh.read_block().await;
     let second = log.push(Event::new("\u{FEFF}"));
-    fresh.read_through(id(&second)).await;
+    read_through(&mut fresh, id(&second)).await;
     for (wire, event) in [(resumed, first), (fresh, second)] {
-        assert_ne!(&wire.body[..3], BOM, "the stream starts with a BOM: {wire:?}");
-        let boms = wire.body.windows(3).filter(|w| *w == BOM).count();
+        assert_ne!(
+            &wire.transcript()[..3],
+            BOM,
+            "the stream starts with a BOM: {wire:?}"
+        );
+        let boms = wire.transcript().windows(3).filter(|w| *w == BOM).count();
         assert_eq!(boms, 1, "only the data's own U+FEFF: {wire:?}");
-        let events = parse_events(&wire.body);
+        let events = parse_events(wire.transcript());
         assert_eq!(events.len(), 1, "{wire:?}");
         assert_eq!(
             (events[0].data.as_str(), events[0].id.as_str()),
@@ -306,7 +234,11 @@ async fn cr_lf_and_crlf_in_data_are_each_exactly_one_line_break() {
         ("mixed\r\n\n\r\r\n", "mixed\n\n\n\n"),
     ];
     let log = MemoryLog::new();
-    let server = TestServer::start(app::router(log.clone(), StreamConfig::default())).await;
+    let server = TestServer::start(
+        Serving::HyperUtil,
+        app::router(log.clone(), StreamConfig::default()),
+    )
+    .await;
     let before = log.position();
     for (sent, _) in cases {
         assert_eq!(
@@ -315,10 +247,13 @@ async fn cr_lf_and_crlf_in_data_are_each_exactly_one_line_break() {
             "{sent:?}"
         );
     }
-    let mut wire = Wire::sse(server.addr, "/api/events", Some(before.as_str())).await;
-    wire.read_through(log.position().as_str()).await;
-    assert_well_formed(&wire.text());
-    let got: Vec<String> = parse_events(&wire.body).into_iter().map(|e| e.data).collect();
+    let mut wire = sse(server.addr, "/api/events", Some(before.as_str())).await;
+    read_through(&mut wire, log.position().as_str()).await;
+    assert_well_formed(&text(&wire));
+    let got: Vec<String> = parse_events(wire.transcript())
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
     let expected: Vec<&str> = cases.iter().map(|(_, expected)| *expected).collect();
     assert_eq!(
         got, expected,
@@ -333,14 +268,14 @@ async fn cr_lf_and_crlf_in_data_are_each_exactly_one_line_break() {
 async fn field_names_are_lowercase_and_one_space_follows_the_colon() {
     let log = MemoryLog::new();
     let server = serve(&log, StreamConfig::default()).await;
-    let mut wire = Wire::sse(server.addr, "/events", None).await;
-    wire.block(LIMIT).await;
+    let mut wire = sse(server.addr, "/events", None).await;
+    wire.read_block().await;
     let event = Event::new("  two spaces\n three: colon")
         .with_name("  kind")
         .unwrap();
     let stored = log.push(event);
-    let block = wire.block(FLUSH).await;
-    assert_well_formed(&wire.text());
+    let block = flushed_block(&mut wire).await;
+    assert_well_formed(&text(&wire));
     assert_eq!(fields(&block, "id"), [id(&stored)], "{block:?}");
     assert_eq!(fields(&block, "event"), ["  kind"], "{block:?}");
     assert_eq!(
@@ -348,7 +283,7 @@ async fn field_names_are_lowercase_and_one_space_follows_the_colon() {
         ["  two spaces", " three: colon"],
         "{block:?}"
     );
-    let parsed = parse(block.as_bytes());
+    let parsed = parse_sse(&block);
     assert_eq!(parsed.len(), 1, "{block:?}");
     assert_eq!(
         (parsed[0].data.as_str(), parsed[0].event.as_str()),
@@ -405,26 +340,25 @@ async fn comments_on_the_wire_are_single_lines_and_keep_alives_too() {
         StreamConfig::default().keep_alive(Duration::from_millis(40)),
     )
     .await;
-    let mut wire = Wire::sse(server.addr, "/events", None).await;
-    wire.block(LIMIT).await;
-    let opened = wire.seen;
-    let three = |w: &Wire| w.body[opened..].iter().filter(|&&b| b == b'\n').count() >= 3;
-    wire.read_until(LIMIT, "three keep-alives", three).await;
-    let idle = String::from_utf8(wire.body[opened..].to_vec()).unwrap();
-    let idle = &idle[..idle.rfind('\n').unwrap() + 1];
+    let mut wire = sse(server.addr, "/events", None).await;
+    wire.read_block().await;
+    let mut idle = String::new();
+    for _ in 0..3 {
+        idle.push_str(&wire.read_until("\n").await);
+    }
     assert!(idle.split_inclusive('\n').all(|line| line == ":\n"), "{idle:?}");
 
     let injected = Event::new("payload").with_comment("one\rdata: injected\r\nevent: x\nlast");
     let stored = log.push(injected.checked().unwrap_or_else(|_| Event::new("payload")));
-    wire.read_through(id(&stored)).await;
-    assert_well_formed(&wire.text());
-    let events = parse_events(&wire.body);
+    read_through(&mut wire, id(&stored)).await;
+    assert_well_formed(&text(&wire));
+    let events = parse_events(wire.transcript());
     assert_eq!(events.len(), 1, "{wire:?}");
     assert_eq!(
         (events[0].event.as_str(), events[0].data.as_str()),
         ("message", "payload")
     );
-    assert!(!wire.body.contains(&b'\r'), "a CR went out raw: {wire:?}");
+    assert!(!wire.transcript().contains(&b'\r'), "a CR went out raw: {wire:?}");
 }
 
 /// (6) "If the line is empty (a blank line) — Dispatch the event", and "If the file ends in the
@@ -434,8 +368,8 @@ async fn comments_on_the_wire_are_single_lines_and_keep_alives_too() {
 async fn every_event_ends_with_a_blank_line_and_is_flushed_at_once() {
     let log = MemoryLog::new();
     let server = serve(&log, StreamConfig::default()).await;
-    let mut wire = Wire::sse(server.addr, "/events", None).await;
-    wire.block(LIMIT).await;
+    let mut wire = sse(server.addr, "/events", None).await;
+    wire.read_block().await;
     for event in [
         Event::new("first"),
         Event::new("second\nof two lines").with_name("update").unwrap(),
@@ -443,13 +377,13 @@ async fn every_event_ends_with_a_blank_line_and_is_flushed_at_once() {
         Event::new("fourth").with_retry(Duration::from_secs(1)),
     ] {
         let stored = log.push(event);
-        let block = wire.block(FLUSH).await;
+        let block = flushed_block(&mut wire).await;
         assert!(!wire.ended, "the stream ended after {block:?}");
         assert!(
             !block[..block.len() - 1].contains("\n\n"),
             "one blank line, at the end: {block:?}"
         );
-        let parsed = parse(block.as_bytes());
+        let parsed = parse_sse(&block);
         assert_eq!(parsed.len(), 1, "one dispatched event for {block:?}");
         let got = (
             parsed[0].data.as_str(),
@@ -472,16 +406,19 @@ async fn every_replayable_event_carries_the_log_id_as_its_id_field() {
     let before = log.position();
     let mut stored = push(&log, 3);
     let server = serve(&log, StreamConfig::default()).await;
-    let mut wire = Wire::sse(server.addr, "/events", Some(before.as_str())).await;
-    wire.block(LIMIT).await;
+    let mut wire = sse(server.addr, "/events", Some(before.as_str())).await;
+    wire.read_block().await;
     stored.push(log.push(Event::new("live").with_name("named").unwrap()));
     stored.push(log.push(Event::new("live\nwith two lines")));
     for event in &stored {
-        let block = wire.block(FLUSH).await;
+        let block = flushed_block(&mut wire).await;
         assert_eq!(fields(&block, "id"), [id(event)], "{block:?}");
-        assert_eq!(parse(block.as_bytes())[0].id, id(event));
+        assert_eq!(parse_sse(&block)[0].id, id(event));
     }
-    let ids: Vec<String> = parse_events(&wire.body).into_iter().map(|e| e.id).collect();
+    let ids: Vec<String> = parse_events(wire.transcript())
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(ids, stored.iter().map(id).collect::<Vec<_>>());
 }
 
@@ -511,10 +448,13 @@ async fn no_id_the_log_issues_contains_nul() {
         assert!(issued.bytes().all(|b| b.is_ascii_graphic()), "{issued:?}");
     }
     let server = serve(&log, StreamConfig::default()).await;
-    let mut wire = Wire::sse(server.addr, "/events", Some(first.as_str())).await;
-    wire.read_through(last.as_str()).await;
-    assert!(!wire.body.contains(&0), "a NUL went out: {wire:?}");
-    let ids: Vec<String> = parse_events(&wire.body).into_iter().map(|e| e.id).collect();
+    let mut wire = sse(server.addr, "/events", Some(first.as_str())).await;
+    read_through(&mut wire, last.as_str()).await;
+    assert!(!wire.transcript().contains(&0), "a NUL went out: {wire:?}");
+    let ids: Vec<String> = parse_events(wire.transcript())
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     let mut expected = vec![id(&stored[11])]; // the reset: resume from just before the oldest kept
     expected.extend(stored[12..].iter().map(id));
     assert_eq!(ids, expected, "{wire:?}");
@@ -529,9 +469,9 @@ async fn the_gap_event_carries_a_data_line_so_reset_is_dispatched() {
     let stale = log.position();
     let stored = push(&log, 10);
     let server = serve(&log, StreamConfig::default()).await;
-    let mut wire = Wire::sse(server.addr, "/events", Some(stale.as_str())).await;
+    let mut wire = sse(server.addr, "/events", Some(stale.as_str())).await;
     let reset = loop {
-        let block = wire.block(LIMIT).await;
+        let block = wire.read_block().await;
         if fields(&block, "event").contains(&"reset") {
             break block;
         }
@@ -540,8 +480,8 @@ async fn the_gap_event_carries_a_data_line_so_reset_is_dispatched() {
         has_data_line(&reset),
         "the reset block has no data line: {reset:?}"
     );
-    wire.read_through(id(&stored[9])).await;
-    let parsed = parse_events(&wire.body);
+    read_through(&mut wire, id(&stored[9])).await;
+    let parsed = parse_events(wire.transcript());
     let got: Vec<(&str, &str)> = parsed.iter().map(|e| (e.event.as_str(), e.id.as_str())).collect();
     let mut expected = vec![("reset", id(&stored[5]))];
     expected.extend(stored[6..].iter().map(|e| ("message", id(e))));
@@ -572,7 +512,7 @@ async fn retry_values_are_ascii_digits_in_milliseconds() {
         (with(Duration::from_micros(2500)), 2),
     ] {
         server.swap(events_router(&log, config));
-        let opening = Wire::sse(server.addr, "/events", None).await.block(LIMIT).await;
+        let opening = sse(server.addr, "/events", None).await.read_block().await;
         assert_eq!(retry_millis(&opening), [millis], "{opening:?}");
     }
 
@@ -580,25 +520,20 @@ async fn retry_values_are_ascii_digits_in_milliseconds() {
         .retry(Duration::from_secs(2))
         .shutdown(shutdown.clone());
     server.swap(events_router(&log, config));
-    let mut wire = Wire::sse(server.addr, "/events", None).await;
-    wire.block(LIMIT).await;
+    let mut wire = sse(server.addr, "/events", None).await;
+    wire.read_block().await;
     for (retry, millis) in [
         (Duration::from_millis(750), 750),
         (Duration::from_nanos(10), 0),
         (Duration::MAX, u64::MAX),
     ] {
         log.push(Event::new("with a hint").with_retry(retry));
-        let block = wire.block(FLUSH).await;
+        let block = flushed_block(&mut wire).await;
         assert_eq!(retry_millis(&block), [millis], "{block:?}");
-        assert_eq!(
-            parse(block.as_bytes())[0].retry,
-            Some(Duration::from_millis(millis))
-        );
+        assert_eq!(parse_sse(&block)[0].retry, Some(Duration::from_millis(millis)));
     }
-    let opened = wire.seen;
     shutdown.trigger();
-    wire.read_until(LIMIT, "the end of the stream", |w| w.ended).await;
-    let tail = String::from_utf8(wire.body[opened..].to_vec()).unwrap();
+    let tail = wire.read_to_end().await;
     let hint = retry_millis(&tail);
     assert!(
         hint.len() == 1 && (1000..=3000).contains(&hint[0]),
@@ -617,9 +552,12 @@ async fn the_last_event_id_header_wins_over_the_query() {
     let stored = push(&log, 5);
     let (stale, header) = (id(&stored[0]), id(&stored[2]));
     let server = serve(&log, StreamConfig::default()).await;
-    let mut wire = Wire::sse(server.addr, &format!("/events?lastEventId={stale}"), Some(header)).await;
-    wire.read_through(id(&stored[4])).await;
-    let data: Vec<String> = parse_events(&wire.body).into_iter().map(|e| e.data).collect();
+    let mut wire = sse(server.addr, &format!("/events?lastEventId={stale}"), Some(header)).await;
+    read_through(&mut wire, id(&stored[4])).await;
+    let data: Vec<String> = parse_events(wire.transcript())
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
     assert_eq!(data, ["4", "5"], "SSE: {wire:?}");
 
     let poll = request(
@@ -655,10 +593,10 @@ async fn an_app_can_answer_204_no_content_to_stop_reconnects() {
             response.into_response()
         }
     };
-    let server = TestServer::start(Router::new().route("/events", get(events))).await;
-    let mut wire = Wire::sse(server.addr, "/events", None).await;
-    wire.block(LIMIT).await;
-    assert_eq!(wire.head.header("content-type"), Some("text/event-stream"));
+    let server = TestServer::start(Serving::HyperUtil, Router::new().route("/events", get(events))).await;
+    let mut wire = sse(server.addr, "/events", None).await;
+    wire.read_block().await;
+    assert_eq!(wire.header("content-type"), Some("text/event-stream"));
 
     closed.store(true, Ordering::Release);
     let reconnect = request("/events", "text/event-stream", log.position().as_str());
@@ -677,21 +615,23 @@ async fn an_app_can_answer_204_no_content_to_stop_reconnects() {
 /// (Firefox ignores an id-only block) is `id`, `event: checkpoint`, `data` and a blank line.
 async fn assert_checkpoint_opening(log: &MemoryLog) {
     let server = serve(log, StreamConfig::default()).await;
-    let mut wire = Wire::sse(server.addr, "/events", None).await;
+    let mut wire = sse(server.addr, "/events", None).await;
     let position = log.position();
-    let checkpoint = |w: &Wire| find(&w.body, b"event: checkpoint\n").is_some();
-    wire.read_until(FLUSH, "an opening block with `event: checkpoint`", checkpoint)
-        .await;
-    let block = loop {
-        let block = wire.block(LIMIT).await;
-        if fields(&block, "event") == ["checkpoint"] {
-            break block;
+    let opening = async {
+        loop {
+            let block = wire.read_block().await;
+            if fields(&block, "event") == ["checkpoint"] {
+                return block;
+            }
         }
     };
-    assert_well_formed(&wire.text());
+    let block = tokio::time::timeout(FLUSH, opening)
+        .await
+        .unwrap_or_else(|_| panic!("no opening block with `event: checkpoint` within {FLUSH:?}"));
+    assert_well_formed(&text(&wire));
     assert_eq!(fields(&block, "id"), [position.as_str()], "{block:?}");
     assert!(has_data_line(&block) && block.ends_with("\n\n"), "{block:?}");
-    let parsed = parse(&wire.body);
+    let parsed = parse_sse(wire.transcript());
     let checkpoint = parsed
         .iter()
         .find(|e| e.event == "checkpoint")

@@ -1,41 +1,65 @@
 //! Reading a server's memory and CPU time from `/proc`, and raising our own file limit.
 
 use std::fs;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force.
 /// Server processes started afterwards inherit it.
-#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+///
+/// The limits are read from `/proc/self/limits` and raised by util-linux's `prlimit`, so
+/// that no `unsafe` call is needed; without `prlimit` the limit stays as it was.
 pub fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some((soft, hard)) = open_files_limits() else {
+        return 1024;
     };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
+    if soft < hard {
+        let hard_text = if hard == u64::MAX {
+            "unlimited".to_owned()
+        } else {
+            hard.to_string()
+        };
+        let raised = Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--nofile={hard_text}:{hard_text}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if raised.is_ok_and(|status| status.success()) {
+            return open_files_limits().map_or(soft, |(soft, _)| soft);
         }
     }
-    limit.rlim_cur as u64
+    soft
 }
 
+/// The soft and hard limits on open files (`u64::MAX`: unlimited).
+fn open_files_limits() -> Option<(u64, u64)> {
+    let limits = fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    let mut values = line["Max open files".len()..]
+        .split_whitespace()
+        .map(|value| match value {
+            "unlimited" => Some(u64::MAX),
+            number => number.parse().ok(),
+        });
+    Some((values.next()??, values.next()??))
+}
+
+/// Clock ticks per second, the unit of `/proc/<pid>/stat`'s CPU times (`getconf CLK_TCK`,
+/// asked once).
 fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse::<f64>().ok())
+            .filter(|&ticks| ticks > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 /// The fields of `/proc/<pid>/stat` after the command name (field 3, the state, is index 0).

@@ -3,19 +3,19 @@
 //! No framework: hyper-util's `auto::Builder` speaks HTTP/1.1 and HTTP/2 with prior knowledge
 //! (h2c) on one port, `TowerToHyperService` runs the Tower service [`EventLogService`] as a
 //! hyper service, and `GracefulShutdown` waits for the open connections once the
-//! [`Shutdown`] handle has ended the event streams.
+//! [`Shutdown`] handle has ended the event streams (the accept loop and the ticker are in
+//! `examples/shared/serve.rs`).
 //!
 //! There is no router: every path serves the log (`/events` by convention). Put a router in
 //! front of the service to serve more.
+
+#[path = "../shared/serve.rs"]
+mod serve;
 
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_eventstream::{Event, EventLogService, MemoryLog, Shutdown, StreamConfig};
@@ -51,21 +51,12 @@ impl App {
     /// Appends an event named `tick` (`tick 1`, `tick 2`, …) every `every`, until shutdown.
     pub fn spawn_ticker(&self, every: Duration) -> JoinHandle<()> {
         let log = self.log.clone();
-        let stopped = self.shutdown.triggered();
-        tokio::spawn(async move {
-            tokio::pin!(stopped);
-            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            for n in 1u64.. {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    () = &mut stopped => break,
-                }
-                log.push(
-                    Event::new(format!("tick {n}"))
-                        .with_name("tick")
-                        .expect("a valid name"),
-                );
-            }
+        serve::spawn_ticker(every, self.shutdown.triggered(), move |n| {
+            log.push(
+                Event::new(format!("tick {n}"))
+                    .with_name("tick")
+                    .expect("a valid name"),
+            );
         })
     }
 
@@ -73,45 +64,10 @@ impl App {
     /// stops accepting, ends the event streams and pending long polls, and waits (at most
     /// [`GRACE`]) for the connections to close.
     pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) -> io::Result<()> {
-        let service = self.service();
-        // HTTP/1.1, or HTTP/2 when the connection opens with the HTTP/2 preface.
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _peer)) => stream,
-                        Err(error) => {
-                            // Such as too many open files: wait a little instead of spinning.
-                            eprintln!("accept failed: {error}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let hyper_service = TowerToHyperService::new(service.clone());
-                    let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
-                    let connection = graceful.watch(connection.into_owned());
-                    tokio::spawn(async move {
-                        // A client that goes away mid-stream is routine for SSE: not worth a log line.
-                        let _ = connection.await;
-                    });
-                }
-                () = &mut stop => break,
-            }
-        }
-        drop(listener);
+        let shutdown = self.shutdown.clone();
         // Open SSE responses never end by themselves: end them (each gets a jittered `retry:`
         // hint), and answer pending long polls, so that the connections can close.
-        self.shutdown.trigger();
-        tokio::time::timeout(GRACE, graceful.shutdown())
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connections still open {GRACE:?} after shutdown began"),
-                )
-            })
+        let drain = async move { shutdown.trigger() };
+        serve::serve_gracefully(listener, self.service(), stop, drain, GRACE).await
     }
 }

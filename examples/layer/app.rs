@@ -13,6 +13,8 @@
 
 #[path = "feed.rs"]
 pub mod feed;
+#[path = "../shared/serve.rs"]
+mod serve;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -154,25 +156,17 @@ impl App {
     /// Publishes a random walk of two prices every `every`, until shutdown.
     pub fn spawn_ticker(&self, every: Duration) -> JoinHandle<()> {
         let feed = self.feed.clone();
-        let stopped = self.shutdown.triggered();
-        tokio::spawn(async move {
-            tokio::pin!(stopped);
-            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            let mut prices = [("ACME", 10_000u64), ("INITECH", 4_250u64)];
-            let mut noise = 0x2545_f491_4f6c_dd1du64;
-            for n in 0usize.. {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    () = &mut stopped => break,
-                }
-                // xorshift: a step of -50..=50 cents, never below one dollar.
-                noise ^= noise << 13;
-                noise ^= noise >> 7;
-                noise ^= noise << 17;
-                let (symbol, price) = &mut prices[n % 2];
-                *price = (*price + noise % 101).saturating_sub(50).max(100);
-                feed.publish(symbol, *price);
-            }
+        let mut prices = [("ACME", 10_000u64), ("INITECH", 4_250u64)];
+        let mut noise = 0x2545_f491_4f6c_dd1du64;
+        serve::spawn_ticker(every, self.shutdown.triggered(), move |n| {
+            // xorshift: a step of -50..=50 cents, never below one dollar.
+            noise ^= noise << 13;
+            noise ^= noise >> 7;
+            noise ^= noise << 17;
+            // The two symbols take turns, ACME first.
+            let (symbol, price) = &mut prices[(n - 1) as usize % 2];
+            *price = (*price + noise % 101).saturating_sub(50).max(100);
+            feed.publish(symbol, *price);
         })
     }
 

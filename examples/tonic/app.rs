@@ -3,16 +3,16 @@
 //! tonic's `Routes` is an axum router: the gRPC health service (from tonic-health, no code
 //! generation) is one route, [`EventLogService`] is another at `/events`. hyper-util's
 //! `auto::Builder` serves the router, so gRPC clients (HTTP/2 with prior knowledge, h2c) and
-//! browsers or curl (HTTP/1.1, or HTTP/2) share the port.
+//! browsers or curl (HTTP/1.1, or HTTP/2) share the port. The accept loop, with graceful
+//! shutdown, and the ticker are in `examples/shared/serve.rs`.
+
+#[path = "../shared/serve.rs"]
+mod serve;
 
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
@@ -78,21 +78,12 @@ impl App {
     /// Appends an event named `tick` (`tick 1`, `tick 2`, …) every `every`, until shutdown.
     pub fn spawn_ticker(&self, every: Duration) -> JoinHandle<()> {
         let log = self.log.clone();
-        let stopped = self.shutdown.triggered();
-        tokio::spawn(async move {
-            tokio::pin!(stopped);
-            let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            for n in 1u64.. {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    () = &mut stopped => break,
-                }
-                log.push(
-                    Event::new(format!("tick {n}"))
-                        .with_name("tick")
-                        .expect("a valid name"),
-                );
-            }
+        serve::spawn_ticker(every, self.shutdown.triggered(), move |n| {
+            log.push(
+                Event::new(format!("tick {n}"))
+                    .with_name("tick")
+                    .expect("a valid name"),
+            );
         })
     }
 
@@ -100,43 +91,12 @@ impl App {
     /// reports `NOT_SERVING`, stops accepting, ends the event streams and pending long polls,
     /// and waits (at most [`GRACE`]) for the connections to close.
     pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) -> io::Result<()> {
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _peer)) => stream,
-                        Err(error) => {
-                            eprintln!("accept failed: {error}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let service = TowerToHyperService::new(self.router.clone());
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection.into_owned());
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                }
-                () = &mut stop => break,
-            }
-        }
-        drop(listener);
-        // Load balancers polling the health check stop sending traffic here.
-        self.health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        self.shutdown.trigger();
-        tokio::time::timeout(GRACE, graceful.shutdown())
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connections still open {GRACE:?} after shutdown began"),
-                )
-            })
+        let (health, shutdown) = (self.health.clone(), self.shutdown.clone());
+        let drain = async move {
+            // Load balancers polling the health check stop sending traffic here.
+            health.set_service_status("", ServingStatus::NotServing).await;
+            shutdown.trigger();
+        };
+        serve::serve_gracefully(listener, self.router, stop, drain, GRACE).await
     }
 }

@@ -1,27 +1,22 @@
 //! [`MemoryLog`]: the in-process event log, a bounded ring shared by all subscribers.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::ring::{Counted, CountsSubscribers, Follower, Lock, Ring, RingEntry, SubscriberCount};
 use super::{EventLog, ResumeOutcome, SubscribeError, Subscription};
 use crate::{CursorError, Delivery, Event, EventId, EventSource, LastEventId};
 
 /// The default number of events a [`MemoryLog`] keeps.
 pub const DEFAULT_HISTORY: usize = 1024;
-
-/// How many events a subscriber takes from the ring under one lock.
-const TAKE_PER_LOCK: usize = 64;
 
 /// An in-memory event log: a bounded ring buffer of encoded events plus a wake-up for
 /// waiting subscribers.
@@ -49,45 +44,36 @@ pub struct MemoryLog {
 }
 
 struct Shared {
-    ring: Mutex<Ring>,
+    ring: Lock<Ring<Stored>>,
     wake: Arc<Notify>,
     epoch: String,
     capacity: usize,
     max_age: Option<Duration>,
     replay_on_fresh: usize,
-    subscribers: AtomicUsize,
+    subscribers: SubscriberCount,
 }
 
-struct Ring {
-    events: VecDeque<Stored>,
-    /// Sequence number of `events[0]` (or of the next event, when empty).
-    first_seq: u64,
-    next_seq: u64,
-}
-
+/// An event of the ring; its sequence number is its position.
 struct Stored {
     event: Event,
     appended_at: Option<Instant>,
 }
 
-impl Ring {
-    fn evict_expired(&mut self, max_age: Option<Duration>) {
-        let Some(max_age) = max_age else { return };
-        let now = Instant::now();
-        while let Some(front) = self.events.front() {
-            match front.appended_at {
-                Some(at) if now.saturating_duration_since(at) > max_age => {
-                    self.events.pop_front();
-                    self.first_seq += 1;
-                }
-                _ => break,
-            }
-        }
+impl RingEntry for Stored {
+    type Position = u64;
+
+    fn event(&self) -> &Event {
+        &self.event
+    }
+
+    fn position(&self, seq: u64) -> u64 {
+        seq
     }
 }
 
 /// Builds a [`MemoryLog`] with other than the default settings.
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct MemoryLogBuilder {
     capacity: usize,
     max_age: Option<Duration>,
@@ -118,35 +104,16 @@ impl MemoryLogBuilder {
     pub fn build(self) -> MemoryLog {
         MemoryLog {
             shared: Arc::new(Shared {
-                ring: Mutex::new(Ring {
-                    events: VecDeque::with_capacity(self.capacity.min(4096)),
-                    first_seq: 1,
-                    next_seq: 1,
-                }),
+                ring: Lock::new(Ring::new(self.capacity)),
                 wake: Arc::new(Notify::new()),
-                epoch: format!("{:08x}", random_epoch()),
+                epoch: format!("{:08x}", crate::random::random_u64() as u32),
                 capacity: self.capacity,
                 max_age: self.max_age,
                 replay_on_fresh: self.replay_on_fresh,
-                subscribers: AtomicUsize::new(0),
+                subscribers: SubscriberCount::default(),
             }),
         }
     }
-}
-
-/// 32 bits that differ between instances and restarts, without a dependency on a RNG.
-fn random_epoch() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    hasher.write_u32(std::process::id());
-    let wide = hasher.finish();
-    (wide ^ (wide >> 32)) as u32
 }
 
 impl Default for MemoryLog {
@@ -170,13 +137,18 @@ impl MemoryLog {
         }
     }
 
-    fn ring(&self) -> MutexGuard<'_, Ring> {
-        // A panic while holding the lock cannot leave the ring half-updated in a way that
-        // matters to readers (every update is a push or pop), so poisoning is ignored.
-        self.shared
-            .ring
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The ring, with the events older than the age limit (if any) dropped.
+    fn current_ring(&self) -> MutexGuard<'_, Ring<Stored>> {
+        let mut ring = self.shared.ring.lock();
+        if let Some(max_age) = self.shared.max_age {
+            let now = Instant::now();
+            ring.evict_while(|stored| {
+                stored
+                    .appended_at
+                    .is_some_and(|at| now.saturating_duration_since(at) > max_age)
+            });
+        }
+        ring
     }
 
     /// This instance's epoch, the part of every id before the `-`.
@@ -186,7 +158,7 @@ impl MemoryLog {
 
     /// The number of events held.
     pub fn len(&self) -> usize {
-        self.ring().events.len()
+        self.shared.ring.lock().len()
     }
 
     /// Whether no event is held.
@@ -196,13 +168,13 @@ impl MemoryLog {
 
     /// The number of live subscriptions (each open SSE stream or pending poll holds one).
     pub fn subscriber_count(&self) -> usize {
-        self.shared.subscribers.load(Ordering::Acquire)
+        self.shared.subscribers.get()
     }
 
     /// The position after the newest event (also defined for an empty log): a client that
     /// resumes from it receives exactly what is appended afterwards.
     pub fn position(&self) -> EventId {
-        let next = self.ring().next_seq;
+        let next = self.shared.ring.lock().next_seq();
         self.id_for(next - 1)
     }
 
@@ -213,21 +185,15 @@ impl MemoryLog {
     /// Appends without waiting (the [`EventLog::append`] future is ready at once).
     pub fn push(&self, event: Event) -> Event {
         let stored = {
-            let mut ring = self.ring();
-            ring.evict_expired(self.shared.max_age);
-            let seq = ring.next_seq;
-            ring.next_seq += 1;
-            let event = event.with_event_id(self.id_for(seq));
+            let mut ring = self.current_ring();
+            let event = event.with_event_id(self.id_for(ring.next_seq()));
             // Encode now, once: every subscriber shares these bytes.
             event.to_bytes();
-            ring.events.push_back(Stored {
+            let stored = Stored {
                 event: event.clone(),
                 appended_at: self.shared.max_age.map(|_| Instant::now()),
-            });
-            if ring.events.len() > self.shared.capacity {
-                ring.events.pop_front();
-                ring.first_seq += 1;
-            }
+            };
+            ring.push(stored, self.shared.capacity);
             event
         };
         self.shared.wake.notify_waiters();
@@ -262,35 +228,38 @@ impl MemoryLog {
     /// Subscribes without waiting (the [`EventLog::subscribe`] future is ready at once).
     pub fn subscribe_now(&self, cursor: Option<&LastEventId>) -> Result<MemorySubscription, CursorError> {
         let parsed = cursor.map(|cursor| self.parse_cursor(cursor)).transpose()?;
-        let mut ring = self.ring();
-        ring.evict_expired(self.shared.max_age);
+        let ring = self.current_ring();
         let (outcome, next_seq) = match parsed {
             None => {
-                let replay = self.shared.replay_on_fresh.min(ring.events.len()) as u64;
-                (ResumeOutcome::Fresh, ring.next_seq - replay)
+                let replay = self.shared.replay_on_fresh.min(ring.len()) as u64;
+                (ResumeOutcome::Fresh, ring.next_seq() - replay)
             }
-            Some(None) => (ResumeOutcome::Gap, ring.first_seq),
-            Some(Some(seen)) if seen >= ring.next_seq => {
+            Some(None) => (ResumeOutcome::Gap, ring.first_seq()),
+            Some(Some(seen)) if seen >= ring.next_seq() => {
                 return Err(CursorError::Unknown {
                     reason: "the sequence is ahead of this log",
                 });
             }
-            Some(Some(seen)) if seen + 1 < ring.first_seq => (ResumeOutcome::Gap, ring.first_seq),
+            Some(Some(seen)) if seen + 1 < ring.first_seq() => (ResumeOutcome::Gap, ring.first_seq()),
             Some(Some(seen)) => (ResumeOutcome::Resumed, seen + 1),
         };
         drop(ring);
-        self.shared.subscribers.fetch_add(1, Ordering::AcqRel);
+        // The first poll arms a fresh wake-up and then looks at the ring.
+        let mut follower = Follower::new(Arc::clone(&self.shared.wake), next_seq, next_seq - 1);
+        if outcome == ResumeOutcome::Gap {
+            follower.gap_due(next_seq - 1);
+        }
         Ok(MemorySubscription {
-            notified: Box::pin(Arc::clone(&self.shared.wake).notified_owned()),
-            log: self.clone(),
-            next_seq,
-            delivered_seq: next_seq - 1,
-            pending_gap: outcome == ResumeOutcome::Gap,
-            taken: VecDeque::new(),
-            // The first poll arms a fresh future and then looks at the ring.
-            armed: false,
+            log: Counted::new(self.clone()),
+            follower,
             outcome,
         })
+    }
+}
+
+impl CountsSubscribers for MemoryLog {
+    fn subscriber_count_cell(&self) -> &SubscriberCount {
+        &self.shared.subscribers
     }
 }
 
@@ -322,56 +291,10 @@ impl EventLog for MemoryLog {
 
 /// A reader of a [`MemoryLog`]; dropping it releases it at once.
 pub struct MemorySubscription {
-    log: MemoryLog,
-    /// Sequence of the next event to take from the ring.
-    next_seq: u64,
-    /// Sequence of the last event handed out (the position a client has reached).
-    delivered_seq: u64,
-    pending_gap: bool,
-    /// Events taken from the ring but not yet handed out.
-    taken: VecDeque<(u64, Event)>,
-    /// Created before each look at the ring, so an append after the look wakes us.
-    notified: Pin<Box<OwnedNotified>>,
-    armed: bool,
+    log: Counted<MemoryLog>,
+    /// Its place in the ring; positions are sequence numbers.
+    follower: Follower<u64>,
     outcome: ResumeOutcome,
-}
-
-impl MemorySubscription {
-    /// Takes what the ring holds after `next_seq`, up to one batch; true when the batch was
-    /// full (more may be ready, so the caller looks again instead of waiting).
-    fn take_from_ring(&mut self) -> bool {
-        let mut ring = self.log.ring();
-        ring.evict_expired(self.log.shared.max_age);
-        if self.next_seq < ring.first_seq {
-            // Fell behind the history while connected: report it, then go on from the oldest.
-            // (`taken` is empty here: the ring is only read once it has been handed out.)
-            self.pending_gap = true;
-            self.next_seq = ring.first_seq;
-        }
-        let start = (self.next_seq - ring.first_seq) as usize;
-        let end = ring.events.len().min(start + TAKE_PER_LOCK);
-        for (offset, stored) in ring.events.range(start..end).enumerate() {
-            self.taken
-                .push_back((self.next_seq + offset as u64, stored.event.clone()));
-        }
-        self.next_seq += (end - start) as u64;
-        end - start == TAKE_PER_LOCK
-    }
-}
-
-impl MemorySubscription {
-    /// Pending while the armed wake-up has not fired; then arms a new one. Callers look at
-    /// the ring only after this, so an append the look misses still wakes them.
-    fn poll_rearm(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.armed {
-            ready!(self.notified.as_mut().poll(cx));
-            self.armed = false;
-        }
-        self.notified
-            .set(Arc::clone(&self.log.shared.wake).notified_owned());
-        self.armed = true;
-        Poll::Ready(())
-    }
 }
 
 impl EventSource for MemorySubscription {
@@ -383,22 +306,14 @@ impl EventSource for MemorySubscription {
     ) -> Poll<Option<Result<Delivery, Infallible>>> {
         let this = self.get_mut();
         loop {
-            if this.pending_gap {
-                this.pending_gap = false;
-                // The position just before the oldest event that follows the gap.
-                this.delivered_seq = this.taken.front().map_or(this.next_seq, |(seq, _)| *seq) - 1;
-                return Poll::Ready(Some(Ok(Delivery::Gap(Some(this.log.id_for(this.delivered_seq))))));
+            if let Some(delivery) = this.follower.pop(|seq| this.log.id_for(seq)) {
+                return Poll::Ready(Some(Ok(delivery)));
             }
-            if let Some((seq, event)) = this.taken.pop_front() {
-                this.delivered_seq = seq;
-                return Poll::Ready(Some(Ok(Delivery::Event(event))));
-            }
-            ready!(this.poll_rearm(cx));
-            if this.take_from_ring() {
-                // More than one batch was ready: look again once this one is handed out,
-                // rather than wait for the next append.
-                this.armed = false;
-            }
+            ready!(this.follower.wake.poll_rearm(cx));
+            let ring = this.log.current_ring();
+            // Fell behind the history while connected: report it, then go on from the oldest.
+            this.follower.skip_lag(&ring, ring.first_seq() - 1);
+            this.follower.take(&ring);
         }
     }
 
@@ -410,49 +325,28 @@ impl EventSource for MemorySubscription {
     ) -> Poll<Option<Result<usize, Infallible>>> {
         let this = self.get_mut();
         loop {
-            if this.pending_gap || !this.taken.is_empty() {
+            if this.follower.has_ready() {
                 return Poll::Ready(Some(Ok(0)));
             }
-            ready!(this.poll_rearm(cx));
-            let mut ring = this.log.ring();
-            ring.evict_expired(this.log.shared.max_age);
-            if this.next_seq < ring.first_seq {
+            ready!(this.follower.wake.poll_rearm(cx));
+            let ring = this.log.current_ring();
+            if this.follower.skip_lag(&ring, ring.first_seq() - 1) {
                 // Fell behind: `poll_delivery` reports the gap; the held events are still to be
                 // looked at, so the next look must not wait for another append.
-                this.pending_gap = true;
-                this.next_seq = ring.first_seq;
-                this.armed = false;
+                this.follower.wake.look_again();
                 continue;
             }
-            // Copy straight from the ring under one lock: no per-event clone, no refcount
-            // traffic on the bytes every subscriber shares.
-            let start = out.len();
-            let mut copied = 0u64;
-            for stored in ring.events.range((this.next_seq - ring.first_seq) as usize..) {
-                if out.len() - start >= max_bytes {
-                    break;
-                }
-                out.extend_from_slice(stored.event.encoded());
-                copied += 1;
-            }
-            let more_ready = this.next_seq + copied < ring.next_seq;
+            // Copy straight from the ring under one lock.
+            let copied = this.follower.copy_encoded(&ring, out, max_bytes);
             drop(ring);
             if copied > 0 {
-                this.next_seq += copied;
-                this.delivered_seq = this.next_seq - 1;
-                if more_ready {
-                    // The frame filled up: look again next time instead of waiting.
-                    this.armed = false;
-                }
-                return Poll::Ready(Some(Ok(out.len() - start)));
+                return Poll::Ready(Some(Ok(copied)));
             }
         }
     }
 
     fn position(&self) -> Option<EventId> {
-        // While a gap is still to be reported, no position is safe to hand out: a client
-        // that resumed from it would never hear of the gap.
-        (!self.pending_gap).then(|| self.log.id_for(self.delivered_seq))
+        self.follower.position(|seq| self.log.id_for(seq))
     }
 }
 
@@ -462,17 +356,11 @@ impl Subscription for MemorySubscription {
     }
 }
 
-impl Drop for MemorySubscription {
-    fn drop(&mut self) {
-        self.log.shared.subscribers.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl fmt::Debug for MemorySubscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemorySubscription")
             .field("epoch", &self.log.shared.epoch)
-            .field("delivered_seq", &self.delivered_seq)
+            .field("delivered_seq", &self.follower.delivered())
             .field("outcome", &self.outcome)
             .finish_non_exhaustive()
     }
@@ -481,6 +369,7 @@ impl fmt::Debug for MemorySubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::ring::TAKE_PER_LOCK;
     use std::future::poll_fn;
 
     fn ready(sub: &mut MemorySubscription) -> Vec<Delivery> {

@@ -8,6 +8,8 @@ use crate::{CursorError, Event, EventSource, LastEventId};
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod ring;
+mod wake;
 
 /// A shared, ordered history of events that subscribers read from a cursor.
 ///
@@ -57,6 +59,7 @@ pub trait Subscription: EventSource + Unpin {
 
 /// How a subscription started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResumeOutcome {
     /// No cursor: reading starts at the live end (or a configured number of events back).
     Fresh,
@@ -69,6 +72,7 @@ pub enum ResumeOutcome {
 
 /// Why a subscription could not start.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SubscribeError<E> {
     /// The client's cursor is not one this log could have issued (answered with `400`).
     InvalidCursor(CursorError),

@@ -17,8 +17,8 @@ pub(super) enum Head {
     Partial,
     /// A body-less `GET` or `HEAD`: the lean path answers it.
     Lean(Box<LeanRequest>),
-    /// Anything else (a request with a body, an upgrade, HTTP/2): hyper takes the
-    /// connection, starting from the bytes read so far.
+    /// Anything else (a request with a body, an upgrade, HTTP/2 from the connection's first
+    /// byte): hyper takes the connection, starting from the bytes read so far.
     Delegate,
     /// Not HTTP: answered with this status, then the connection is closed.
     Refuse(StatusCode),
@@ -35,10 +35,13 @@ pub(super) struct LeanRequest {
     pub(super) head_only: bool,
 }
 
-/// Parses the head at the start of `bytes`.
-pub(super) fn parse(bytes: &[u8]) -> Head {
+/// Parses the head at the start of `bytes`; `at_start`: they are the first bytes of the
+/// connection, where (only) the HTTP/2 preface may be.
+pub(super) fn parse(bytes: &[u8], at_start: bool) -> Head {
     let preface_len = bytes.len().min(HTTP2_PREFACE.len());
-    if preface_len >= 3 && bytes[..preface_len] == HTTP2_PREFACE[..preface_len] {
+    // Later on, `PRI * HTTP/2.0` is an HTTP/1 request line with a version httparse refuses
+    // (hyper refuses it too): the connection does not turn into HTTP/2 midway.
+    if at_start && preface_len >= 3 && bytes[..preface_len] == HTTP2_PREFACE[..preface_len] {
         return if preface_len == HTTP2_PREFACE.len() {
             Head::Delegate
         } else {
@@ -120,7 +123,7 @@ mod tests {
     use super::*;
 
     fn lean(bytes: &[u8]) -> LeanRequest {
-        match parse(bytes) {
+        match parse(bytes, true) {
             Head::Lean(request) => *request,
             _ => panic!("expected a lean request for {:?}", String::from_utf8_lossy(bytes)),
         }
@@ -155,18 +158,31 @@ mod tests {
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ] {
             assert!(
-                matches!(parse(bytes), Head::Delegate),
+                matches!(parse(bytes, true), Head::Delegate),
                 "{:?}",
                 String::from_utf8_lossy(bytes)
             );
         }
-        assert!(matches!(parse(b"PRI * HT"), Head::Partial));
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost"), Head::Partial));
+        assert!(matches!(parse(b"PRI * HT", true), Head::Partial));
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost", true), Head::Partial));
+    }
+
+    #[test]
+    fn the_http2_preface_counts_only_at_the_start_of_the_connection() {
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert!(matches!(parse(preface, true), Head::Delegate));
+        assert!(matches!(
+            parse(preface, false),
+            Head::Refuse(StatusCode::BAD_REQUEST)
+        ));
+        assert!(matches!(parse(b"PRI * HT", false), Head::Partial));
+        // Another method than GET or HEAD goes to hyper, as always.
+        assert!(matches!(parse(b"PRI * HTTP/1.1\r\n\r\n", false), Head::Delegate));
     }
 
     #[test]
     fn malformed_heads_are_refused() {
-        let refused = |bytes: &[u8]| match parse(bytes) {
+        let refused = |bytes: &[u8]| match parse(bytes, true) {
             Head::Refuse(status) => status,
             _ => panic!("expected a refusal for {:?}", String::from_utf8_lossy(bytes)),
         };

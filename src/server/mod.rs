@@ -54,7 +54,113 @@
 //! # }
 //! ```
 //!
-//! # What it does not do
+//! # Scope and threat model
+//!
+//! [`Server`] parses request heads itself, so it is a second HTTP/1.1 parser on the
+//! connection besides hyper's. This section says exactly what each of them handles, and why
+//! the two cannot disagree on where one request ends and the next begins (the root of
+//! request smuggling). The rules are those of RFC 9112.
+//!
+//! ## What the lean path answers itself
+//!
+//! A request is answered by the lean path only if all of these hold; anything else is handed
+//! to hyper (next section) or refused:
+//!
+//! - the method is exactly `GET` or `HEAD` (methods are case-sensitive: `get` goes to hyper);
+//! - the version is `HTTP/1.1` or `HTTP/1.0`;
+//! - it carries no `Transfer-Encoding` header (whatever its value, even empty), and every
+//!   `Content-Length` header, if any, is exactly `0`: so it has no body under any reading of
+//!   its framing;
+//! - it carries no `Upgrade` header and no `Expect` header;
+//! - the whole head, request line to blank line, is within
+//!   [`max_head_size`](Server::max_head_size) bytes ([`DEFAULT_MAX_HEAD_SIZE`], 16 KiB, by
+//!   default), has at most 100 header lines, and arrives within
+//!   [`header_read_timeout`](Server::header_read_timeout) ([`DEFAULT_HEADER_READ_TIMEOUT`]);
+//! - the head is well-formed as `httparse` (the parser hyper uses, in the same strict default
+//!   configuration hyper uses for requests) reads it: lines end in CRLF or a bare LF (a bare
+//!   CR is an error), empty lines before the request line are skipped, a header name is a
+//!   token with no whitespace before its colon, a value has no control character but
+//!   horizontal tab (no NUL, CR or DEL; bytes 0x80–0xFF are allowed) and loses its leading
+//!   and trailing whitespace, an obsolete line folding is an error; and the request target is
+//!   one `http::Uri` parses (origin form, absolute form, authority form or `*`).
+//!
+//! The service gets the method, target, version and headers as sent (every header line;
+//! names lowercased, the values of a repeated name in order) and an empty [`RequestBody`].
+//! The connection stays open after the response for HTTP/1.1 unless a `Connection` header
+//! has the `close` token; an HTTP/1.0 connection is closed after its first response, even
+//! with `Connection: keep-alive`. Nothing else is checked: `Host` may be missing or
+//! repeated, and an absolute-form target need not agree with it (hyper checks neither).
+//!
+//! A head too large or with too many header lines is refused with `431`, one `httparse`
+//! rejects with `400`, whatever its method; so is a `GET` or `HEAD` whose target `http::Uri`
+//! or whose header names or values `http` rejects. The connection is then closed, never
+//! resynchronised. A client too slow to send its head, or idle between requests for longer
+//! than the header read timeout, is disconnected without an answer.
+//!
+//! ## What goes to hyper, and why
+//!
+//! From the first head that `httparse` reads whole but that the lean path does not answer,
+//! the connection is hyper's (`hyper-util`'s automatic HTTP/1 and HTTP/2 builder, with
+//! upgrades) until it closes; the lean path never sees it again. So is a connection whose
+//! very first bytes are the HTTP/2 connection preface (`PRI * HTTP/2.0`, HTTP/2 with prior
+//! knowledge); after a request, that line is an HTTP/1 request line with a version
+//! `httparse` does not know, refused with `400`, so a connection never turns into HTTP/2
+//! midway. That covers:
+//!
+//! - requests that may have a body (any method but `GET` and `HEAD`, or a `GET` or `HEAD`
+//!   with a `Transfer-Encoding` header or a `Content-Length` that is not exactly `0`):
+//!   reading a body (chunked decoding, flow control, draining or discarding what the service
+//!   leaves) is hyper's well-tested work, and event servers only see bodies on the
+//!   publishers' `POST`s;
+//! - `Expect` (`100 Continue`) and `Upgrade` (WebSocket, `CONNECT` and the like), which
+//!   need hyper's interim responses and upgrade machinery;
+//! - HTTP/2, which needs `h2`.
+//!
+//! hyper serves them with the same header read timeout, at most 100 header lines, and a read
+//! buffer of `max_head_size` or 8 KiB (hyper's minimum), whichever is larger: with a
+//! `max_head_size` under 8 KiB, the heads hyper reads after the hand-over may be up to
+//! 8 KiB.
+//!
+//! ## Why requests cannot be smuggled past it
+//!
+//! - **Where a lean request ends is not in doubt.** The lean path only answers requests with
+//!   no `Transfer-Encoding` and no `Content-Length` but `0`, whose body is empty by every
+//!   rule of RFC 9112 (section 6.3): the request ends with its head, and any proxy in front
+//!   that parsed the same head agrees. The lean path never reads a body, so it never has to
+//!   choose between conflicting framings.
+//! - **Every other framing is judged by hyper alone.** A request with
+//!   `Transfer-Encoding` and `Content-Length` both, a `Content-Length` other than exactly
+//!   `0` (`5`, but also `0, 0`, `+0` or `00`), or `Transfer-Encoding` on HTTP/1.0 is
+//!   handed over before the lean path reads a byte of its body, and hyper applies RFC 9112:
+//!   a `Transfer-Encoding` whose last coding is not `chunked`, `Transfer-Encoding` on
+//!   HTTP/1.0, and a `Content-Length` that is not a plain number (`0, 0` included) or
+//!   differs from another are answered `400`; with both headers, `chunked` wins and the
+//!   connection is closed after the response.
+//! - **One parser, one reading.** The lean path and hyper both read heads with `httparse` in
+//!   its strict default configuration, so they agree on where a head ends and what it says;
+//!   header names are matched case-insensitively, so `transfer-encoding` is seen whatever
+//!   its case; a head with whitespace before a colon or an obsolete line folding, tricks
+//!   that make proxies and servers read headers differently, is refused rather than
+//!   interpreted.
+//! - **Nothing is lost or re-read at the hand-over.** Every byte read from the socket and not
+//!   yet consumed (the head that caused the hand-over, any part of its body, requests
+//!   pipelined behind it) is given to hyper, in order, ahead of the rest of the socket. The
+//!   lean path has consumed only whole heads of requests it answered, each ending where its
+//!   body-less framing says.
+//! - **Pipelined bytes wait their turn.** While a response streams, bytes the client sends
+//!   are kept, unparsed, up to `max_head_size`; past that the socket is not read, so TCP
+//!   holds the client back. They are parsed as the next request only after the response is
+//!   complete and only if the connection stays open (HTTP/1.1, no `Connection: close`, no
+//!   shutdown); otherwise they are dropped with the connection. A pipelined head is held to
+//!   the same size limit as any other.
+//! - **Responses are framed by the server.** The service's own `Transfer-Encoding` and
+//!   `Connection` headers are dropped, and so is its `Content-Length` when a body follows:
+//!   the lean path writes the framing (`Content-Length` when the body's length is known,
+//!   chunked otherwise, or closing the connection for HTTP/1.0; none after a `HEAD`, `1xx`,
+//!   `204` or `304`). A body that ends before, or runs past, its declared length closes the
+//!   connection, so a client never takes the rest of one response for the next.
+//!
+//! ## What it does not do
 //!
 //! It sends no `100 Continue` of its own (requests with `Expect` go to hyper), keeps
 //! HTTP/1.0 connections open for one request only, and ends a response body delimited by
@@ -173,7 +279,8 @@ impl<S> Server<S> {
     }
 
     /// The largest request head accepted (at least 1 KiB); larger heads are answered 431
-    /// and the connection closed.
+    /// and the connection closed. On a connection handed to hyper, hyper's own limit
+    /// applies to the heads after the first: this size or 8 KiB, whichever is larger.
     pub fn max_head_size(mut self, bytes: usize) -> Self {
         self.shared = Arc::new(Shared::new(self.shared.header_read_timeout, bytes.max(1024)));
         self

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::failure::jittered;
+use crate::random::jittered;
 use crate::{Event, EventId};
 
 pub(crate) fn event_block(event: &Event) -> Bytes {

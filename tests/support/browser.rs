@@ -34,6 +34,7 @@ use super::{missing_prerequisite, report};
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The longest one scenario may take, browser start included (`lib.mjs` has the same watchdog).
+#[allow(dead_code)]
 pub const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
 
 /// One browser at a time, whatever the test: the scenarios measure timings, and the machine
@@ -42,6 +43,7 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A browser engine the scenarios run on: a system binary and the npm package that drives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(dead_code)]
 pub enum Engine {
     /// `/usr/bin/chromium`, driven by `playwright-core` (Chrome DevTools Protocol).
     Chromium,
@@ -49,9 +51,8 @@ pub enum Engine {
     Firefox,
 }
 
+#[allow(dead_code)]
 impl Engine {
-    pub const ALL: [Engine; 2] = [Engine::Chromium, Engine::Firefox];
-
     /// The value of `BROWSER` that selects it in `lib.mjs`.
     pub fn name(self) -> &'static str {
         match self {
@@ -122,11 +123,6 @@ impl fmt::Display for Engine {
     }
 }
 
-/// A handler for scripts that send no command: refuses any.
-pub async fn no_commands(command: &str) -> Result<Value, String> {
-    Err(format!("this test handles no command, got {command:?}"))
-}
-
 /// Ends the node process (and so its browser) if the test ends early: SIGTERM first, which
 /// both driver packages answer by closing their browser, then SIGKILL.
 struct Node(Child);
@@ -154,6 +150,7 @@ impl Drop for Node {
 /// Panics (failing the test) when the script fails, prints no RESULT, or takes longer than
 /// [`SCENARIO_LIMIT`]; its stderr, prefixed with the engine and script, is in the failure.
 /// Call [`Engine::available`] first.
+#[allow(dead_code)]
 pub async fn run_scenario(
     engine: Engine,
     script: &str,
@@ -251,6 +248,7 @@ pub async fn run_scenario(
 
 /// Publishes `count` chat messages (`message` events, data `<prefix> <n>`) on `log`; returns
 /// them as the scenarios expect: `[{"id": …, "data": …}]`.
+#[allow(dead_code)]
 pub fn publish_messages(log: &MemoryLog, count: usize, prefix: &str) -> Value {
     let events = (0..count)
         .map(|n| {
@@ -262,27 +260,36 @@ pub fn publish_messages(log: &MemoryLog, count: usize, prefix: &str) -> Value {
     Value::Array(events)
 }
 
-/// One test per engine for `scenario(engine, test_name)`, named `$chromium` and `$firefox`
-/// (`Engine` must be in scope where it is used).
+/// One test per engine, named `$chromium` and `$firefox`, each running
+/// `$scenario(engine, test_name)`, or `$scenario(serving, engine, test_name)` for a scenario
+/// written over the server it runs on (`on_each_engine!(Serving::HyperUtil => scenario, …)`).
+/// `test_name`, the test's full path, is for messages only.
 #[allow(unused_macros)]
 macro_rules! on_each_engine {
-    ($scenario:ident, $chromium:ident, $firefox:ident $(,)?) => {
+    ($serving:expr => $scenario:path, $chromium:ident, $firefox:ident $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $chromium() {
-            $scenario(
-                Engine::Chromium,
-                concat!(module_path!(), "::", stringify!($chromium)),
-            )
-            .await;
+            let test = concat!(module_path!(), "::", stringify!($chromium));
+            $scenario($serving, $crate::support::browser::Engine::Chromium, test).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $firefox() {
-            $scenario(
-                Engine::Firefox,
-                concat!(module_path!(), "::", stringify!($firefox)),
-            )
-            .await;
+            let test = concat!(module_path!(), "::", stringify!($firefox));
+            $scenario($serving, $crate::support::browser::Engine::Firefox, test).await;
+        }
+    };
+    ($scenario:path, $chromium:ident, $firefox:ident $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $chromium() {
+            let test = concat!(module_path!(), "::", stringify!($chromium));
+            $scenario($crate::support::browser::Engine::Chromium, test).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $firefox() {
+            let test = concat!(module_path!(), "::", stringify!($firefox));
+            $scenario($crate::support::browser::Engine::Firefox, test).await;
         }
     };
 }

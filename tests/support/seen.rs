@@ -10,6 +10,7 @@ use tower::util::MapRequestLayer;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
+#[allow(dead_code)]
 pub struct Seen {
     pub path: String,
     pub query: Option<String>,
@@ -22,8 +23,10 @@ pub struct Seen {
 
 /// The requests seen so far, shared with the layer that records them.
 #[derive(Debug, Clone, Default)]
+#[allow(dead_code)]
 pub struct SeenRequests(Arc<Mutex<Vec<Seen>>>);
 
+#[allow(dead_code)]
 impl SeenRequests {
     /// Wraps `router` so that every request it receives is recorded here.
     pub fn record(&self, router: Router) -> Router {

@@ -3,21 +3,23 @@
 //! restarted on demand. Without `redis-server` a test fails under `CI` and skips loudly
 //! otherwise.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::LIMIT;
+use super::process::{free_port, ScratchDir};
+use super::{missing_prerequisite, LIMIT};
 
 /// A `redis-server` of the test's own on a free loopback port, killed when dropped.
+#[allow(dead_code)]
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
-    dir: PathBuf,
     args: Vec<String>,
+    /// Its files; removed after the server is killed.
+    _dir: ScratchDir,
 }
 
+#[allow(dead_code)]
 impl RedisServer {
     /// Starts a server without persistence, or `None` (after a loud warning) when
     /// `redis-server` is missing outside CI.
@@ -31,7 +33,7 @@ impl RedisServer {
         Self::start_with(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
     }
 
-    pub fn start_with(settings: &[&str]) -> Option<RedisServer> {
+    fn start_with(settings: &[&str]) -> Option<RedisServer> {
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
         let present = Command::new(&binary)
             .arg("--version")
@@ -40,31 +42,21 @@ impl RedisServer {
             .status()
             .is_ok_and(|status| status.success());
         if !present {
-            super::missing_prerequisite(
+            missing_prerequisite(
                 "RedisServer::start",
                 "redis-server is not installed (Debian package redis-server)",
             );
             return None;
         }
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tower-eventstream-redis-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a folder for redis-server");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let dir = ScratchDir::new("redis");
+        let port = free_port();
         let mut args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),
             "--bind".into(),
             "127.0.0.1".into(),
             "--dir".into(),
-            dir.display().to_string(),
+            dir.path().display().to_string(),
             "--daemonize".into(),
             "no".into(),
             "--loglevel".into(),
@@ -75,8 +67,8 @@ impl RedisServer {
         let mut server = RedisServer {
             child: None,
             port,
-            dir,
             args,
+            _dir: dir,
         };
         server.spawn();
         Some(server)
@@ -148,6 +140,5 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,251 @@
+//! [`RedisLog`]: Redis Streams as the event log shared by several processes (feature `redis`).
+//!
+//! # How it works
+//!
+//! - **Append** is one `XADD <key> MAXLEN ~ <n> *` storing the event's fields (`data`,
+//!   `name`, and `retry` / `comment` when set); the id Redis assigns (`<ms>-<seq>`) is the
+//!   event id. With [`RedisLogBuilder::max_age`], an `XTRIM <key> MINID ~ <now - age>` runs in
+//!   the same `MULTI`.
+//! - **One reader per process and stream.** A background task reads the stream on a
+//!   dedicated connection (`XREAD BLOCK` as the wake-up, then a checked `XRANGE`) into a
+//!   local window: a ring of events, each encoded once, with a
+//!   [`Notify`](tokio::sync::Notify) that wakes the local subscribers. Ten thousand
+//!   subscribers cost one Redis reader.
+//! - **Catching up.** A subscriber whose cursor is older than the window reads the missing
+//!   part from Redis (`XRANGE (<cursor> + COUNT n`, repeated) and then joins the window at
+//!   its cursor, once the window holds that very id (which proves it reads the same stream);
+//!   ids order both, so nothing is lost or repeated at the seam.
+//! - **Gaps.** Every read from Redis is a `MULTI` of `XINFO STREAM`, `TIME`, the cursor's
+//!   own entry and the entries after it, so the check and the data are one snapshot. See
+//!   [`RedisLog`] for the rule.
+//! - **Faults.** When Redis goes away the reader retries with backoff; subscribers stay
+//!   connected (their keep-alives go on) and receive what was appended meanwhile once Redis
+//!   is back. An append while Redis is down fails within the command timeout.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::ring::{CountsSubscribers, SubscriberCount};
+use super::{EventLog, ResumeOutcome, SubscribeError};
+use crate::{CursorError, Event, EventId, LastEventId};
+
+mod append;
+mod builder;
+mod catch_up;
+mod error;
+mod id;
+mod reader;
+mod reply;
+mod snapshot;
+mod subscription;
+mod window;
+
+pub use builder::RedisLogBuilder;
+pub use error::{RedisLogError, RedisLogErrorKind};
+pub use subscription::RedisSubscription;
+
+use error::limited;
+use id::StreamId;
+use subscription::Mode;
+use window::Window;
+
+// The builder's defaults, public as `RedisLogBuilder::DEFAULT_*`.
+const DEFAULT_MAX_LEN: usize = 10_000;
+const DEFAULT_WINDOW: usize = super::memory::DEFAULT_HISTORY;
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the reader's `XREAD BLOCK` waits before it checks the stream again (a deleted
+/// stream is noticed within this time even when nothing is appended).
+const READER_BLOCK: Duration = Duration::from_secs(2);
+/// Entries the reader takes per read.
+const READER_BATCH: usize = 512;
+/// Entries a catching-up subscriber takes per read.
+const FETCH_BATCH: usize = 256;
+/// Backoff of the reader between failed attempts.
+const READER_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+/// Backoff of a catching-up subscriber between failed reads.
+const FETCH_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
+/// An event log on a Redis stream, shared by every process that connects to the same key:
+/// a client can reconnect to any instance behind a load balancer and resume with
+/// `Last-Event-ID`.
+///
+/// Event ids are the stream's ids (`<milliseconds>-<sequence>`). Each process runs one
+/// reader task that feeds a local window, so local subscribers cost Redis nothing while
+/// they keep up. Cloning is cheap; clones share the connection and the reader, which stops
+/// when the last clone and the last subscription are dropped.
+///
+/// # When a cursor resumes, and when it is a gap
+///
+/// Each read takes one snapshot (`MULTI`): the stream's newest id `L`, its length, the
+/// count of entries ever added, the largest deleted id `D`, its first entry `F`, Redis's
+/// clock, and whether the cursor's own entry still exists. The *floor* is the position
+/// after which every entry ever added is still held: `0-0` when nothing was ever removed
+/// (entries added = length), else the greater of `D` and the id just before `F` (or `L`
+/// for an empty stream). A cursor
+///
+/// - equal to the floor, or above it and naming an entry that exists: **resumed**;
+/// - anything else at or below `L` (its entry was trimmed, or it comes from a stream that was
+///   deleted and recreated — the recreated stream's entries have other ids, and its
+///   entry count shows nothing was trimmed): a **gap**, reading on from the floor;
+/// - above `L` but not later than Redis's clock (history lost: a restart without
+///   persistence, a failover to a lagging replica): a **gap**;
+/// - later than Redis's clock, or not `<ms>-<seq>`: **refused** with
+///   [`SubscribeError::InvalidCursor`] (`400`), as [`MemoryLog`](crate::MemoryLog) refuses
+///   a cursor ahead of it.
+///
+/// This needs no key besides the stream and holds whoever trims or deletes it: the floor
+/// only rises while a stream lives, and a recreated stream cannot contain an old cursor's
+/// entry. Requires Redis 7.0 or later.
+///
+/// Two refinements keep gaps from being reported where nothing was lost:
+///
+/// - A cursor held in this process's window (its event, or the window's start) resumes
+///   from the window without asking Redis, even if Redis has trimmed that event since. The
+///   reader notices a deleted or recreated stream within seconds and then sends every
+///   subscriber of the window a gap.
+/// - The reader also remembers the count of entries ever added when it reached the newest
+///   entry; if exactly the entries added since are held, its position is continuous even
+///   though its own entry was trimmed (an idle stream whose newest entry ages out under
+///   [`max_age`](RedisLogBuilder::max_age)).
+///
+/// ```no_run
+/// use tower_eventstream::{Event, EventLog, RedisLog};
+///
+/// # async fn run() -> Result<(), tower_eventstream::RedisLogError> {
+/// let log = RedisLog::builder("redis://127.0.0.1:6379", "chat")
+///     .max_len(100_000)
+///     .connect()
+///     .await?;
+/// let stored = log.append(Event::new("hello")).await?;
+/// println!("stored as {}", stored.id().unwrap());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: Arc<str>,
+    manager: ConnectionManager,
+    window: Arc<Window>,
+    max_len: usize,
+    max_age: Option<Duration>,
+    command_timeout: Duration,
+    subscribers: SubscriberCount,
+    _reader: AbortOnDrop,
+}
+
+/// Stops the reader task when the log is gone.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl RedisLog {
+    /// Connects with the default settings; see [`RedisLogBuilder::connect`].
+    pub async fn connect(url: &str, key: &str) -> Result<Self, RedisLogError> {
+        Self::builder(url, key).connect().await
+    }
+
+    /// Starts configuring a log on the stream `key` of the Redis server at `url`
+    /// (`redis://[user:password@]host[:port][/db]`).
+    pub fn builder(url: impl Into<String>, key: impl Into<String>) -> RedisLogBuilder {
+        RedisLogBuilder::new(url.into(), key.into())
+    }
+
+    /// The stream's key.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// The number of live subscriptions in this process.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subscribers.get()
+    }
+
+    /// The newest position this process's reader has reached: a client that resumes from it
+    /// receives what is appended afterwards.
+    pub fn position(&self) -> EventId {
+        self.inner.window.lock().end.event_id()
+    }
+}
+
+impl CountsSubscribers for RedisLog {
+    fn subscriber_count_cell(&self) -> &SubscriberCount {
+        &self.inner.subscribers
+    }
+}
+
+impl fmt::Debug for RedisLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLog")
+            .field("key", &self.inner.key)
+            .field("max_len", &self.inner.max_len)
+            .field("max_age", &self.inner.max_age)
+            .field("window", &self.inner.window.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventLog for RedisLog {
+    type Error = RedisLogError;
+    type Subscription = RedisSubscription;
+
+    async fn append(&self, event: Event) -> Result<Event, RedisLogError> {
+        let id = limited(
+            "XADD",
+            &self.inner.key,
+            self.inner.command_timeout,
+            self.xadd(&event),
+        )
+        .await?;
+        Ok(event.with_event_id(id.event_id()))
+    }
+
+    fn subscribe(
+        &self,
+        cursor: Option<&LastEventId>,
+    ) -> impl Future<Output = Result<RedisSubscription, SubscribeError<RedisLogError>>> + Send {
+        let parsed = cursor.map(|cursor| {
+            StreamId::parse(cursor.as_str()).ok_or(CursorError::Unknown {
+                reason: "expected a Redis stream id, <milliseconds>-<sequence>",
+            })
+        });
+        async move {
+            let cursor = match parsed {
+                None => {
+                    // Fresh: the live end of this process's window.
+                    let window = self.inner.window.lock();
+                    let (end, next_seq, generation) = (window.end, window.ring.next_seq(), window.generation);
+                    drop(window);
+                    let mode = Mode::Window;
+                    return Ok(self.subscription(end, next_seq, generation, mode, ResumeOutcome::Fresh));
+                }
+                Some(Err(error)) => return Err(SubscribeError::InvalidCursor(error)),
+                Some(Ok(cursor)) => cursor,
+            };
+            let generation = {
+                let window = self.inner.window.lock();
+                if let Some(next_seq) = window.seq_after(cursor) {
+                    // Everything after the cursor is in the window: no need to ask Redis.
+                    let generation = window.generation;
+                    drop(window);
+                    let (mode, outcome) = (Mode::Window, ResumeOutcome::Resumed);
+                    return Ok(self.subscription(cursor, next_seq, generation, mode, outcome));
+                }
+                window.generation
+            };
+            self.resume_from_redis(cursor, generation).await
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The local window: the events this process's reader has read, a ring shared by its
+//! subscribers (the same ring and wake-up as [`MemoryLog`](crate::MemoryLog)'s).
+
+use std::sync::{Arc, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::id::StreamId;
+use crate::log::ring::{Lock, Ring, RingEntry};
+use crate::Event;
+
+/// The events this process has read, shared by its subscribers.
+pub(super) struct Window {
+    state: Lock<WindowState>,
+    pub(super) wake: Arc<Notify>,
+    pub(super) capacity: usize,
+}
+
+pub(super) struct WindowState {
+    /// Ordered by id.
+    pub(super) ring: Ring<(StreamId, Event)>,
+    /// Every entry of the stream after `start`, up to `end`, is in `ring`.
+    pub(super) start: StreamId,
+    /// The newest id read (or `start`).
+    pub(super) end: StreamId,
+    /// Where the reader started over at the last change of `generation`.
+    pub(super) restart_at: StreamId,
+    /// Bumped when the reader finds that what it read before is no longer the stream's
+    /// history (entries trimmed before it read them, stream deleted or recreated): every
+    /// subscriber reading the window then gets a gap.
+    pub(super) generation: u64,
+}
+
+/// A window entry's position is its stream id.
+impl RingEntry for (StreamId, Event) {
+    type Position = StreamId;
+
+    fn event(&self) -> &Event {
+        &self.1
+    }
+
+    fn position(&self, _seq: u64) -> StreamId {
+        self.0
+    }
+}
+
+impl Window {
+    /// An empty window for up to `capacity` events, starting after `start`.
+    pub(super) fn new(start: StreamId, capacity: usize) -> Self {
+        Window {
+            state: Lock::new(WindowState {
+                ring: Ring::new(capacity),
+                start,
+                end: start,
+                restart_at: start,
+                generation: 0,
+            }),
+            wake: Arc::new(Notify::new()),
+            capacity,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, WindowState> {
+        self.state.lock()
+    }
+
+    /// Adds the entries the reader read after the newest held, each encoded once, and wakes
+    /// the subscribers. Returns the newest id held.
+    pub(super) fn extend(&self, entries: Vec<(StreamId, Event)>) -> StreamId {
+        let mut state = self.lock();
+        for (id, event) in entries {
+            if id <= state.end {
+                continue;
+            }
+            // Encode now, once: every local subscriber shares these bytes.
+            event.to_bytes();
+            state.end = id;
+            if let Some((evicted, _)) = state.ring.push((id, event), self.capacity) {
+                state.start = evicted;
+            }
+        }
+        let end = state.end;
+        drop(state);
+        self.wake.notify_waiters();
+        end
+    }
+
+    /// What the window held is not the stream's history any more: starts over after `at`.
+    pub(super) fn restart(&self, at: StreamId) {
+        let mut state = self.lock();
+        state.ring.clear();
+        state.start = at;
+        state.end = at;
+        state.restart_at = at;
+        state.generation += 1;
+        drop(state);
+        self.wake.notify_waiters();
+    }
+}
+
+impl WindowState {
+    /// Where a subscriber at `cursor` goes on in the ring, if it can read on from the window
+    /// alone: the sequence number after the cursor's own event, or the first one if the
+    /// cursor is the window's start.
+    pub(super) fn seq_after(&self, cursor: StreamId) -> Option<u64> {
+        if cursor == self.start {
+            return Some(self.ring.first_seq());
+        }
+        if cursor < self.start {
+            return None;
+        }
+        self.ring.seq_after(|(id, _)| id.cmp(&cursor))
+    }
+}

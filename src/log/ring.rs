@@ -1,0 +1,458 @@
+//! The subscription machinery both logs share: a ring of events numbered in sequence, a
+//! reader's place in it (what it took, what it handed out, the gap it owes, the wake-up it
+//! arms before each look, see `wake`), the lock that ignores poisoning and the subscriber
+//! count.
+//!
+//! [`MemoryLog`](super::memory::MemoryLog) is one such ring; `RedisLog` holds one per
+//! process as its local window. How a subscriber wakes, takes, falls behind and reports a
+//! gap is written here once, for both.
+
+use std::cmp::Ordering as Order;
+use std::collections::VecDeque;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::wake::WakeSlot;
+use crate::{Delivery, Event, EventId};
+
+/// How many events a subscriber takes from the ring under one lock.
+pub(super) const TAKE_PER_LOCK: usize = 64;
+
+// ---------------------------------------------------------------------------------------
+// The lock and the subscriber count
+// ---------------------------------------------------------------------------------------
+
+/// A mutex that ignores poisoning: every update of what it guards is a push, a pop or a
+/// reset, so a panic while holding it cannot leave a half-update that matters to readers.
+pub(super) struct Lock<T>(Mutex<T>);
+
+impl<T> Lock<T> {
+    pub(super) fn new(value: T) -> Self {
+        Lock(Mutex::new(value))
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The number of live subscriptions of a log.
+#[derive(Default)]
+pub(super) struct SubscriberCount(AtomicUsize);
+
+impl SubscriberCount {
+    pub(super) fn get(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A log that counts its subscriptions.
+pub(super) trait CountsSubscribers {
+    fn subscriber_count_cell(&self) -> &SubscriberCount;
+}
+
+/// A log held by one of its subscriptions: counted while the subscription lives.
+pub(super) struct Counted<L: CountsSubscribers>(L);
+
+impl<L: CountsSubscribers> Counted<L> {
+    pub(super) fn new(log: L) -> Self {
+        log.subscriber_count_cell().0.fetch_add(1, Ordering::AcqRel);
+        Counted(log)
+    }
+}
+
+impl<L: CountsSubscribers> Deref for Counted<L> {
+    type Target = L;
+
+    fn deref(&self) -> &L {
+        &self.0
+    }
+}
+
+impl<L: CountsSubscribers> Drop for Counted<L> {
+    fn drop(&mut self) {
+        self.0.subscriber_count_cell().0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The ring
+// ---------------------------------------------------------------------------------------
+
+/// What a [`Ring`] holds: an event (encoded once, before it is pushed) and the position a
+/// client reaches with it.
+pub(super) trait RingEntry {
+    /// A position in the log (what a gap and [`Follower::position`] name).
+    type Position: Copy;
+
+    fn event(&self) -> &Event;
+
+    /// This entry's position, given its sequence number in the ring.
+    fn position(&self, seq: u64) -> Self::Position;
+}
+
+/// A bounded ring of events numbered by consecutive sequence numbers, shared by all its
+/// readers: history, live fan-out and lag detection are one mechanism.
+pub(super) struct Ring<E> {
+    entries: VecDeque<E>,
+    /// Sequence number of `entries[0]` (or of the next entry, when empty).
+    first_seq: u64,
+    next_seq: u64,
+}
+
+impl<E: RingEntry> Ring<E> {
+    /// An empty ring for up to `capacity` entries; the first entry pushed is number 1.
+    pub(super) fn new(capacity: usize) -> Self {
+        Ring {
+            entries: VecDeque::with_capacity(capacity.min(4096)),
+            first_seq: 1,
+            next_seq: 1,
+        }
+    }
+
+    /// The number of entries held.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The sequence number of the oldest entry held (or of the next, when empty).
+    pub(super) fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// The sequence number the next entry pushed gets.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Appends `entry` as number [`next_seq`](Ring::next_seq); once more than `capacity`
+    /// are held, evicts the oldest and returns it.
+    pub(super) fn push(&mut self, entry: E, capacity: usize) -> Option<E> {
+        self.entries.push_back(entry);
+        self.next_seq += 1;
+        if self.entries.len() > capacity {
+            self.first_seq += 1;
+            return self.entries.pop_front();
+        }
+        None
+    }
+
+    /// Evicts the oldest entries while `expired` says so.
+    pub(super) fn evict_while(&mut self, mut expired: impl FnMut(&E) -> bool) {
+        while self.entries.front().is_some_and(&mut expired) {
+            self.entries.pop_front();
+            self.first_seq += 1;
+        }
+    }
+
+    /// Forgets every entry; numbering goes on.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    pub(super) fn clear(&mut self) {
+        self.entries.clear();
+        self.first_seq = self.next_seq;
+    }
+
+    /// The sequence number after the entry that `probe` finds (entries must be ordered as
+    /// `probe` compares them), if one is held.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    pub(super) fn seq_after(&self, probe: impl FnMut(&E) -> Order) -> Option<u64> {
+        let index = self.entries.binary_search_by(probe).ok()?;
+        Some(self.first_seq + index as u64 + 1)
+    }
+
+    /// The entries from number `seq` on (`seq` must not be older than the oldest held).
+    fn iter_from(&self, seq: u64) -> std::collections::vec_deque::Iter<'_, E> {
+        self.entries.range((seq - self.first_seq) as usize..)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A reader's place
+// ---------------------------------------------------------------------------------------
+
+/// A gap the reader has to report before anything it takes afterwards.
+#[derive(Clone, Copy)]
+enum GapState<P> {
+    None,
+    /// Owed, but where reading goes on after it is not settled yet: it is reported once
+    /// reading there is known to work, so gaps in a row are reported as one.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    Owed,
+    /// Handed out next, naming the position just before the events that follow it.
+    Due(P),
+}
+
+/// A subscriber's place in a ring: the next sequence number to take, what was taken but not
+/// handed out, the position a client has reached, and the gap it owes.
+pub(super) struct Follower<P> {
+    /// Armed before each look at the ring.
+    pub(super) wake: WakeSlot,
+    /// Sequence number of the next entry to take from the ring.
+    next_seq: u64,
+    /// The position a client has reached (of the last delivery handed out).
+    delivered: P,
+    gap: GapState<P>,
+    /// Taken but not yet handed out.
+    taken: VecDeque<(P, Event)>,
+}
+
+impl<P: Copy> Follower<P> {
+    /// A reader woken by `notify` that takes from number `next_seq` on and has reached `at`.
+    pub(super) fn new(notify: Arc<Notify>, next_seq: u64, at: P) -> Self {
+        Follower {
+            wake: WakeSlot::new(notify),
+            next_seq,
+            delivered: at,
+            gap: GapState::None,
+            taken: VecDeque::new(),
+        }
+    }
+
+    /// The position a client has reached.
+    pub(super) fn delivered(&self) -> P {
+        self.delivered
+    }
+
+    /// Hands out the owed gap, then what was taken, in order.
+    pub(super) fn pop(&mut self, id_of: impl FnOnce(P) -> EventId) -> Option<Delivery> {
+        if let GapState::Due(at) = self.gap {
+            self.gap = GapState::None;
+            self.delivered = at;
+            return Some(Delivery::Gap(Some(id_of(at))));
+        }
+        let (at, event) = self.taken.pop_front()?;
+        self.delivered = at;
+        Some(Delivery::Event(event))
+    }
+
+    /// Whether something is to be handed out (or a gap is owed) before the ring is read again.
+    pub(super) fn has_ready(&self) -> bool {
+        !matches!(self.gap, GapState::None) || !self.taken.is_empty()
+    }
+
+    /// The position after everything handed out. While a gap is still to be reported, no
+    /// position is safe to hand out: a client that resumed from it would never hear of the
+    /// gap.
+    pub(super) fn position(&self, id_of: impl FnOnce(P) -> EventId) -> Option<EventId> {
+        matches!(self.gap, GapState::None).then(|| id_of(self.delivered))
+    }
+
+    /// A gap is to be reported before the next event, naming `at`.
+    pub(super) fn gap_due(&mut self, at: P) {
+        self.gap = GapState::Due(at);
+    }
+
+    /// A gap is to be reported once where reading goes on is settled.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    pub(super) fn owe_gap(&mut self) {
+        self.gap = GapState::Owed;
+    }
+
+    /// Reading after `at` works: an owed gap is reported next, naming `at`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    pub(super) fn settle_gap(&mut self, at: P) {
+        if let GapState::Owed = self.gap {
+            self.gap = GapState::Due(at);
+        }
+    }
+
+    /// Queues an event read from elsewhere than the ring.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    pub(super) fn push_taken(&mut self, at: P, event: Event) {
+        self.taken.push_back((at, event));
+    }
+
+    /// Goes on taking from number `seq` on, at once.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    pub(super) fn join(&mut self, seq: u64) {
+        self.next_seq = seq;
+        self.wake.look_again();
+    }
+
+    /// Whether the ring has evicted the next entry to take.
+    pub(super) fn behind<E>(&self, ring: &Ring<E>) -> bool {
+        self.next_seq < ring.first_seq
+    }
+
+    /// When the reader fell behind the ring while connected: a gap naming `before_oldest`
+    /// (the position just before the oldest entry held) is due, and taking goes on from the
+    /// oldest. Returns whether it fell behind. (Nothing is left in `taken` then: the ring is
+    /// only read once what was taken has been handed out.)
+    pub(super) fn skip_lag<E>(&mut self, ring: &Ring<E>, before_oldest: P) -> bool {
+        if !self.behind(ring) {
+            return false;
+        }
+        self.gap_due(before_oldest);
+        self.next_seq = ring.first_seq;
+        true
+    }
+
+    /// Takes what the ring holds from `next_seq` on, up to one batch, and returns the
+    /// position of the last entry taken. A full batch means more may be ready: the next look
+    /// comes at once, once these are handed out, rather than at the next wake-up. The reader
+    /// must not be [`behind`](Follower::behind).
+    pub(super) fn take<E: RingEntry<Position = P>>(&mut self, ring: &Ring<E>) -> Option<P> {
+        let mut took = 0;
+        let mut last = None;
+        for entry in ring.iter_from(self.next_seq).take(TAKE_PER_LOCK) {
+            let at = entry.position(self.next_seq);
+            self.taken.push_back((at, entry.event().clone()));
+            self.next_seq += 1;
+            took += 1;
+            last = Some(at);
+        }
+        if took == TAKE_PER_LOCK {
+            self.wake.look_again();
+        }
+        last
+    }
+
+    /// Copies the wire bytes of the entries from `next_seq` on straight from the ring into
+    /// `out` (stopping once it grew by `max_bytes`), under the caller's one lock: no
+    /// per-event clone, no refcount traffic on the bytes every subscriber shares. Returns the
+    /// bytes copied; when more were ready than fit, the next look comes at once. The reader
+    /// must not be [`behind`](Follower::behind).
+    pub(super) fn copy_encoded<E: RingEntry<Position = P>>(
+        &mut self,
+        ring: &Ring<E>,
+        out: &mut bytes::BytesMut,
+        max_bytes: usize,
+    ) -> usize {
+        let start = out.len();
+        let mut copied = 0u64;
+        for entry in ring.iter_from(self.next_seq) {
+            if out.len() - start >= max_bytes {
+                break;
+            }
+            out.extend_from_slice(entry.event().encoded());
+            copied += 1;
+        }
+        if copied == 0 {
+            return 0;
+        }
+        let last = self.next_seq + copied - 1;
+        if let Some(entry) = ring.iter_from(last).next() {
+            self.delivered = entry.position(last);
+        }
+        self.next_seq += copied;
+        if self.next_seq < ring.next_seq {
+            // The frame filled up: look again next time instead of waiting.
+            self.wake.look_again();
+        }
+        out.len() - start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Context;
+
+    use super::*;
+
+    struct Numbered(Event);
+
+    impl RingEntry for Numbered {
+        type Position = u64;
+
+        fn event(&self) -> &Event {
+            &self.0
+        }
+
+        fn position(&self, seq: u64) -> u64 {
+            seq
+        }
+    }
+
+    fn ring(events: u64, capacity: usize) -> Ring<Numbered> {
+        let mut ring = Ring::new(capacity);
+        for n in 1..=events {
+            ring.push(Numbered(Event::new(n.to_string())), capacity);
+        }
+        ring
+    }
+
+    fn follower(next_seq: u64) -> Follower<u64> {
+        Follower::new(Arc::new(Notify::new()), next_seq, next_seq - 1)
+    }
+
+    fn drain(follower: &mut Follower<u64>) -> Vec<String> {
+        std::iter::from_fn(|| follower.pop(|seq| EventId::new(seq.to_string()).unwrap()))
+            .map(|delivery| match delivery {
+                Delivery::Gap(at) => format!("<gap {}>", at.unwrap().as_str()),
+                Delivery::Event(event) => event.data().to_owned(),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_ring_numbers_evicts_and_finds() {
+        let mut ring = ring(5, 3);
+        assert_eq!((ring.first_seq(), ring.next_seq(), ring.len()), (3, 6, 3));
+        ring.evict_while(|entry| entry.0.data() == "3");
+        assert_eq!(ring.first_seq(), 4);
+        assert_eq!(ring.seq_after(|entry| entry.0.data().cmp("4")), Some(5));
+        assert_eq!(ring.seq_after(|entry| entry.0.data().cmp("9")), None);
+        ring.clear();
+        assert_eq!((ring.first_seq(), ring.next_seq(), ring.len()), (6, 6, 0));
+    }
+
+    #[test]
+    fn a_lagging_reader_owes_a_gap_before_the_oldest_held() {
+        let ring = ring(10, 3);
+        let mut reader = follower(1);
+        assert!(reader.behind(&ring));
+        assert!(reader.skip_lag(&ring, ring.first_seq() - 1));
+        assert_eq!(
+            reader.position(|_| unreachable!()),
+            None,
+            "no position while a gap is due"
+        );
+        reader.take(&ring);
+        assert_eq!(drain(&mut reader), ["<gap 7>", "8", "9", "10"]);
+        assert_eq!(reader.delivered(), 10);
+        assert!(!reader.skip_lag(&ring, ring.first_seq() - 1));
+    }
+
+    #[test]
+    fn an_owed_gap_waits_until_it_is_settled() {
+        let mut reader = follower(1);
+        reader.owe_gap();
+        assert!(reader.has_ready());
+        assert!(reader.pop(|_| unreachable!()).is_none());
+        assert!(reader.position(|_| unreachable!()).is_none());
+        reader.settle_gap(4);
+        reader.push_taken(5, Event::new("5"));
+        assert_eq!(drain(&mut reader), ["<gap 4>", "5"]);
+        reader.settle_gap(9);
+        assert!(!reader.has_ready(), "settling owes nothing when no gap was owed");
+    }
+
+    #[test]
+    fn takes_one_batch_per_look_and_copies_what_fits() {
+        let ring = ring(TAKE_PER_LOCK as u64 + 2, 1024);
+        let mut reader = follower(1);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        reader.wake.arm();
+        assert_eq!(reader.take(&ring), Some(TAKE_PER_LOCK as u64));
+        assert!(
+            reader.wake.poll_rearm(&mut cx).is_ready(),
+            "a full batch looks again at once"
+        );
+        assert!(
+            reader.wake.poll_rearm(&mut cx).is_pending(),
+            "then waits for a change"
+        );
+        drain(&mut reader);
+        let mut out = bytes::BytesMut::new();
+        let copied = reader.copy_encoded(&ring, &mut out, 1);
+        assert_eq!(copied, out.len());
+        assert_eq!(reader.delivered(), TAKE_PER_LOCK as u64 + 1);
+        assert!(reader.copy_encoded(&ring, &mut out, 1 << 16) > 0);
+        assert_eq!(reader.delivered(), TAKE_PER_LOCK as u64 + 2);
+        assert_eq!(reader.copy_encoded(&ring, &mut out, 1 << 16), 0);
+    }
+}
