@@ -152,8 +152,7 @@ fn subscribe_error_response<S, E: std::error::Error>(
     match error {
         SubscribeError::InvalidCursor(error) => crate::service::bad_request(RequestError::Cursor(error)),
         SubscribeError::Backend(error) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(%error, "event log unavailable");
+            crate::trace::warn_event!("event log unavailable", error = %error);
             crate::failure::come_back_later(
                 crate::Transport::LongPoll,
                 crate::DEFAULT_RETRY,

@@ -144,17 +144,19 @@ impl<L: EventLog> Waiting<L> {
                     });
                     return Poll::Ready((subscription, announce));
                 }
-                Err(SubscribeError::InvalidCursor(_error)) => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(error = %_error, "held stream: cursor refused, starting afresh");
+                Err(SubscribeError::InvalidCursor(error)) => {
+                    crate::trace::debug_event!("held stream: cursor refused, starting afresh", error = %error);
                     self.attempt = None;
                     self.cursor = None;
                     self.cursor_refused = true;
                     self.pause.as_mut().reset(tokio::time::Instant::now());
                 }
-                Err(SubscribeError::Backend(_error)) => {
-                    #[cfg(feature = "tracing")]
-                    tracing::warn!(error = %_error, retry_in = ?self.backoff, "event log unavailable; holding the stream");
+                Err(SubscribeError::Backend(error)) => {
+                    crate::trace::warn_event!(
+                        "event log unavailable; holding the stream",
+                        error = %error,
+                        retry_in = ?self.backoff,
+                    );
                     self.attempt = None;
                     let pause = jittered(self.backoff);
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);

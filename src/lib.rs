@@ -114,6 +114,7 @@ pub mod server;
 mod service;
 mod shutdown;
 mod source;
+mod trace;
 mod transport;
 
 pub use config::{

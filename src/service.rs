@@ -169,8 +169,7 @@ impl StreamRequest {
             Ok(subscription) => self.respond(RetryingSubscription::live(subscription)).await,
             Err(SubscribeError::InvalidCursor(error)) => bad_request(RequestError::Cursor(error)),
             Err(SubscribeError::Backend(error)) => {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(%error, transport = ?self.transport, "event log unavailable");
+                crate::trace::warn_event!("event log unavailable", error = %error, transport = ?self.transport);
                 match self.transport {
                     Transport::Sse if !self.head => {
                         let held = RetryingSubscription::waiting(log.clone(), self.cursor.clone());

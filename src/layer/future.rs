@@ -82,8 +82,7 @@ pub(crate) fn refusal<S>(request: &StreamRequest, error: BoxError) -> Response<E
     match error.downcast::<RequestError>() {
         Ok(error) => text_response(StatusCode::BAD_REQUEST, error),
         Err(error) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(%error, transport = ?request.transport(), "inner service failed");
+            crate::trace::warn_event!("inner service failed", error = %error, transport = ?request.transport());
             let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
             come_back_later(
                 request.transport(),

@@ -329,8 +329,7 @@ impl<S> Server<S> {
                     if !is_connection_error(&error) {
                         // Out of file descriptors, most likely: give closing connections a
                         // moment rather than spinning on the listener.
-                        #[cfg(feature = "tracing")]
-                        tracing::warn!(%error, "accepting a connection failed");
+                        crate::trace::warn_event!("accepting a connection failed", error = %error);
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                     continue;

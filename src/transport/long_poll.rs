@@ -82,9 +82,7 @@ impl<S: EventSource> Future for LongPollFuture<S> {
                 Poll::Ready(Some(Ok(Delivery::Checkpoint(position)))) => *this.position = Some(position),
                 Poll::Ready(Some(Err(error))) => {
                     let error: crate::BoxError = error.into();
-                    #[cfg(feature = "tracing")]
-                    tracing::warn!(%error, "event source failed during a long poll");
-                    drop(error);
+                    crate::trace::warn_event!("event source failed during a long poll", error = %error);
                     *this.ended = true;
                 }
                 Poll::Ready(None) => *this.ended = true,

@@ -103,9 +103,7 @@ fn frame(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
 /// the client's business, and an error ending the body would reset the connection.
 fn source_failed(error: impl Into<BoxError>) {
     let error: BoxError = error.into();
-    #[cfg(feature = "tracing")]
-    tracing::warn!(%error, "event source failed; the SSE stream ends with a retry hint");
-    drop(error);
+    crate::trace::warn_event!("event source failed; the SSE stream ends with a retry hint", error = %error);
 }
 
 impl<S: EventSource> Body for SseBody<S> {

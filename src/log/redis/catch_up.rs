@@ -88,9 +88,8 @@ impl RedisSubscription {
     pub(super) fn fetched(&mut self, result: Result<Read, RedisLogError>) {
         let read = match result {
             Ok(read) => read,
-            Err(_error) => {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(error = %_error, "event log catch-up read failed; retrying");
+            Err(error) => {
+                crate::trace::warn_event!("event log catch-up read failed; retrying", error = %error);
                 self.mode = Mode::Backoff(Box::pin(tokio::time::sleep(crate::random::jittered(
                     self.backoff,
                 ))));

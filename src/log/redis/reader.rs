@@ -35,8 +35,7 @@ pub(super) async fn read_loop(mut reader: Reader) {
             None => match reader.connect().await {
                 Some(connection) => connection,
                 None => {
-                    #[cfg(feature = "tracing")]
-                    tracing::warn!(key = %reader.key, "event log reader cannot reach Redis; retrying");
+                    crate::trace::warn_event!("event log reader cannot reach Redis; retrying", key = %reader.key);
                     tokio::time::sleep(crate::random::jittered(backoff)).await;
                     backoff = (backoff * 2).min(READER_BACKOFF.1);
                     continue;
@@ -48,9 +47,8 @@ pub(super) async fn read_loop(mut reader: Reader) {
                 backoff = READER_BACKOFF.0;
                 reader.connection = Some(connection);
             }
-            Err(_error) => {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(error = %_error, "event log reader failed; reconnecting");
+            Err(error) => {
+                crate::trace::warn_event!("event log reader failed; reconnecting", error = %error);
                 // The connection is dropped; the next round reconnects.
                 tokio::time::sleep(crate::random::jittered(backoff)).await;
                 backoff = (backoff * 2).min(READER_BACKOFF.1);
