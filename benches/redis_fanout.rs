@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
-use tower_eventstream::{Delivery, Event, EventLog, EventSource, MemoryLog, RedisLog};
+use tower_eventstream::{Delivery, Event, EventFeed, EventLog, MemoryLog, RedisLog};
 
 const SUBSCRIBERS: usize = 10_000;
 const EVENTS: usize = 200;

@@ -111,7 +111,7 @@ impl std::error::Error for LastEventIdRejection {
 
 impl IntoResponse for LastEventIdRejection {
     fn into_response(self) -> Response {
-        text_response::<crate::source::NoEvents>(StatusCode::BAD_REQUEST, self).into_response()
+        text_response::<crate::feed::NoEvents>(StatusCode::BAD_REQUEST, self).into_response()
     }
 }
 
@@ -131,7 +131,7 @@ impl IntoResponse for CursorError {
 
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
-        text_response::<crate::source::NoEvents>(StatusCode::BAD_REQUEST, self).into_response()
+        text_response::<crate::feed::NoEvents>(StatusCode::BAD_REQUEST, self).into_response()
     }
 }
 
@@ -140,7 +140,7 @@ impl IntoResponse for RequestError {
 /// `503`, so SSE handlers answer with [`StreamRequest::serve`], which holds the stream instead.
 impl<E: std::error::Error> IntoResponse for SubscribeError<E> {
     fn into_response(self) -> Response {
-        subscribe_error_response::<crate::source::NoEvents, E>(self).into_response()
+        subscribe_error_response::<crate::feed::NoEvents, E>(self).into_response()
     }
 }
 

@@ -17,7 +17,7 @@ use crate::random::jittered;
 use crate::respond::text_response;
 use crate::transport::wire::write_retry;
 use crate::{
-    Delivery, EventId, EventLog, EventSource, EventStreamBody, LastEventId, SubscribeError, Transport,
+    Delivery, EventFeed, EventId, EventLog, EventStreamBody, LastEventId, SubscribeError, Transport,
 };
 
 /// The first pause before a failed subscription is tried again; it doubles up to
@@ -167,8 +167,8 @@ impl<L: EventLog> Waiting<L> {
     }
 }
 
-impl<L: EventLog> EventSource for RetryingSubscription<L> {
-    type Error = <L::Subscription as EventSource>::Error;
+impl<L: EventLog> EventFeed for RetryingSubscription<L> {
+    type Error = <L::Subscription as EventFeed>::Error;
 
     fn poll_delivery(
         self: Pin<&mut Self>,
@@ -204,7 +204,7 @@ impl<L: EventLog> EventSource for RetryingSubscription<L> {
     /// The subscription's position; none while it has not started (the client keeps the
     /// cursor it sent, and learns the new one from a checkpoint once it starts).
     fn position(&self) -> Option<EventId> {
-        self.subscription().and_then(EventSource::position)
+        self.subscription().and_then(EventFeed::position)
     }
 }
 

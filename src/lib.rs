@@ -22,7 +22,7 @@
 //! - **cursor**: what a client holds and sends back, the id of the last event (or
 //!   checkpoint) it saw: the `Last-Event-ID` header or the `lastEventId` query parameter,
 //!   parsed as [`LastEventId`].
-//! - **position**: where a subscription stands in the log ([`EventSource::position`]); a
+//! - **position**: where a subscription stands in the log ([`EventFeed::position`]); a
 //!   stream sends it as a *checkpoint* when it opens, so that it becomes the client's cursor.
 //! - **gap**: events between the client's cursor and what follows are lost (trimmed history,
 //!   another log instance, a subscriber that fell behind): [`Delivery::Gap`],
@@ -104,6 +104,7 @@ mod event;
 #[cfg(feature = "axum")]
 mod extract;
 mod failure;
+mod feed;
 mod layer;
 mod log;
 mod random;
@@ -113,7 +114,6 @@ mod respond;
 pub mod server;
 mod service;
 mod shutdown;
-mod source;
 mod trace;
 mod transport;
 
@@ -126,6 +126,7 @@ pub use event::{Event, EventError, EventId};
 #[cfg(feature = "axum")]
 pub use extract::LastEventIdRejection;
 pub use failure::RetryingSubscription;
+pub use feed::{Deliveries, Delivery, EventFeed};
 pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use log::memory::{MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
 #[cfg(feature = "redis")]
@@ -135,7 +136,6 @@ pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};
 pub use shutdown::{Shutdown, ShutdownSignal};
-pub use source::{Deliveries, Delivery, EventSource};
 
 /// The boxed error that bodies and sources end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

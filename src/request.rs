@@ -9,7 +9,7 @@ use http::{header, Method, Response};
 
 use crate::respond::RespondFuture;
 use crate::transport::long_poll::LongPollFuture;
-use crate::{CursorError, EventSource, EventStreamBody, LastEventId, StreamConfig};
+use crate::{CursorError, EventFeed, EventStreamBody, LastEventId, StreamConfig};
 
 /// Which transport answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,7 @@ impl StreamRequest {
     /// Answers the request from `source` with the negotiated transport: an SSE stream, or a
     /// long poll that completes once events are ready or the wait ends. A `HEAD` request gets
     /// the headers only.
-    pub fn respond<S: EventSource>(self, source: S) -> RespondFuture<S> {
+    pub fn respond<S: EventFeed>(self, source: S) -> RespondFuture<S> {
         if self.head {
             let mut response = Response::new(EventStreamBody::empty());
             match self.transport {

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 
 use crate::transport::long_poll::LongPollFuture;
 use crate::transport::sse::SseBody;
-use crate::{BoxError, EventSource};
+use crate::{BoxError, EventFeed};
 
 pin_project! {
     /// The body of a response from this crate: an SSE stream, or a complete long-poll or
@@ -63,7 +63,7 @@ impl<S> Default for EventStreamBody<S> {
     }
 }
 
-impl<S: EventSource> Body for EventStreamBody<S> {
+impl<S: EventFeed> Body for EventStreamBody<S> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -152,7 +152,7 @@ impl<S> RespondFuture<S> {
     }
 }
 
-impl<S: EventSource> Future for RespondFuture<S> {
+impl<S: EventFeed> Future for RespondFuture<S> {
     type Output = Response<EventStreamBody<S>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -26,14 +26,14 @@ use support::report;
 use support::seen::{Seen, SeenRequests};
 use support::server::{Serving, TestServer};
 use tower_eventstream::{
-    Delivery, Event, EventId, EventLogService, EventSource, MemoryLog, StreamConfig, StreamRequest,
+    Delivery, Event, EventFeed, EventId, EventLogService, MemoryLog, StreamConfig, StreamRequest,
 };
 use tower_http::cors::CorsLayer;
 
 /// A source that moves the client's cursor to `cp-1` with a checkpoint, then ends.
 struct OneCheckpoint(bool);
 
-impl EventSource for OneCheckpoint {
+impl EventFeed for OneCheckpoint {
     type Error = Infallible;
 
     fn poll_delivery(
@@ -242,7 +242,7 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
     // reconnecting using the HTTP 204 No Content response code."
     assert_eq!(
         result["stop"]["closed"], true,
-        "{engine}: 204 closed the EventSource"
+        "{engine}: 204 closed the EventFeed"
     );
     assert_eq!(result["stop"]["readyState"], 2);
     assert_eq!(seen.to("/raw/stop").len(), 1, "{engine}: no reconnect after 204");

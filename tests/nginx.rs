@@ -8,32 +8,29 @@
 //! file it writes in a fresh temporary directory. Without nginx the proxy tests fail under CI
 //! and are skipped (loudly) elsewhere.
 
+#[path = "support/nginx.rs"]
+mod nginx_runner;
 mod support;
 
 #[path = "../examples/chat/app.rs"]
 mod app;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::client::long_poll;
-use support::process::{free_port, ScratchDir};
 use support::raw::find;
 use support::reader::SseReader;
 use support::server::{Serving, TestServer};
 use support::sse::{SseBlock, SseItem};
-use support::{missing_prerequisite, report, wait_until, within, LIMIT};
+use support::{missing_prerequisite, report, wait_until, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 use tower_eventstream::{Event, EventLogService, MemoryLog, StreamConfig};
-
-const NGINX: &str = "/usr/sbin/nginx";
 
 /// How long an event or a keep-alive may take to come through the proxy.
 const THROUGH: Duration = Duration::from_secs(2);
@@ -142,85 +139,30 @@ async fn over_http2_the_stream_opens_with_the_proxy_headers() {
 // Through nginx
 // ---------------------------------------------------------------------------------------
 
-/// nginx in the foreground; killed (and its directory removed) on drop.
-struct Nginx {
-    child: Child,
-    dir: ScratchDir,
+/// nginx proxying to the chat app, started with the runner shared with the benchmark.
+struct Proxy {
+    _nginx: nginx_runner::Nginx,
     addr: SocketAddr,
 }
 
-impl Nginx {
+impl Proxy {
     /// Starts nginx proxying to `upstream`, or `None` (after a loud skip) when nginx is not
     /// installed and CI is not set.
-    async fn start(upstream: SocketAddr, test: &str) -> Option<Nginx> {
-        if !Path::new(NGINX).exists() {
-            missing_prerequisite(test, &format!("{NGINX} not found (Debian package nginx-light)"));
+    async fn start(upstream: SocketAddr, test: &str) -> Option<Proxy> {
+        let Some(binary) = nginx_runner::binary() else {
+            missing_prerequisite(test, "nginx not found (Debian package nginx-light)");
             return None;
-        }
-        let dir = ScratchDir::new("nginx");
-        let port = free_port();
+        };
         let template = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/nginx/nginx.conf.template"
         ))
         .expect("tests/nginx/nginx.conf.template");
-        let config = template
-            .replace("@LISTEN_PORT@", &port.to_string())
-            .replace("@UPSTREAM_PORT@", &upstream.port().to_string())
-            .replace("@TEMP_DIR@", dir.path().to_str().expect("a UTF-8 temp path"));
-        assert!(!config.contains('@'), "a placeholder was left unfilled");
-        let config_path = dir.path().join("nginx.conf");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(NGINX)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&config_path)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nginx");
-        let mut nginx = Nginx {
-            child,
-            dir,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(status) = nginx.child.try_wait().unwrap() {
-                panic!("nginx exited at start ({status}): {}", nginx.error_log());
-            }
-            if TcpStream::connect(nginx.addr).await.is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen: {}",
-                nginx.error_log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Some(nginx)
-    }
-
-    fn error_log(&mut self) -> String {
-        let mut text = std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            use std::io::Read;
-            let _ = self.child.kill();
-            let _ = stderr.read_to_string(&mut text);
-        }
-        text
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let fields = [("UPSTREAM_PORT", upstream.port().to_string())];
+        let nginx = nginx_runner::start(&binary, "eventstream-test-nginx", &template, &fields)
+            .unwrap_or_else(|error| panic!("nginx did not start: {error}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        Some(Proxy { _nginx: nginx, addr })
     }
 }
 
@@ -229,7 +171,7 @@ async fn through_nginx_each_event_arrives_before_the_next_is_published_and_keep_
     let test = "nginx::through_nginx_each_event_arrives_before_the_next_is_published_and_keep_alives_pass";
     let (log, router) = chat(Duration::from_millis(200));
     let server = TestServer::start(Serving::Axum, router).await;
-    let Some(nginx) = Nginx::start(server.addr, test).await else {
+    let Some(nginx) = Proxy::start(server.addr, test).await else {
         return;
     };
 
@@ -298,7 +240,7 @@ async fn without_x_accel_buffering_nginx_holds_the_events_back() {
     // (with an HTTP/1.0 upstream, not even the response head does).
     let (log, router) = chat(Duration::from_secs(60));
     let server = TestServer::start(Serving::Axum, router).await;
-    let Some(nginx) = Nginx::start(server.addr, test).await else {
+    let Some(nginx) = Proxy::start(server.addr, test).await else {
         return;
     };
     let mut stream = TcpStream::connect(nginx.addr).await.unwrap();

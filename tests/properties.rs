@@ -10,7 +10,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use support::sse::parse_sse;
 use tower_eventstream::{
-    CursorError, Delivery, Event, EventError, EventSource, LastEventId, MemoryLog, MemorySubscription,
+    CursorError, Delivery, Event, EventError, EventFeed, LastEventId, MemoryLog, MemorySubscription,
     ResumeOutcome, Subscription,
 };
 

@@ -23,7 +23,7 @@ use support::server::{Serving, TestServer};
 use support::sse::{parse_sse, SseClient};
 use support::{within, LIMIT};
 use tower_eventstream::{
-    CursorError, Delivery, Event, EventLog, EventSource, LastEventId, RedisLog, RedisLogErrorKind,
+    CursorError, Delivery, Event, EventFeed, EventLog, LastEventId, RedisLog, RedisLogErrorKind,
     RedisSubscription, ResumeOutcome, StreamConfig, SubscribeError, Subscription,
 };
 

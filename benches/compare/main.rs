@@ -35,7 +35,8 @@
 //! (`fanout.rs`, `latency.rs`, `idle.rs`, `longpoll.rs`) supplies only its load, its
 //! figures and its rows, by implementing `scenario::Scenario`. Around them: `settings.rs`
 //! (sizes and options), `kind.rs` and `process.rs` (the servers and their processes),
-//! `servers.rs` and `ceiling.rs` (the servers' own code), `nginx.rs` and `nchan.rs`,
+//! `servers.rs` and `ceiling.rs` (the servers' own code), `nchan.rs` (over the nginx runner
+//! shared with the tests, `tests/support/nginx.rs`),
 //! `load.rs` and `client.rs` (the load generator), `procfs.rs`, and `table.rs` (the table
 //! and the targets).
 //!
@@ -58,6 +59,7 @@ mod latency;
 mod load;
 mod longpoll;
 mod nchan;
+#[path = "../../tests/support/nginx.rs"]
 mod nginx;
 mod process;
 mod procfs;

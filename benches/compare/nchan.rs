@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use crate::nginx::{self, Nginx};
+use crate::procfs;
 use crate::servers::{HISTORY, KEEP_ALIVE};
 
 const TEMPLATE: &str = include_str!("../nchan.conf.template");
@@ -25,8 +28,33 @@ pub fn find() -> Result<(PathBuf, PathBuf), String> {
     Ok((nginx, module))
 }
 
+/// nginx with Nchan, and its workers (whose memory and CPU count with the master's).
+pub struct Nchan {
+    nginx: Nginx,
+    workers: Vec<u32>,
+}
+
+impl Nchan {
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.nginx.port
+    }
+
+    /// The master's and the workers' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.nginx.master_pid()];
+        pids.extend(&self.workers);
+        pids
+    }
+
+    /// Stops the master, then kills any worker left.
+    pub fn stop(self) {
+        self.nginx.stop(&self.workers);
+    }
+}
+
 /// Starts nginx with Nchan, each worker allowed `nofile` connections (at most 65 536).
-pub fn start(nofile: u64) -> Result<Nginx, String> {
+pub fn start(nofile: u64) -> Result<Nchan, String> {
     let (binary, module) = find()?;
     let fields = [
         ("LOAD_MODULE", format!("load_module {};", module.display())),
@@ -36,5 +64,9 @@ pub fn start(nofile: u64) -> Result<Nginx, String> {
         ("HISTORY", HISTORY.to_string()),
         ("KEEP_ALIVE", KEEP_ALIVE.as_secs().to_string()),
     ];
-    nginx::start(&binary, "eventstream-bench-nchan", TEMPLATE, &fields)
+    let nginx = nginx::start(&binary, "eventstream-bench-nchan", TEMPLATE, &fields)?;
+    // The workers are forked right after the listener opens.
+    std::thread::sleep(Duration::from_millis(200));
+    let workers = procfs::children(nginx.master_pid());
+    Ok(Nchan { nginx, workers })
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::kind::Kind;
-use crate::nginx::Nginx;
+use crate::nchan::Nchan;
 use crate::{nchan, procfs};
 
 /// Processes this program started, killed (by id) if the run overruns its time limit.
@@ -67,7 +67,7 @@ pub fn stop(mut child: Child) {
 
 enum Process {
     Rust(Child),
-    Nginx(Nginx),
+    Nginx(Nchan),
 }
 
 /// A server under test, running in a process of its own.
@@ -83,7 +83,7 @@ impl Server {
         let (process, port) = if kind == Kind::Nchan {
             let nginx = nchan::start(nofile)?;
             nginx.pids().into_iter().for_each(register);
-            let port = nginx.port;
+            let port = nginx.port();
             (Process::Nginx(nginx), port)
         } else {
             let (child, line) = spawn_self(&["--serve", kind.name(), "0"], Duration::from_secs(10))?;

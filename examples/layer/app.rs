@@ -7,7 +7,7 @@
 //! 1. [`EventStreamLayer`] answers with SSE or long poll, as the request asks, and puts the
 //!    client's cursor (`Last-Event-ID` or `lastEventId`) into the request extensions;
 //! 2. `map_request` turns the HTTP request into the feed's own request, [`Subscribe`];
-//! 3. `map_response` turns the feed's [`Ticks`] into an [`EventSource`]: each tick becomes
+//! 3. `map_response` turns the feed's [`Ticks`] into an [`EventFeed`]: each tick becomes
 //!    an event whose id is its sequence number, and [`FeedItem::Missed`] becomes a gap, so
 //!    the client hears `reset` instead of silently missing ticks.
 
@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tower::util::{MapRequest, MapResponse};
 use tower::ServiceBuilder;
 use tower_eventstream::{
-    Delivery, Event, EventId, EventSource, EventStreamLayer, EventStreamService, LastEventId, Shutdown,
+    Delivery, Event, EventFeed, EventId, EventStreamLayer, EventStreamService, LastEventId, Shutdown,
     StreamConfig,
 };
 
@@ -59,7 +59,7 @@ fn subscribe_request(request: Request<Body>) -> Subscribe {
     Subscribe { after }
 }
 
-/// The feed's ticks as an [`EventSource`].
+/// The feed's ticks as an [`EventFeed`].
 pub struct TickEvents {
     ticks: Ticks,
     /// The sequence number of the last tick delivered (or the subscription's start).
@@ -91,7 +91,7 @@ fn seq_id(seq: u64) -> EventId {
     EventId::new(seq.to_string()).expect("a numeric id")
 }
 
-impl EventSource for TickEvents {
+impl EventFeed for TickEvents {
     type Error = Infallible;
 
     fn poll_delivery(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use tower_eventstream::{
-    CursorError, Delivery, Event, EventSource, LastEventId, MemoryLog, MemorySubscription, ResumeOutcome,
+    CursorError, Delivery, Event, EventFeed, LastEventId, MemoryLog, MemorySubscription, ResumeOutcome,
     StreamConfig, StreamRequest, Subscription,
 };
 

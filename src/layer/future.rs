@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use crate::failure::come_back_later;
 use crate::respond::text_response;
 use crate::respond::RespondFuture;
-use crate::{BoxError, EventSource, EventStreamBody, RequestError, StreamRequest};
+use crate::{BoxError, EventFeed, EventStreamBody, RequestError, StreamRequest};
 
 pin_project! {
     /// The response future of [`EventStreamService`](crate::EventStreamService).
@@ -51,7 +51,7 @@ impl<F, S> EventStreamFuture<F, S> {
 impl<F, S, E> Future for EventStreamFuture<F, S>
 where
     F: Future<Output = Result<S, E>>,
-    S: EventSource,
+    S: EventFeed,
     E: Into<BoxError>,
 {
     type Output = Result<Response<EventStreamBody<S>>, Infallible>;

@@ -5,7 +5,7 @@ use tower_layer::Layer;
 use super::EventStreamService;
 use crate::{StreamConfig, Transport};
 
-/// Wraps a service whose response is an [`EventSource`](crate::EventSource) and answers
+/// Wraps a service whose response is an [`EventFeed`](crate::EventFeed) and answers
 /// with SSE or long poll: as the request asks ([`new`](EventStreamLayer::new), see
 /// [`Transport::negotiate`](crate::Transport::negotiate)), or always with one transport
 /// ([`sse`](EventStreamLayer::sse), [`long_poll`](EventStreamLayer::long_poll)).

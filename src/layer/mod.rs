@@ -1,5 +1,5 @@
 //! The middleware: [`EventStreamLayer`] over any service whose response is an
-//! [`EventSource`](crate::EventSource), in tower-http's shape (layer, service, future).
+//! [`EventFeed`](crate::EventFeed), in tower-http's shape (layer, service, future).
 
 mod future;
 #[allow(clippy::module_inception)]

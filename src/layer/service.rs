@@ -7,10 +7,10 @@ use tower_service::Service;
 
 use super::{refusal, EventStreamFuture};
 use crate::respond::text_response;
-use crate::{BoxError, EventSource, EventStreamBody, StreamConfig, StreamRequest, Transport};
+use crate::{BoxError, EventFeed, EventStreamBody, StreamConfig, StreamRequest, Transport};
 
 /// The service of [`EventStreamLayer`](crate::EventStreamLayer): calls the inner service for
-/// an [`EventSource`] and answers with the chosen transport.
+/// an [`EventFeed`] and answers with the chosen transport.
 ///
 /// An error of the inner service is answered by the crate's
 /// [failure rule](crate#what-a-failure-answers) instead of being passed up: a
@@ -62,7 +62,7 @@ impl<S> EventStreamService<S> {
 impl<S, B> Service<Request<B>> for EventStreamService<S>
 where
     S: Service<Request<B>>,
-    S::Response: EventSource,
+    S::Response: EventFeed,
     S::Error: Into<BoxError>,
 {
     type Response = Response<EventStreamBody<S::Response>>;

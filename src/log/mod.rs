@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::{CursorError, Event, EventSource, LastEventId};
+use crate::{CursorError, Event, EventFeed, LastEventId};
 
 pub mod memory;
 #[cfg(feature = "redis")]
@@ -51,8 +51,8 @@ pub trait EventLog: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Subscription, SubscribeError<Self::Error>>> + Send;
 }
 
-/// A reader of an [`EventLog`]: an [`EventSource`] that knows how its resume went.
-pub trait Subscription: EventSource + Unpin {
+/// A reader of an [`EventLog`]: an [`EventFeed`] that knows how its resume went.
+pub trait Subscription: EventFeed + Unpin {
     /// How the subscription started relative to the client's cursor.
     fn outcome(&self) -> ResumeOutcome;
 }

@@ -13,7 +13,7 @@ use tokio::time::Sleep;
 
 use crate::shutdown::ShutdownSignal;
 use crate::transport::wire;
-use crate::{Delivery, Event, EventId, EventSource, EventStreamBody, LastEventId, StreamConfig};
+use crate::{Delivery, Event, EventFeed, EventId, EventStreamBody, LastEventId, StreamConfig};
 
 pin_project! {
     /// Waits until the source has events (or a gap), the wait ends, or shutdown begins, then
@@ -34,7 +34,7 @@ pin_project! {
     }
 }
 
-impl<S: EventSource> LongPollFuture<S> {
+impl<S: EventFeed> LongPollFuture<S> {
     /// Polls `source` for at most `wait` (zero: answer with what is ready now).
     pub(crate) fn new(
         source: S,
@@ -56,7 +56,7 @@ impl<S: EventSource> LongPollFuture<S> {
     }
 }
 
-impl<S: EventSource> Future for LongPollFuture<S> {
+impl<S: EventFeed> Future for LongPollFuture<S> {
     type Output = Response<EventStreamBody<S>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

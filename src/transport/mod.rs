@@ -1,4 +1,4 @@
-//! The transports over an [`EventSource`](crate::EventSource): SSE and long poll, and the wire
+//! The transports over an [`EventFeed`](crate::EventFeed): SSE and long poll, and the wire
 //! format they share.
 
 pub(crate) mod long_poll;

@@ -1,4 +1,4 @@
-//! The SSE transport: `text/event-stream` responses over an [`EventSource`].
+//! The SSE transport: `text/event-stream` responses over an [`EventFeed`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,13 +14,13 @@ use tokio::time::{Instant, Sleep};
 
 use crate::shutdown::ShutdownSignal;
 use crate::transport::wire::{self, put_ending, put_marker, KEEP_ALIVE};
-use crate::{BoxError, Delivery, EventSource, EventStreamBody, StreamConfig};
+use crate::{BoxError, Delivery, EventFeed, EventStreamBody, StreamConfig};
 
 /// The most deliveries gathered into one frame.
 const DELIVERIES_PER_FRAME: usize = 256;
 
 pin_project! {
-    /// A `text/event-stream` body over an [`EventSource`].
+    /// A `text/event-stream` body over an [`EventFeed`].
     ///
     /// It opens with a comment, the `retry:` hint and the current position, then writes each
     /// event's shared wire bytes, gathering every delivery that is ready into one frame. It
@@ -49,7 +49,7 @@ struct KeepAlive {
     last_write: Instant,
 }
 
-impl<S: EventSource> SseBody<S> {
+impl<S: EventFeed> SseBody<S> {
     pub(crate) fn new(source: S, config: &StreamConfig) -> Self {
         // The position goes out at once so that a client that reconnects before any event
         // arrives resumes from here instead of from the live end.
@@ -106,7 +106,7 @@ fn source_failed(error: impl Into<BoxError>) {
     crate::trace::warn_event!("event source failed; the SSE stream ends with a retry hint", error = %error);
 }
 
-impl<S: EventSource> Body for SseBody<S> {
+impl<S: EventFeed> Body for SseBody<S> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -260,7 +260,7 @@ pub(crate) fn headers<B>(response: &mut Response<B>) {
 }
 
 /// Answers with an SSE stream over `source`.
-pub(crate) fn response<S: EventSource>(source: S, config: &StreamConfig) -> Response<EventStreamBody<S>> {
+pub(crate) fn response<S: EventFeed>(source: S, config: &StreamConfig) -> Response<EventStreamBody<S>> {
     let mut response = Response::new(EventStreamBody::stream(SseBody::new(source, config)));
     headers(&mut response);
     response

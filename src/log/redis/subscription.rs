@@ -15,7 +15,7 @@ use super::snapshot::Read;
 use super::{RedisLog, FETCH_BACKOFF};
 use crate::log::ring::{Counted, Follower};
 use crate::log::{ResumeOutcome, Subscription};
-use crate::{Delivery, EventId, EventSource};
+use crate::{Delivery, EventFeed, EventId};
 
 pub(super) type ReadFuture = Pin<Box<dyn Future<Output = Result<Read, RedisLogError>> + Send>>;
 
@@ -137,7 +137,7 @@ impl RedisSubscription {
     }
 }
 
-impl EventSource for RedisSubscription {
+impl EventFeed for RedisSubscription {
     type Error = std::convert::Infallible;
 
     fn poll_delivery(

@@ -1,4 +1,5 @@
-//! What the transports send: anything that yields events, with gaps made explicit.
+//! What the transports send: an [`EventFeed`] yields events, with gaps and checkpoints made
+//! explicit.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,23 +27,24 @@ pub enum Delivery {
     Checkpoint(EventId),
 }
 
-/// A source of events for the transports: a log subscription, or any
-/// `Stream<Item = Result<Event, E>>`.
+/// A feed of events for the transports: a log subscription, or any
+/// `Stream<Item = Result<Event, E>>`. (Not to be confused with the browser's `EventSource`,
+/// which reads what the transports write.)
 ///
 /// [`EventStreamLayer`](crate::EventStreamLayer) accepts an inner service whose response is an
-/// `EventSource`. A source of one's own implements [`poll_delivery`](EventSource::poll_delivery)
-/// and, where it knows one, [`position`](EventSource::position):
+/// `EventFeed`. A feed of one's own implements [`poll_delivery`](EventFeed::poll_delivery)
+/// and, where it knows one, [`position`](EventFeed::position):
 ///
 /// ```
 /// use std::convert::Infallible;
 /// use std::pin::Pin;
 /// use std::task::{Context, Poll};
-/// use tower_eventstream::{Delivery, Event, EventId, EventSource};
+/// use tower_eventstream::{Delivery, Event, EventId, EventFeed};
 ///
 /// /// Counts down to zero, one event per number, with the number as the id.
 /// struct Countdown(u32);
 ///
-/// impl EventSource for Countdown {
+/// impl EventFeed for Countdown {
 ///     type Error = Infallible;
 ///
 ///     fn poll_delivery(
@@ -78,7 +80,7 @@ pub enum Delivery {
 /// assert_eq!(data, ["2", "1", "0"]);
 /// # });
 /// ```
-pub trait EventSource: Send + 'static {
+pub trait EventFeed: Send + 'static {
     /// The error that ends the source.
     type Error: Into<BoxError>;
 
@@ -92,7 +94,7 @@ pub trait EventSource: Send + 'static {
     /// appends the SSE wire bytes of the next ready events to `out` (stopping once it holds
     /// `max_bytes`) and returns how many bytes it appended, without handing out each event.
     ///
-    /// - `Ready(Some(Ok(0)))`: "use [`poll_delivery`](EventSource::poll_delivery)". The
+    /// - `Ready(Some(Ok(0)))`: "use [`poll_delivery`](EventFeed::poll_delivery)". The
     ///   default, and the required answer whenever the next delivery is not an event (a gap
     ///   or a checkpoint), so that the transport writes it.
     /// - `Ready(Some(Ok(n)))`, `n > 0`: `n` bytes of complete event blocks were appended.
@@ -125,7 +127,7 @@ pub trait EventSource: Send + 'static {
     ///
     /// ```
     /// use futures_util::StreamExt;
-    /// use tower_eventstream::{Delivery, Event, EventLog, EventSource, MemoryLog};
+    /// use tower_eventstream::{Delivery, Event, EventLog, EventFeed, MemoryLog};
     ///
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     /// # rt.block_on(async {
@@ -147,7 +149,7 @@ pub trait EventSource: Send + 'static {
 }
 
 pin_project_lite::pin_project! {
-    /// An [`EventSource`] read as a `Stream` of deliveries; see [`EventSource::into_stream`].
+    /// An [`EventFeed`] read as a `Stream` of deliveries; see [`EventFeed::into_stream`].
     #[must_use = "streams do nothing unless polled"]
     #[derive(Debug)]
     pub struct Deliveries<S> {
@@ -156,7 +158,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<S: EventSource> Stream for Deliveries<S> {
+impl<S: EventFeed> Stream for Deliveries<S> {
     type Item = Result<Delivery, S::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -164,7 +166,7 @@ impl<S: EventSource> Stream for Deliveries<S> {
     }
 }
 
-impl<S, E> EventSource for S
+impl<S, E> EventFeed for S
 where
     S: Stream<Item = Result<Event, E>> + Send + 'static,
     E: Into<BoxError>,
@@ -183,7 +185,7 @@ where
 pub(crate) struct NoEvents;
 
 #[cfg(feature = "axum")]
-impl EventSource for NoEvents {
+impl EventFeed for NoEvents {
     type Error = std::convert::Infallible;
 
     fn poll_delivery(

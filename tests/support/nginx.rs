@@ -1,13 +1,13 @@
 //! Running nginx from a configuration template, on a free loopback port, with every file it
-//! writes in a fresh temporary directory.
+//! writes in a fresh temporary directory. Shared by the tests (`tests/nginx.rs`) and the
+//! comparison benchmark (`benches/compare`), which include this file by path; it depends on
+//! the standard library only.
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::procfs;
 
 /// Where Debian (and source builds) put the nginx binary.
 const BINARIES: &[&str] = &[
@@ -30,7 +30,6 @@ pub fn binary() -> Option<PathBuf> {
 /// A running nginx master and its workers.
 pub struct Nginx {
     master: Child,
-    workers: Vec<u32>,
     dir: PathBuf,
     pub port: u16,
 }
@@ -38,7 +37,7 @@ pub struct Nginx {
 /// Starts `nginx` with `template`, its `{{NAME}}` fields filled from `fields` and, always,
 /// `{{DIR}}` (a fresh directory for its pid file, logs and temporary files, removed by
 /// [`Nginx::stop`]) and `{{PORT}}` (a free loopback port); returns once it accepts
-/// connections on that port and has forked its workers. `name` tells runs apart in the
+/// connections on that port. `name` tells runs apart in the
 /// directory's name.
 ///
 /// The template must keep nginx in the foreground (`daemon off;`): the master is the process
@@ -89,30 +88,28 @@ pub fn start(nginx: &Path, name: &str, template: &str, fields: &[(&str, String)]
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The workers are forked right after the listener opens.
-    std::thread::sleep(Duration::from_millis(200));
-    let workers = procfs::children(master.id());
-    Ok(Nginx {
-        master,
-        workers,
-        dir,
-        port,
-    })
+    Ok(Nginx { master, dir, port })
 }
 
 impl Nginx {
-    /// The master's and the workers' process ids.
-    pub fn pids(&self) -> Vec<u32> {
-        let mut pids = vec![self.master.id()];
-        pids.extend(&self.workers);
-        pids
+    /// The master's process id.
+    #[allow(dead_code)] // The tests never look for nginx's processes.
+    pub fn master_pid(&self) -> u32 {
+        self.master.id()
     }
 
-    /// Fast shutdown (SIGTERM), then SIGKILL for anything still there after [`STOP_LIMIT`];
-    /// removes nginx's directory.
-    pub fn stop(mut self) {
+    /// What nginx wrote to its error log so far.
+    #[allow(dead_code)] // The benchmark reports failures without it.
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+
+    /// Fast shutdown (SIGTERM to the master), then SIGKILL to `others` (its workers, say)
+    /// and the master if still there after [`STOP_LIMIT`]; removes nginx's directory.
+    #[allow(dead_code)] // The tests stop nginx by dropping it.
+    pub fn stop(mut self, others: &[u32]) {
         let master = self.master.id();
-        crate::process::signal(master, "TERM");
+        signal(master, "TERM");
         let deadline = Instant::now() + STOP_LIMIT;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.master.try_wait() {
@@ -120,12 +117,32 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        for pid in self.workers.iter().copied().chain([master]) {
+        for pid in others.iter().copied().chain([master]) {
             if Path::new(&format!("/proc/{pid}")).exists() {
-                crate::process::signal(pid, "KILL");
+                signal(pid, "KILL");
             }
         }
         let _ = self.master.wait();
+    }
+}
+
+/// Kills the master (if [`Nginx::stop`] did not) and removes nginx's directory.
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Ok(None) = self.master.try_wait() {
+            let _ = self.master.kill();
+            let _ = self.master.wait();
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends `SIGname` to `pid` through kill(1) (no `unsafe` libc call).
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
