@@ -242,7 +242,7 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
     // reconnecting using the HTTP 204 No Content response code."
     assert_eq!(
         result["stop"]["closed"], true,
-        "{engine}: 204 closed the EventFeed"
+        "{engine}: 204 closed the EventSource"
     );
     assert_eq!(result["stop"]["readyState"], 2);
     assert_eq!(seen.to("/raw/stop").len(), 1, "{engine}: no reconnect after 204");

@@ -25,15 +25,7 @@ pub fn kill_all() {
     }
 }
 
-/// Sends signal `name` (`TERM`, `KILL`) to process `pid`, through `kill(1)`.
-pub fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
+pub use crate::nginx::signal;
 
 /// Starts this binary with `args` and waits (at most `limit`) for the first line it prints,
 /// which tells whether it is ready. Its stdin is a pipe held by the returned [`Child`]: the

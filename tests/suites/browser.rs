@@ -159,7 +159,7 @@ pub async fn after_a_dropped_connection_the_browser_resumes_with_last_event_id_a
         "after the cut the browser resumed from {last_before_cut}: {seen:?}"
     );
     assert!(seen.len() >= 4, "cut once and aged out several times: {seen:?}");
-    assert_eq!(result["closed"], 0, "the EventFeed never reached CLOSED");
+    assert_eq!(result["closed"], 0, "the EventSource never reached CLOSED");
 }
 
 pub async fn the_retry_hint_sets_the_browsers_reconnect_delay(serving: Serving, engine: Engine, test: &str) {

@@ -130,7 +130,7 @@ pub async fn the_page_is_served_at_the_root(serving: Serving) {
     assert_eq!(answer.status, StatusCode::OK);
     let content_type = answer.header("content-type").expect("a content type");
     assert!(content_type.starts_with("text/html"), "{content_type}");
-    assert!(answer.text().contains("EventFeed"), "the page uses EventFeed");
+    assert!(answer.text().contains("EventSource"), "the page uses EventSource");
     assert!(
         answer.text().contains("/api/events"),
         "the page reads the events route"

@@ -137,8 +137,9 @@ impl Drop for Nginx {
     }
 }
 
-/// Sends `SIGname` to `pid` through kill(1) (no `unsafe` libc call).
-fn signal(pid: u32, name: &str) {
+/// Sends signal `name` (`TERM`, `KILL`) to process `pid` through `kill(1)` (no `unsafe`
+/// libc call).
+pub fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())

@@ -53,18 +53,28 @@ pub struct SseReader {
     pub ended: bool,
 }
 
+/// Sends an SSE request (see [`SseReader::connect`]) over a new HTTP/1.1 connection of
+/// hyper's client and checks that it is answered `200`.
+pub(super) async fn open_sse(
+    addr: SocketAddr,
+    path_and_query: &str,
+    last_event_id: Option<&str>,
+) -> (Head, Incoming, Connection) {
+    let (head, body, connection) = send_http1(addr, sse_request(addr, path_and_query, last_event_id)).await;
+    assert_eq!(
+        head.status,
+        StatusCode::OK,
+        "SSE request {path_and_query} was refused"
+    );
+    (head, body, connection)
+}
+
 #[allow(dead_code)]
 impl SseReader {
     /// `GET path_and_query` with `Accept: text/event-stream` (and `Last-Event-ID` if given)
     /// over a new HTTP/1.1 connection of hyper's client; the answer must be `200`.
     pub async fn connect(addr: SocketAddr, path_and_query: &str, last_event_id: Option<&str>) -> SseReader {
-        let (head, body, connection) =
-            send_http1(addr, sse_request(addr, path_and_query, last_event_id)).await;
-        assert_eq!(
-            head.status,
-            StatusCode::OK,
-            "SSE request {path_and_query} was refused"
-        );
+        let (head, body, connection) = open_sse(addr, path_and_query, last_event_id).await;
         SseReader::hyper(head, body, Arc::new(connection))
     }
 

@@ -7,12 +7,11 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use eventsource_stream::{EventStream, Eventsource};
 use futures_util::{Stream, StreamExt};
-use http::StatusCode;
 use http_body_util::{BodyDataStream, BodyExt};
 use hyper::body::Incoming;
 
-use super::client::{send_http1, Connection};
-use super::reader::sse_request;
+use super::client::Connection;
+use super::reader::open_sse;
 use super::within;
 
 /// One dispatched SSE block: the fields between two blank lines.
@@ -141,13 +140,7 @@ pub struct SseClient {
 impl SseClient {
     /// Opens the stream as [`SseReader::connect`] does.
     pub async fn connect(addr: SocketAddr, path_and_query: &str, last_event_id: Option<&str>) -> Self {
-        let (head, body, connection) =
-            send_http1(addr, sse_request(addr, path_and_query, last_event_id)).await;
-        assert_eq!(
-            head.status,
-            StatusCode::OK,
-            "SSE request {path_and_query} was refused"
-        );
+        let (_head, body, connection) = open_sse(addr, path_and_query, last_event_id).await;
         SseClient {
             events: body.into_data_stream().eventsource(),
             _connection: connection,
