@@ -11,7 +11,6 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -21,46 +20,17 @@ const SUBSCRIBERS: usize = 10_000;
 const EVENTS: usize = 200;
 const ROUNDS: usize = 3;
 
-/// Kills the server when dropped.
-struct Server(Child);
+#[path = "../tests/support/redis_process.rs"]
+mod redis_process;
+use redis_process::RedisProcess;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> Option<(Server, u16)> {
+fn start_redis() -> Option<RedisProcess> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
         .ok()?
         .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((server, port))
+    RedisProcess::start(port, None, &["--save", "", "--appendonly", "no"]).ok()
 }
 
 /// Time from the first append until every subscriber has received every event.
@@ -99,7 +69,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let Some((_server, port)) = start_redis() else {
+    let Some(server) = start_redis() else {
         eprintln!("redis_fanout: redis-server is not installed or did not start; nothing measured");
         return;
     };
@@ -109,7 +79,7 @@ fn main() {
         .expect("a Tokio runtime");
     runtime.block_on(async {
         let memory = MemoryLog::new();
-        let redis = RedisLog::builder(format!("redis://127.0.0.1:{port}"), "bench")
+        let redis = RedisLog::builder(server.url(), "bench")
             .connect()
             .await
             .expect("connect to the benchmark's redis-server");
