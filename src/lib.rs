@@ -128,7 +128,7 @@ pub use extract::LastEventIdRejection;
 pub use failure::RetryingSubscription;
 pub use feed::{Deliveries, Delivery, EventFeed};
 pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
-pub use log::memory::{MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
+pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
 #[cfg(feature = "redis")]
 pub use log::redis::{RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisSubscription};
 pub use log::{EventLog, ResumeOutcome, SubscribeError, Subscription};

@@ -43,6 +43,12 @@ pub trait EventLog: Clone + Send + Sync + 'static {
     /// slow subscribers.
     fn append(&self, event: Event) -> impl Future<Output = Result<Event, Self::Error>> + Send;
 
+    /// Records that events were lost on their way into the log (a source that lagged, an
+    /// append that failed): subscribers, and clients resuming from before this point, hear a
+    /// gap (SSE `reset`, long poll `"reset": true`) just before the next event appended.
+    /// [`fill`](crate::fill) calls it for every loss its source reports.
+    fn record_gap(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
     /// Starts reading after `cursor` (or at the live end when `None`). Replay and live
     /// delivery are one sequence: nothing appended while subscribing is lost or repeated.
     fn subscribe(

@@ -88,10 +88,17 @@ pub(super) trait RingEntry {
     /// A position in the log (what a gap and [`Follower::position`] name).
     type Position: Copy;
 
-    fn event(&self) -> &Event;
+    /// The event, or `None` for a gap recorded in the log as an entry of its own.
+    fn event(&self) -> Option<&Event>;
 
     /// This entry's position, given its sequence number in the ring.
     fn position(&self, seq: u64) -> Self::Position;
+
+    /// A gap recorded just before this entry (events lost on the way into the log): readers
+    /// report it, naming the position it returns, before they hand out this entry.
+    fn gap_before(&self, _seq: u64) -> Option<Self::Position> {
+        None
+    }
 }
 
 /// A bounded ring of events numbered by consecutive sequence numbers, shared by all its
@@ -140,12 +147,25 @@ impl<E: RingEntry> Ring<E> {
         None
     }
 
-    /// Evicts the oldest entries while `expired` says so.
-    pub(super) fn evict_while(&mut self, mut expired: impl FnMut(&E) -> bool) {
+    /// Evicts the oldest entries while `expired` says so; returns the last one evicted.
+    pub(super) fn evict_while(&mut self, mut expired: impl FnMut(&E) -> bool) -> Option<E> {
+        let mut last = None;
         while self.entries.front().is_some_and(&mut expired) {
-            self.entries.pop_front();
+            last = self.entries.pop_front();
             self.first_seq += 1;
         }
+        last
+    }
+
+    /// The entry numbered `seq`, if held.
+    pub(super) fn get(&self, seq: u64) -> Option<&E> {
+        self.entries.get(seq.checked_sub(self.first_seq)? as usize)
+    }
+
+    /// The sequence number of the first entry that `before` is false for (entries must be
+    /// ordered so that it is true for a prefix of them), or the next number when none.
+    pub(super) fn first_seq_not(&self, mut before: impl FnMut(&E) -> bool) -> u64 {
+        self.first_seq + self.entries.partition_point(|entry| before(entry)) as u64
     }
 
     /// Forgets every entry; numbering goes on.
@@ -196,7 +216,17 @@ pub(super) struct Follower<P> {
     delivered: P,
     gap: GapState<P>,
     /// Taken but not yet handed out.
-    taken: VecDeque<(P, Event)>,
+    taken: VecDeque<Taken<P>>,
+    /// Entries up to this position are skipped: the client has seen them already (it
+    /// resumed from a position the log had not reached when it subscribed).
+    skip_through: Option<P>,
+}
+
+/// What a reader took from the ring and has yet to hand out.
+enum Taken<P> {
+    Event(P, Event),
+    /// A gap recorded in the log, reported naming this position.
+    Gap(P),
 }
 
 impl<P: Copy> Follower<P> {
@@ -208,7 +238,14 @@ impl<P: Copy> Follower<P> {
             delivered: at,
             gap: GapState::None,
             taken: VecDeque::new(),
+            skip_through: None,
         }
+    }
+
+    /// Skips the entries up to `seen` (positions must be ordered): for a client that has
+    /// seen events the log is still to receive.
+    pub(super) fn skip_through(&mut self, seen: P) {
+        self.skip_through = Some(seen);
     }
 
     /// The position a client has reached.
@@ -223,9 +260,16 @@ impl<P: Copy> Follower<P> {
             self.delivered = at;
             return Some(Delivery::Gap(Some(id_of(at))));
         }
-        let (at, event) = self.taken.pop_front()?;
-        self.delivered = at;
-        Some(Delivery::Event(event))
+        match self.taken.pop_front()? {
+            Taken::Event(at, event) => {
+                self.delivered = at;
+                Some(Delivery::Event(event))
+            }
+            Taken::Gap(at) => {
+                self.delivered = at;
+                Some(Delivery::Gap(Some(id_of(at))))
+            }
+        }
     }
 
     /// Whether something is to be handed out (or a gap is owed) before the ring is read again.
@@ -262,7 +306,17 @@ impl<P: Copy> Follower<P> {
     /// Queues an event read from elsewhere than the ring.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
     pub(super) fn push_taken(&mut self, at: P, event: Event) {
-        self.taken.push_back((at, event));
+        self.taken.push_back(Taken::Event(at, event));
+    }
+
+    /// Queues a gap recorded in the log, read from elsewhere than the ring; gaps in a row
+    /// are reported as one.
+    pub(super) fn push_gap(&mut self, at: P) {
+        match self.taken.back_mut() {
+            Some(Taken::Gap(last)) => *last = at,
+            None if matches!(self.gap, GapState::Due(_)) => self.gap = GapState::Due(at),
+            _ => self.taken.push_back(Taken::Gap(at)),
+        }
     }
 
     /// Goes on taking from number `seq` on, at once.
@@ -294,15 +348,31 @@ impl<P: Copy> Follower<P> {
     /// position of the last entry taken. A full batch means more may be ready: the next look
     /// comes at once, once these are handed out, rather than at the next wake-up. The reader
     /// must not be [`behind`](Follower::behind).
-    pub(super) fn take<E: RingEntry<Position = P>>(&mut self, ring: &Ring<E>) -> Option<P> {
+    pub(super) fn take<E: RingEntry<Position = P>>(&mut self, ring: &Ring<E>) -> Option<P>
+    where
+        P: PartialOrd,
+    {
         let mut took = 0;
         let mut last = None;
         for entry in ring.iter_from(self.next_seq).take(TAKE_PER_LOCK) {
-            let at = entry.position(self.next_seq);
-            self.taken.push_back((at, entry.event().clone()));
+            let seq = self.next_seq;
             self.next_seq += 1;
             took += 1;
+            let at = entry.position(seq);
             last = Some(at);
+            if let Some(seen) = self.skip_through {
+                if at <= seen {
+                    continue;
+                }
+                self.skip_through = None;
+            }
+            if let Some(before) = entry.gap_before(seq) {
+                self.push_gap(before);
+            }
+            match entry.event() {
+                Some(event) => self.taken.push_back(Taken::Event(at, event.clone())),
+                None => self.push_gap(at),
+            }
         }
         if took == TAKE_PER_LOCK {
             self.wake.look_again();
@@ -315,22 +385,39 @@ impl<P: Copy> Follower<P> {
     /// per-event clone, no refcount traffic on the bytes every subscriber shares. Returns the
     /// bytes copied; when more were ready than fit, the next look comes at once. The reader
     /// must not be [`behind`](Follower::behind).
+    ///
+    /// A recorded gap, or entries to skip, stop the copy: when nothing was copied before
+    /// them, they are [taken](Follower::take) instead, and the reader
+    /// [has deliveries ready](Follower::has_ready) to hand out.
     pub(super) fn copy_encoded<E: RingEntry<Position = P>>(
         &mut self,
         ring: &Ring<E>,
         out: &mut bytes::BytesMut,
         max_bytes: usize,
-    ) -> usize {
+    ) -> usize
+    where
+        P: PartialOrd,
+    {
         let start = out.len();
         let mut copied = 0u64;
-        for entry in ring.iter_from(self.next_seq) {
-            if out.len() - start >= max_bytes {
-                break;
+        if self.skip_through.is_none() {
+            for entry in ring.iter_from(self.next_seq) {
+                let seq = self.next_seq + copied;
+                let event = match entry.event() {
+                    Some(event) if entry.gap_before(seq).is_none() => event,
+                    _ => break,
+                };
+                if out.len() - start >= max_bytes {
+                    break;
+                }
+                out.extend_from_slice(event.encoded());
+                copied += 1;
             }
-            out.extend_from_slice(entry.event().encoded());
-            copied += 1;
         }
         if copied == 0 {
+            if self.next_seq < ring.next_seq {
+                self.take(ring);
+            }
             return 0;
         }
         let last = self.next_seq + copied - 1;

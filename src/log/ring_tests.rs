@@ -9,8 +9,8 @@ struct Numbered(Event);
 impl RingEntry for Numbered {
     type Position = u64;
 
-    fn event(&self) -> &Event {
-        &self.0
+    fn event(&self) -> Option<&Event> {
+        Some(&self.0)
     }
 
     fn position(&self, seq: u64) -> u64 {

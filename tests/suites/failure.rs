@@ -71,6 +71,11 @@ impl EventLog for FlakyLog {
         Ok(self.memory.push(event))
     }
 
+    async fn record_gap(&self) -> Result<(), Down> {
+        self.memory.record_gap();
+        Ok(())
+    }
+
     async fn subscribe(
         &self,
         cursor: Option<&LastEventId>,

@@ -6,13 +6,14 @@ use redis::{Cmd, Value};
 
 use super::error::RedisLogError;
 use super::id::StreamId;
-use super::reply::text_of;
+use super::reply::{text_of, GAP_FIELD};
 use super::RedisLog;
 use crate::Event;
 
 impl RedisLog {
-    /// Stores `event`'s fields as a new entry; returns the id Redis assigned.
-    pub(super) async fn xadd(&self, event: &Event) -> Result<StreamId, RedisLogError> {
+    /// Stores `event`'s fields as a new entry (or, for `None`, a recorded gap); returns the id
+    /// Redis assigned.
+    pub(super) async fn xadd(&self, event: Option<&Event>) -> Result<StreamId, RedisLogError> {
         let key = &self.inner.key;
         let xadd = self.xadd_command(event);
         let mut connection = self.inner.manager.clone();
@@ -39,13 +40,17 @@ impl RedisLog {
     }
 
     /// `XADD <key> MAXLEN ~ <n> * <fields>`.
-    fn xadd_command(&self, event: &Event) -> Cmd {
+    fn xadd_command(&self, event: Option<&Event>) -> Cmd {
         let mut xadd = redis::cmd("XADD");
         xadd.arg(&*self.inner.key)
             .arg("MAXLEN")
             .arg("~")
             .arg(self.inner.max_len)
             .arg("*");
+        let Some(event) = event else {
+            xadd.arg(GAP_FIELD).arg("");
+            return xadd;
+        };
         let mut fields = 0;
         if let Some(name) = event.name() {
             xadd.arg("name").arg(name);

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use super::error::{limited, RedisLogError};
 use super::id::StreamId;
+use super::reply::Entry;
 use super::snapshot::{read_after, Continuity, Read};
 use super::subscription::{Mode, RedisSubscription};
 use super::{Inner, RedisLog, FETCH_BACKOFF, FETCH_BATCH, READER_BLOCK};
 use crate::log::{ResumeOutcome, SubscribeError};
-use crate::{CursorError, Event};
+use crate::CursorError;
 
 impl Inner {
     /// One catch-up read: up to a batch of entries after `cursor`, and whether they follow it.
@@ -67,11 +68,14 @@ impl RedisLog {
 
 impl RedisSubscription {
     /// Queues the entries of a read from Redis that follow the cursor.
-    fn take_read(&mut self, entries: Vec<(StreamId, Event)>) {
+    fn take_read(&mut self, entries: Vec<Entry>) {
         for (id, event) in entries {
             if id > self.cursor {
                 self.cursor = id;
-                self.follower.push_taken(id, event);
+                match event {
+                    Some(event) => self.follower.push_taken(id, event),
+                    None => self.follower.push_gap(id),
+                }
             }
         }
     }

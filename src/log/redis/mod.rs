@@ -206,10 +206,23 @@ impl EventLog for RedisLog {
             "XADD",
             &self.inner.key,
             self.inner.command_timeout,
-            self.xadd(&event),
+            self.xadd(Some(&event)),
         )
         .await?;
         Ok(event.with_event_id(id.event_id()))
+    }
+
+    /// Adds an entry with the field `gap` (and no event): every reader, in every process,
+    /// reports a gap at that point of the stream, named by the entry's id.
+    async fn record_gap(&self) -> Result<(), RedisLogError> {
+        limited(
+            "XADD",
+            &self.inner.key,
+            self.inner.command_timeout,
+            self.xadd(None),
+        )
+        .await
+        .map(drop)
     }
 
     fn subscribe(

@@ -45,7 +45,14 @@ pub(super) fn entry_id(entry: &Value) -> Option<StreamId> {
     }
 }
 
-pub(super) fn parse_entries(reply: &Value) -> Result<Vec<(StreamId, Event)>, String> {
+/// A stream entry: its id, and the event, or `None` for a gap recorded with
+/// [`RedisLog::record_gap`](super::RedisLog) (an entry with the field `gap`).
+pub(super) type Entry = (StreamId, Option<Event>);
+
+/// The field that marks an entry as a recorded gap.
+pub(super) const GAP_FIELD: &str = "gap";
+
+pub(super) fn parse_entries(reply: &Value) -> Result<Vec<Entry>, String> {
     let items = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(items) => items,
@@ -59,7 +66,7 @@ pub(super) fn parse_entries(reply: &Value) -> Result<Vec<(StreamId, Event)>, Str
 
 /// `[id, [field, value, …]]` → the event as appended (fields written by other producers are
 /// read leniently: text that is not UTF-8 is replaced, unusable names are dropped).
-pub(super) fn parse_entry(item: &Value) -> Option<(StreamId, Event)> {
+pub(super) fn parse_entry(item: &Value) -> Option<Entry> {
     let Value::Array(parts) = item else { return None };
     let id = parts.first().and_then(bytes_of).and_then(StreamId::parse_bytes)?;
     let fields = match parts.get(1) {
@@ -73,6 +80,9 @@ pub(super) fn parse_entry(item: &Value) -> Option<(StreamId, Event)> {
             .and_then(|(_, value)| bytes_of(value))
             .map(String::from_utf8_lossy)
     };
+    if field(GAP_FIELD).is_some() {
+        return Some((id, None));
+    }
     let mut event = match field("data") {
         Some(data) => Event::new(data),
         None => Event::empty(),
@@ -86,7 +96,7 @@ pub(super) fn parse_entry(item: &Value) -> Option<(StreamId, Event)> {
     if let Some(comment) = field("comment") {
         event = event.with_comment(comment);
     }
-    Some((id, event.with_event_id(id.event_id())))
+    Some((id, Some(event.with_event_id(id.event_id()))))
 }
 
 #[cfg(test)]
@@ -112,6 +122,7 @@ mod tests {
             ]),
         ]);
         let (got_id, event) = parse_entry(&entry).unwrap();
+        let event = event.unwrap();
         assert_eq!(got_id, id("5-1"));
         assert_eq!((event.data(), event.name()), ("a\nb", None));
         assert_eq!(event.retry(), Some(Duration::from_millis(250)));

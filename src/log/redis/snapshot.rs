@@ -8,14 +8,13 @@ use redis::Value;
 
 use super::error::RedisLogError;
 use super::id::StreamId;
-use super::reply::{bytes_of, entry_id, int_of, pairs_of, parse_entries};
-use crate::Event;
+use super::reply::{bytes_of, entry_id, int_of, pairs_of, parse_entries, Entry};
 
 /// One consistent read of the stream after a cursor.
 pub(super) struct Read {
     pub(super) continuity: Continuity,
     /// Entries after the cursor (only when continuous).
-    pub(super) entries: Vec<(StreamId, Event)>,
+    pub(super) entries: Vec<Entry>,
     /// The stream's newest id (`0-0` when it does not exist).
     pub(super) last_generated: StreamId,
     /// How many entries were ever added to the stream (0 when it does not exist).

@@ -6,6 +6,7 @@ use std::sync::{Arc, MutexGuard};
 use tokio::sync::Notify;
 
 use super::id::StreamId;
+use super::reply::Entry;
 use crate::log::ring::{Lock, Ring, RingEntry};
 use crate::Event;
 
@@ -18,7 +19,7 @@ pub(super) struct Window {
 
 pub(super) struct WindowState {
     /// Ordered by id.
-    pub(super) ring: Ring<(StreamId, Event)>,
+    pub(super) ring: Ring<Entry>,
     /// Every entry of the stream after `start`, up to `end`, is in `ring`.
     pub(super) start: StreamId,
     /// The newest id read (or `start`).
@@ -32,11 +33,11 @@ pub(super) struct WindowState {
 }
 
 /// A window entry's position is its stream id.
-impl RingEntry for (StreamId, Event) {
+impl RingEntry for Entry {
     type Position = StreamId;
 
-    fn event(&self) -> &Event {
-        &self.1
+    fn event(&self) -> Option<&Event> {
+        self.1.as_ref()
     }
 
     fn position(&self, _seq: u64) -> StreamId {
@@ -66,14 +67,16 @@ impl Window {
 
     /// Adds the entries the reader read after the newest held, each encoded once, and wakes
     /// the subscribers. Returns the newest id held.
-    pub(super) fn extend(&self, entries: Vec<(StreamId, Event)>) -> StreamId {
+    pub(super) fn extend(&self, entries: Vec<Entry>) -> StreamId {
         let mut state = self.lock();
         for (id, event) in entries {
             if id <= state.end {
                 continue;
             }
             // Encode now, once: every local subscriber shares these bytes.
-            event.to_bytes();
+            if let Some(event) = &event {
+                event.to_bytes();
+            }
             state.end = id;
             if let Some((evicted, _)) = state.ring.push((id, event), self.capacity) {
                 state.start = evicted;

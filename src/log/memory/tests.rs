@@ -1,8 +1,13 @@
 //! Unit tests of `memory`, kept apart so the module reads in one sitting.
 
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use super::*;
 use crate::log::ring::TAKE_PER_LOCK;
-use std::future::poll_fn;
+use crate::log::Subscription;
+use crate::{Delivery, EventFeed};
 
 fn ready(sub: &mut MemorySubscription) -> Vec<Delivery> {
     let waker = std::task::Waker::noop();
@@ -153,4 +158,113 @@ async fn wakes_a_waiting_subscriber() {
         .unwrap()
         .unwrap();
     assert_eq!(data(&[got]), ["late"]);
+}
+
+fn encoded_then_ready(sub: &mut MemorySubscription) -> (String, Vec<String>) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut out = bytes::BytesMut::new();
+    let mut seen = Vec::new();
+    loop {
+        match Pin::new(&mut *sub).poll_encoded(&mut cx, &mut out, 1 << 16) {
+            Poll::Ready(Some(Ok(0))) => match Pin::new(&mut *sub).poll_delivery(&mut cx) {
+                Poll::Ready(Some(Ok(delivery))) => seen.extend(data(&[delivery])),
+                other => panic!("{other:?}"),
+            },
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Pending => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    (String::from_utf8(out.to_vec()).unwrap(), seen)
+}
+
+#[test]
+fn a_recorded_gap_comes_just_before_the_next_event_on_both_paths() {
+    let log = MemoryLog::new();
+    let mut live = log.subscribe_now(None).unwrap();
+    let mut encoded = log.subscribe_now(None).unwrap();
+    let a = log.push(Event::new("a"));
+    log.record_gap();
+    log.record_gap();
+    log.push(Event::new("b"));
+    log.push(Event::new("c"));
+    assert_eq!(
+        data(&ready(&mut live)),
+        ["a", "<gap>", "b", "c"],
+        "gaps in a row are one"
+    );
+    let (bytes, deliveries) = encoded_then_ready(&mut encoded);
+    assert_eq!(deliveries, ["<gap>", "b", "c"]);
+    assert!(
+        bytes.contains("data: a\n\n") && !bytes.contains("data: b"),
+        "{bytes}"
+    );
+
+    // A client that saw "a" (or heard the gap, which names "a"'s position) hears it before
+    // "b"; a fresh one does not.
+    let mut resumed = log.subscribe_now(Some(&cursor(a.id().unwrap()))).unwrap();
+    assert_eq!(data(&ready(&mut resumed)), ["<gap>", "b", "c"]);
+    let mut fresh = log.subscribe_now(None).unwrap();
+    log.push(Event::new("d"));
+    assert_eq!(data(&ready(&mut fresh)), ["d"]);
+}
+
+#[test]
+fn a_log_with_source_ids_keeps_them_and_resumes_across_instances() {
+    let first = MemoryLog::builder().source_ids("orders", 0).unwrap().build();
+    for id in [3, 5, 9] {
+        first.push(
+            Event::new(format!("change {id}"))
+                .with_id(id.to_string())
+                .unwrap(),
+        );
+    }
+    assert_eq!(first.position().as_str(), "orders-9");
+    let without_id = first.push(Event::new("no id of its own"));
+    assert_eq!(without_id.id().unwrap().as_str(), "orders-9.1");
+    let replayed = first.push(Event::new("change 5 again").with_id("5").unwrap());
+    assert_eq!(replayed.id().unwrap().as_str(), "orders-5");
+    assert_eq!(first.len(), 4, "a replayed id is not appended twice");
+
+    // A restarted process replays the source from change 4 on.
+    let second = MemoryLog::builder().source_ids("orders", 4).unwrap().build();
+    let seen_5 = LastEventId::parse("orders-5").unwrap();
+    let mut resumed = second.subscribe_now(Some(&seen_5)).unwrap();
+    assert_eq!(resumed.outcome(), ResumeOutcome::Resumed);
+    let seen_3 = LastEventId::parse("orders-3").unwrap();
+    let mut too_old = second.subscribe_now(Some(&seen_3)).unwrap();
+    assert_eq!(too_old.outcome(), ResumeOutcome::Gap);
+    let other_name = LastEventId::parse("invoices-5").unwrap();
+    assert_eq!(
+        second.subscribe_now(Some(&other_name)).unwrap().outcome(),
+        ResumeOutcome::Gap
+    );
+    for id in [5, 9] {
+        second.push(
+            Event::new(format!("change {id}"))
+                .with_id(id.to_string())
+                .unwrap(),
+        );
+    }
+    // The client that saw 5 is ahead of the replay at first: it gets 9 only.
+    assert_eq!(data(&ready(&mut resumed)), ["change 9"]);
+    assert_eq!(data(&ready(&mut too_old)), ["<gap>", "change 5", "change 9"]);
+    let (bytes, _) = encoded_then_ready(&mut second.subscribe_now(Some(&seen_5)).unwrap());
+    assert_eq!(bytes, "id: orders-9\ndata: change 9\n\n");
+}
+
+#[test]
+fn a_log_name_must_fit_in_a_cursor() {
+    for bad in ["", "has-dash", "has space", &"x".repeat(33)] {
+        let error = MemoryLog::builder().source_ids(bad, 0).unwrap_err();
+        assert!(error.to_string().starts_with("invalid log name"), "{error}");
+    }
+    let log = MemoryLog::builder().source_ids("ok_1", 0).unwrap().build();
+    for bad in ["ok_1", "ok_1-", "ok_1-01", "ok_1-1.0", "bad.name-1"] {
+        assert!(
+            log.subscribe_now(Some(&LastEventId::parse(bad).unwrap()))
+                .is_err(),
+            "{bad}"
+        );
+    }
 }

@@ -1,0 +1,342 @@
+//! [`MemoryLog`]: the in-process event log, a bounded ring shared by all subscribers.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::ring::{Counted, CountsSubscribers, Follower, Lock, Ring, RingEntry, SubscriberCount};
+use super::{EventLog, ResumeOutcome, SubscribeError};
+use crate::{CursorError, Event, EventId, LastEventId};
+
+mod builder;
+mod ids;
+mod subscription;
+
+pub use builder::MemoryLogBuilder;
+pub use ids::LogNameError;
+pub use subscription::MemorySubscription;
+
+use ids::{source_id, Ids, Position};
+
+/// The default number of events a [`MemoryLog`] keeps.
+pub const DEFAULT_HISTORY: usize = 1024;
+
+/// An in-memory event log: a bounded ring buffer of encoded events plus a wake-up for
+/// waiting subscribers.
+///
+/// A subscriber is a cursor into the shared ring, not a queue of its own: history, live
+/// fan-out and lag detection are one mechanism, and appending never waits for readers.
+/// Ids are `<epoch>-<sequence>`, where the epoch is random per instance, so a cursor from
+/// before a restart is recognised (and answered with a gap) instead of being misread. A log
+/// filled from a source with ids of its own can keep them instead
+/// ([`MemoryLogBuilder::source_ids`]), and cursors then outlive the process.
+///
+/// Cloning is cheap; clones share the log.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_eventstream::MemoryLog;
+///
+/// let log = MemoryLog::builder()
+///     .history(10_000)
+///     .max_age(Duration::from_secs(300))
+///     .build();
+/// assert_eq!(log.len(), 0);
+/// ```
+#[derive(Clone)]
+pub struct MemoryLog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    held: Lock<Held>,
+    wake: Arc<Notify>,
+    ids: Ids,
+    capacity: usize,
+    max_age: Option<Duration>,
+    replay_on_fresh: usize,
+    subscribers: SubscriberCount,
+}
+
+/// What the lock guards: the ring and where it stands.
+struct Held {
+    ring: Ring<Stored>,
+    /// The position of the newest event appended (or where the log starts).
+    newest: Position,
+    /// Every event after this position is held (or was appended and delivered live): a
+    /// cursor at or after it resumes exactly, one before it has missed events.
+    complete_after: Position,
+    /// [`MemoryLog::record_gap`] was called: the next event appended carries the gap.
+    gap_recorded: bool,
+}
+
+/// An event of the ring.
+struct Stored {
+    event: Event,
+    position: Position,
+    /// A gap recorded just before this event, named by the position before it.
+    gap_before: Option<Position>,
+    appended_at: Option<Instant>,
+}
+
+impl RingEntry for Stored {
+    type Position = Position;
+
+    fn event(&self) -> Option<&Event> {
+        Some(&self.event)
+    }
+
+    fn position(&self, _seq: u64) -> Position {
+        self.position
+    }
+
+    fn gap_before(&self, _seq: u64) -> Option<Position> {
+        self.gap_before
+    }
+}
+
+impl Default for MemoryLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryLog {
+    /// A log with the default settings (1 024 events of history, no age limit).
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts configuring a log.
+    pub fn builder() -> MemoryLogBuilder {
+        MemoryLogBuilder {
+            capacity: DEFAULT_HISTORY,
+            max_age: None,
+            replay_on_fresh: 0,
+            source: None,
+        }
+    }
+
+    /// The ring and its state, with the events older than the age limit (if any) dropped.
+    fn current(&self) -> MutexGuard<'_, Held> {
+        let mut held = self.shared.held.lock();
+        if let Some(max_age) = self.shared.max_age {
+            let now = Instant::now();
+            let evicted = held.ring.evict_while(|stored| {
+                stored
+                    .appended_at
+                    .is_some_and(|at| now.saturating_duration_since(at) > max_age)
+            });
+            if let Some(evicted) = evicted {
+                held.complete_after = evicted.position;
+            }
+        }
+        held
+    }
+
+    /// This instance's epoch, the part of every id before the `-` (for a log that keeps
+    /// source ids, its name).
+    pub fn epoch(&self) -> &str {
+        self.shared.ids.prefix()
+    }
+
+    /// The number of events held.
+    pub fn len(&self) -> usize {
+        self.shared.held.lock().ring.len()
+    }
+
+    /// Whether no event is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of live subscriptions (each open SSE stream or pending poll holds one).
+    pub fn subscriber_count(&self) -> usize {
+        self.shared.subscribers.get()
+    }
+
+    /// The position after the newest event (also defined for an empty log): a client that
+    /// resumes from it receives exactly what is appended afterwards.
+    pub fn position(&self) -> EventId {
+        let newest = self.shared.held.lock().newest;
+        self.id_for(newest)
+    }
+
+    fn id_for(&self, at: Position) -> EventId {
+        self.shared.ids.id_for(at)
+    }
+
+    /// Appends without waiting (the [`EventLog::append`] future is ready at once) and
+    /// returns the event with the id the log gave it. In a log that keeps source ids, an
+    /// event the log already holds (its id is not above the newest) is not appended again.
+    pub fn push(&self, event: Event) -> Event {
+        let stored = {
+            let mut held = self.current();
+            let position = match &self.shared.ids {
+                Ids::Sequence { .. } => Position::at(held.ring.next_seq()),
+                Ids::Source { .. } => match source_id(event.id()) {
+                    Some(number) if Position::at(number) <= held.newest => {
+                        return event.with_event_id(self.id_for(Position::at(number)));
+                    }
+                    Some(number) => Position::at(number),
+                    None => Position {
+                        number: held.newest.number,
+                        after: held.newest.after + 1,
+                    },
+                },
+            };
+            let event = event.with_event_id(self.id_for(position));
+            // Encode now, once: every subscriber shares these bytes.
+            event.to_bytes();
+            let stored = Stored {
+                event: event.clone(),
+                position,
+                gap_before: std::mem::take(&mut held.gap_recorded).then_some(held.newest),
+                appended_at: self.shared.max_age.map(|_| Instant::now()),
+            };
+            held.newest = position;
+            if let Some(evicted) = held.ring.push(stored, self.shared.capacity) {
+                held.complete_after = evicted.position;
+            }
+            event
+        };
+        self.shared.wake.notify_waiters();
+        stored
+    }
+
+    /// Records that events were lost on their way into the log (the source lagged, an
+    /// append failed): every subscriber, and every client resuming from before this point,
+    /// hears a gap (SSE `reset`, long poll `"reset": true`) just before the next event
+    /// appended, then that event. Gaps recorded in a row are reported as one.
+    ///
+    /// ```
+    /// use tower_eventstream::{Delivery, Event, EventFeed, MemoryLog};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # rt.block_on(async {
+    /// use futures_util::StreamExt;
+    /// let log = MemoryLog::new();
+    /// let mut deliveries = log.subscribe_now(None).unwrap().into_stream();
+    /// log.push(Event::new("before"));
+    /// log.record_gap();
+    /// log.push(Event::new("after"));
+    /// let mut seen = Vec::new();
+    /// for _ in 0..3 {
+    ///     match deliveries.next().await.unwrap().unwrap() {
+    ///         Delivery::Event(event) => seen.push(event.data().to_owned()),
+    ///         Delivery::Gap(_) => seen.push("<reset>".to_owned()),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// assert_eq!(seen, ["before", "<reset>", "after"]);
+    /// # });
+    /// ```
+    pub fn record_gap(&self) {
+        self.shared.held.lock().gap_recorded = true;
+    }
+
+    /// Subscribes without waiting (the [`EventLog::subscribe`] future is ready at once).
+    pub fn subscribe_now(&self, cursor: Option<&LastEventId>) -> Result<MemorySubscription, CursorError> {
+        let parsed = cursor
+            .map(|cursor| self.shared.ids.parse_cursor(cursor))
+            .transpose()?;
+        let held = self.current();
+        let ring = &held.ring;
+        let before_oldest = held.complete_after;
+        let before = |seq: u64| match seq.checked_sub(1).and_then(|previous| ring.get(previous)) {
+            Some(stored) => stored.position,
+            None => before_oldest,
+        };
+        let mut skip_through = None;
+        let (outcome, next_seq, at) = match parsed {
+            None => {
+                let replay = self.shared.replay_on_fresh.min(ring.len()) as u64;
+                let next_seq = ring.next_seq() - replay;
+                (
+                    ResumeOutcome::Fresh,
+                    next_seq,
+                    if replay == 0 {
+                        held.newest
+                    } else {
+                        before(next_seq)
+                    },
+                )
+            }
+            Some(Some(seen)) if seen > held.newest => {
+                if !self.shared.ids.keeps_source_ids() {
+                    return Err(CursorError::Unknown {
+                        reason: "the sequence is ahead of this log",
+                    });
+                }
+                // The source has not brought it yet (it is replaying after a restart).
+                skip_through = Some(seen);
+                (ResumeOutcome::Resumed, ring.next_seq(), seen)
+            }
+            Some(Some(seen)) if seen >= before_oldest => {
+                let next_seq = ring.first_seq_not(|stored| stored.position <= seen);
+                (ResumeOutcome::Resumed, next_seq, seen)
+            }
+            // Another instance, or history no longer held.
+            Some(_) => (ResumeOutcome::Gap, ring.first_seq(), before_oldest),
+        };
+        drop(held);
+        // The first poll arms a fresh wake-up and then looks at the ring.
+        let mut follower = Follower::new(Arc::clone(&self.shared.wake), next_seq, at);
+        if outcome == ResumeOutcome::Gap {
+            follower.gap_due(at);
+        }
+        if let Some(seen) = skip_through {
+            follower.skip_through(seen);
+        }
+        Ok(MemorySubscription::new(
+            Counted::new(self.clone()),
+            follower,
+            outcome,
+        ))
+    }
+}
+
+impl CountsSubscribers for MemoryLog {
+    fn subscriber_count_cell(&self) -> &SubscriberCount {
+        &self.shared.subscribers
+    }
+}
+
+impl fmt::Debug for MemoryLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryLog")
+            .field("epoch", &self.shared.ids.prefix())
+            .field("history", &self.shared.capacity)
+            .field("max_age", &self.shared.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventLog for MemoryLog {
+    type Error = Infallible;
+    type Subscription = MemorySubscription;
+
+    fn append(&self, event: Event) -> impl Future<Output = Result<Event, Infallible>> + Send {
+        std::future::ready(Ok(self.push(event)))
+    }
+
+    fn record_gap(&self) -> impl Future<Output = Result<(), Infallible>> + Send {
+        MemoryLog::record_gap(self);
+        std::future::ready(Ok(()))
+    }
+
+    fn subscribe(
+        &self,
+        cursor: Option<&LastEventId>,
+    ) -> impl Future<Output = Result<MemorySubscription, SubscribeError<Infallible>>> + Send {
+        std::future::ready(self.subscribe_now(cursor).map_err(SubscribeError::InvalidCursor))
+    }
+}
+
+#[cfg(test)]
+mod tests;
