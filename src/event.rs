@@ -148,6 +148,20 @@ struct EventInner {
     json: OnceLock<Bytes>,
 }
 
+/// An event carrying the text as its data, as [`Event::new`] makes it.
+impl From<String> for Event {
+    fn from(data: String) -> Self {
+        Event::new(data)
+    }
+}
+
+/// An event carrying the text as its data, as [`Event::new`] makes it.
+impl From<&str> for Event {
+    fn from(data: &str) -> Self {
+        Event::new(data)
+    }
+}
+
 impl Event {
     /// An event carrying `data` (normalised: every CRLF and lone CR becomes LF).
     pub fn new(data: impl AsRef<str>) -> Self {

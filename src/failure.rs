@@ -22,9 +22,9 @@ use crate::{
 
 /// The first pause before a failed subscription is tried again; it doubles up to
 /// [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest pause between two subscription attempts of a held stream.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The answer to a passing fault that this request cannot wait out: for SSE a `200` stream
 /// that only tells the browser when to come back, for a long poll `503` with `Retry-After`.
@@ -205,6 +205,10 @@ impl<L: EventLog> EventFeed for RetryingSubscription<L> {
     /// cursor it sent, and learns the new one from a checkpoint once it starts).
     fn position(&self) -> Option<EventId> {
         self.subscription().and_then(EventFeed::position)
+    }
+
+    fn honours_cursor(&self) -> bool {
+        true
     }
 }
 

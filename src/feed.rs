@@ -62,6 +62,11 @@ pub enum Delivery {
 ///     fn position(&self) -> Option<EventId> {
 ///         EventId::new(self.0.to_string()).ok()
 ///     }
+///
+///     // A real feed would start after the client's cursor; this one only ever counts down.
+///     fn honours_cursor(&self) -> bool {
+///         false
+///     }
 /// }
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -122,6 +127,17 @@ pub trait EventFeed: Send + 'static {
         None
     }
 
+    /// Whether the feed started after the client's cursor (as a log subscription does), so
+    /// that a client that comes back misses nothing. A plain `Stream` does not (the
+    /// default): it is **live-only**, and a client that sends a cursor (it was connected
+    /// before) is told it may have missed events: an SSE stream opens with a `reset`, a long
+    /// poll answers `"reset": true` and a `lastEventId` that is never empty (`live` when no
+    /// event named one), so that the next poll says it polled before. To make a stream
+    /// resumable, [`fill`](crate::fill) a log from it.
+    fn honours_cursor(&self) -> bool {
+        false
+    }
+
     /// The deliveries as a `Stream`, for reading a source in process (a test, a bridge to
     /// another system) with the usual stream combinators.
     ///
@@ -179,6 +195,42 @@ where
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A `Stream` of events that its service started right after the client's cursor (the
+    /// [`LastEventId`](crate::LastEventId) in the request extensions): an [`EventFeed`] that
+    /// [honours the cursor](EventFeed::honours_cursor), so a returning client is not told
+    /// it missed events. Wrap only a stream that truly resumes; a plain stream is live-only.
+    #[must_use = "streams do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct Resumed<S> {
+        #[pin]
+        stream: S,
+    }
+}
+
+impl<S> Resumed<S> {
+    /// Declares that `stream` starts right after the client's cursor.
+    pub fn new(stream: S) -> Self {
+        Resumed { stream }
+    }
+}
+
+impl<S, E> EventFeed for Resumed<S>
+where
+    S: Stream<Item = Result<Event, E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    type Error = E;
+
+    fn poll_delivery(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, E>>> {
+        self.project().stream.poll_delivery(cx)
+    }
+
+    fn honours_cursor(&self) -> bool {
+        true
+    }
+}
+
 /// A source with no events, for answers that carry none.
 #[cfg(feature = "axum")]
 #[derive(Debug, Clone, Copy, Default)]
@@ -193,5 +245,10 @@ impl EventFeed for NoEvents {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Delivery, Self::Error>>> {
         Poll::Ready(None)
+    }
+
+    /// An answer with nothing in it loses nothing either.
+    fn honours_cursor(&self) -> bool {
+        true
     }
 }

@@ -17,6 +17,17 @@
 //! When a client's position is no longer held (history trimmed, server restarted), it is
 //! told: SSE sends a `reset` event, long poll sets `"reset": true`.
 //!
+//! # Any event stream
+//!
+//! An application that already has a stream of events (a `tokio::sync::broadcast`
+//! channel, a database change feed) makes it resumable with [`fill`]: a task appends the
+//! stream to a log, recording every loss (a lagging receiver, a failed append) as a gap
+//! ([`EventLog::record_gap`]), and clients read the log. A feed with ids of its own keeps
+//! them ([`MemoryLogBuilder::source_ids`]), so cursors outlive a restart. Served directly
+//! through [`EventStreamLayer`], a plain `Stream` is *live-only*: a client that comes back
+//! with a cursor hears `reset`, never a silent resume at the live end
+//! ([`EventFeed::honours_cursor`]).
+//!
 //! # Glossary
 //!
 //! - **cursor**: what a client holds and sends back, the id of the last event (or
@@ -105,6 +116,7 @@ mod event;
 mod extract;
 mod failure;
 mod feed;
+mod fill;
 mod layer;
 mod log;
 mod random;
@@ -126,7 +138,8 @@ pub use event::{Event, EventError, EventId};
 #[cfg(feature = "axum")]
 pub use extract::LastEventIdRejection;
 pub use failure::RetryingSubscription;
-pub use feed::{Deliveries, Delivery, EventFeed};
+pub use feed::{Deliveries, Delivery, EventFeed, Resumed};
+pub use fill::{fill, from_stream, Filled, FromStream, Source, SourceItem};
 pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
 #[cfg(feature = "redis")]

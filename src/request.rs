@@ -146,8 +146,11 @@ impl StreamRequest {
             }
             return RespondFuture::ready(response);
         }
+        let reset_first = self.cursor.is_some() && !source.honours_cursor();
         match self.transport {
-            Transport::Sse => RespondFuture::ready(crate::transport::sse::response(source, &self.config)),
+            Transport::Sse => {
+                RespondFuture::ready(crate::transport::sse::response(source, &self.config, reset_first))
+            }
             Transport::LongPoll => {
                 RespondFuture::long_poll(LongPollFuture::new(source, self.cursor, self.wait, &self.config))
             }

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use support::client::{open, Http2};
 use support::reader::SseReader;
 use support::server::TestServer;
-use support::sse::field_values;
+use support::sse::{field_values, SseClient};
 use support::within;
 
 const SSE: (&str, &[u8]) = ("accept", b"text/event-stream");
@@ -260,4 +260,45 @@ async fn layer_example_resumes_by_tick_and_stops_within_a_second() {
     assert_clean_end(&mut resumed).await;
     assert_empty_answer(poll, &last).await;
     assert!(began.elapsed() < SHUTDOWN_LIMIT);
+}
+
+#[tokio::test]
+async fn layer_example_log_route_makes_the_broadcast_resumable() {
+    let app = layer_app::App::new();
+    let feed = app.feed().clone();
+    let log = app.log().clone();
+    let server = TestServer::serve_with(|listener, stop| app.serve(listener, stop)).await;
+    let symbols = ["T1", "T2", "T3", "T4", "T5"];
+    let expected = |symbol: &str| format!(r#"{{"symbol":"{symbol}","price":"1.00"}}"#);
+
+    // A client at the live end reads two ticks, then goes away.
+    let mut client = SseClient::connect(server.addr, "/ticks/log", None).await;
+    support::wait_until("the client to subscribe", || log.subscriber_count() == 1).await;
+    for symbol in &symbols[..2] {
+        feed.publish(symbol, 100);
+    }
+    let first = client.take(2).await;
+    assert_eq!(
+        first.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        [expected("T1"), expected("T2")]
+    );
+    assert!(first.iter().all(|e| e.event == "tick"));
+    let cursor = client.last_event_id().to_owned();
+    assert_eq!(cursor, first[1].id);
+    drop(client);
+
+    // Three ticks while it is away: it resumes with exactly those, in order, none twice.
+    for symbol in &symbols[2..] {
+        feed.publish(symbol, 100);
+    }
+    let mut resumed = SseClient::connect(server.addr, "/ticks/log", Some(&cursor)).await;
+    let missed = resumed.take(3).await;
+    let data: Vec<String> = missed.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(data, [expected("T3"), expected("T4"), expected("T5")]);
+    assert!(missed.iter().all(|e| e.event == "tick"), "{missed:?}");
+    let more = tokio::time::timeout(Duration::from_millis(200), resumed.next()).await;
+    assert!(more.is_err(), "an event after the three missed ones: {more:?}");
+    drop(resumed);
+
+    stop_within_a_second(server).await;
 }

@@ -201,6 +201,44 @@ async fn resumes_after_a_cursor_with_no_loss_and_no_duplicate() {
     assert_eq!(labels(&mut at_end, 1).await, ["next"]);
 }
 
+/// A gap recorded by a producer (`record_gap`, as `fill` does for a lagging source) is an
+/// entry of the stream: readers in every process report it in place, read live from the
+/// window or caught up from Redis, and a client that heard it does not hear it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_gap_is_reported_in_place_by_every_reader() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let log = connect(&server, "gaps").await;
+    let mut live = subscribe(&log, None).await;
+    let first = append(&log, "before").await;
+    within("record a gap", log.record_gap())
+        .await
+        .expect("record_gap");
+    append(&log, "after").await;
+    assert_eq!(labels(&mut live, 3).await, ["before", "<gap>", "after"]);
+
+    // Another process whose window is too small to hold the cursor reads the gap from Redis.
+    let other = within(
+        "connect",
+        RedisLog::builder(server.url(), "gaps").window(1).connect(),
+    )
+    .await
+    .expect("connect");
+    let mut caught_up = subscribe(&other, Some(&cursor(&first))).await;
+    assert_eq!(caught_up.outcome(), ResumeOutcome::Resumed);
+    let gap = next(&mut caught_up).await;
+    let Delivery::Gap(Some(gap_id)) = gap else {
+        panic!("expected a gap with its position, got {gap:?}");
+    };
+    assert_eq!(labels(&mut caught_up, 1).await, ["after"]);
+
+    // Resuming from the gap's position: the events after it, no second gap.
+    let mut past_gap = subscribe(&log, Some(&LastEventId::parse(gap_id.as_str()).unwrap())).await;
+    append(&log, "later").await;
+    assert_eq!(labels(&mut past_gap, 2).await, ["after", "later"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_older_than_the_trimmed_start_is_a_gap() {
     let Some(server) = RedisServer::start() else {

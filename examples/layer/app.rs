@@ -10,6 +10,16 @@
 //! 3. `map_response` turns the feed's [`Ticks`] into an [`EventFeed`]: each tick becomes
 //!    an event whose id is its sequence number, and [`FeedItem::Missed`] becomes a gap, so
 //!    the client hears `reset` instead of silently missing ticks.
+//!
+//! Two routes serve the same ticks, resumable in two ways:
+//!
+//! - `GET /ticks`, the layers above: a returning client resumes by the feed's own sequence
+//!   numbers (the ids are `1`, `2`, …), which works because the feed keeps recent ticks and
+//!   replays them after a cursor ([`TickEvents`] says so with `honours_cursor`).
+//! - `GET /ticks/log`: [`fill`] copies the feed's live broadcast ([`PriceFeed::watch`]) into
+//!   a [`MemoryLog`] served by [`EventLogService`]. The log keeps the history and issues the
+//!   ids (`<epoch>-<n>`), so the broadcast becomes resumable with no resume logic in the feed;
+//!   a receiver that lags is recorded as a gap, and clients behind it hear `reset`.
 
 #[path = "feed.rs"]
 pub mod feed;
@@ -30,8 +40,8 @@ use tokio::task::JoinHandle;
 use tower::util::{MapRequest, MapResponse};
 use tower::ServiceBuilder;
 use tower_eventstream::{
-    Delivery, Event, EventFeed, EventId, EventStreamLayer, EventStreamService, LastEventId, Shutdown,
-    StreamConfig,
+    fill, Delivery, Event, EventFeed, EventId, EventLogService, EventStreamLayer, EventStreamService, Filled,
+    LastEventId, MemoryLog, Shutdown, StreamConfig,
 };
 
 pub use feed::{FeedItem, PriceFeed, Subscribe, Tick, Ticks};
@@ -87,6 +97,13 @@ pub fn tick_event(tick: &Tick) -> Event {
         .expect("a valid name and a numeric id")
 }
 
+/// What [`fill`] appends for each tick of [`PriceFeed::watch`] (the log replaces the id).
+impl From<Tick> for Event {
+    fn from(tick: Tick) -> Self {
+        tick_event(&tick)
+    }
+}
+
 fn seq_id(seq: u64) -> EventId {
     EventId::new(seq.to_string()).expect("a numeric id")
 }
@@ -118,12 +135,19 @@ impl EventFeed for TickEvents {
     fn position(&self) -> Option<EventId> {
         Some(seq_id(self.position))
     }
+
+    // The feed replays the ticks after the client's cursor: resuming by it is exact.
+    fn honours_cursor(&self) -> bool {
+        true
+    }
 }
 
-/// The server's state: the feed and the handle that ends its streams.
+/// The server's state: the feed, the log filled from its broadcast, and the handle that
+/// ends their streams.
 #[derive(Clone)]
 pub struct App {
     feed: PriceFeed,
+    log: Filled<MemoryLog>,
     shutdown: Shutdown,
 }
 
@@ -134,10 +158,14 @@ impl Default for App {
 }
 
 impl App {
-    /// A feed holding the last 1 000 ticks.
+    /// A feed holding the last 1 000 ticks, and a log (the default 1 024 events) filled from its
+    /// live broadcast. Call it inside a Tokio runtime: the filling is a task.
     pub fn new() -> Self {
+        let feed = PriceFeed::new(1000);
+        let log = fill(MemoryLog::new(), feed.watch());
         App {
-            feed: PriceFeed::new(1000),
+            feed,
+            log,
             shutdown: Shutdown::new(),
         }
     }
@@ -147,10 +175,19 @@ impl App {
         &self.feed
     }
 
-    /// `GET /ticks`: the feed over SSE, long poll or short poll.
+    /// The log behind `GET /ticks/log`.
+    pub fn log(&self) -> &Filled<MemoryLog> {
+        &self.log
+    }
+
+    /// `GET /ticks`: the feed through its layers; `GET /ticks/log`: the log filled from its
+    /// broadcast. Each over SSE, long poll or short poll.
     pub fn router(&self) -> axum::Router {
         let config = StreamConfig::default().shutdown(self.shutdown.clone());
-        axum::Router::new().route_service("/ticks", endpoint(self.feed.clone(), config))
+        let log = EventLogService::new(self.log.clone()).with_config(config.clone());
+        axum::Router::new()
+            .route_service("/ticks", endpoint(self.feed.clone(), config))
+            .route_service("/ticks/log", log)
     }
 
     /// Publishes a random walk of two prices every `every`, until shutdown.

@@ -102,6 +102,12 @@ impl PriceFeed {
         tick
     }
 
+    /// A new receiver of the live ticks (those published from now on), for code that wants
+    /// the plain broadcast rather than a resumable subscription.
+    pub fn watch(&self) -> broadcast::Receiver<Tick> {
+        self.live.subscribe()
+    }
+
     fn subscribe(&self, request: Subscribe) -> Ticks {
         let state = self.state.lock().expect("feed lock");
         let live = self.live.subscribe();

@@ -8,6 +8,8 @@
 //! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3003/ticks
 //! curl -N -H 'accept: text/event-stream' -H 'last-event-id: 3' http://127.0.0.1:3003/ticks
 //! curl 'http://127.0.0.1:3003/ticks?lastEventId=3&timeout=5000'
+//! # The same ticks through an event log filled from the feed's broadcast:
+//! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3003/ticks/log
 //! ```
 //!
 //! Ctrl-C ends the open streams and pending polls and stops the server gracefully.
@@ -28,6 +30,8 @@ async fn main() -> std::io::Result<()> {
     app.spawn_ticker(Duration::from_secs(1));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("ticks on http://{}/ticks", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    println!("ticks on http://{addr}/ticks (resumed by the feed)");
+    println!("ticks on http://{addr}/ticks/log (resumed by an event log filled from the feed)");
     app.serve(listener, process::stop_signal()).await
 }

@@ -15,10 +15,16 @@ use crate::{StreamConfig, Transport};
 /// so the inner service can resume from it. A malformed cursor is answered with `400`
 /// without calling the inner service.
 ///
+/// A plain `Stream` of events is **live-only**: a client that comes back with a cursor is
+/// told it may have missed events (SSE `reset`, long poll `"reset": true`), never silently
+/// resumed at the live end. A service that starts its stream right after the cursor says so
+/// with [`Resumed`](crate::Resumed) (or an [`EventFeed`](crate::EventFeed) of its own); an
+/// application whose stream cannot resume [`fill`](crate::fill)s a log from it instead.
+///
 /// ```
 /// use std::convert::Infallible;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
-/// use tower_eventstream::{Event, EventStreamLayer, LastEventId, StreamConfig};
+/// use tower_eventstream::{Event, EventStreamLayer, LastEventId, Resumed, StreamConfig};
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
 /// # rt.block_on(async {
@@ -31,7 +37,7 @@ use crate::{StreamConfig, Transport};
 ///         .unwrap_or(0);
 ///     let events = (after + 1..=after + 3)
 ///         .map(|n| Event::new(format!("tick {n}")).with_id(n.to_string()));
-///     Ok::<_, Infallible>(futures_util::stream::iter(events))
+///     Ok::<_, Infallible>(Resumed::new(futures_util::stream::iter(events)))
 /// });
 /// let service = ServiceBuilder::new()
 ///     .layer(EventStreamLayer::new(StreamConfig::default()))

@@ -24,6 +24,7 @@ pin_project! {
         source: S,
         events: Vec<Event>,
         reset: bool,
+        live_only: bool,
         // The position after the latest delivery that named one.
         position: Option<EventId>,
         cursor: Option<LastEventId>,
@@ -42,10 +43,13 @@ impl<S: EventFeed> LongPollFuture<S> {
         wait: std::time::Duration,
         config: &StreamConfig,
     ) -> Self {
+        // A live-only feed cannot say what a client that polled before has missed.
+        let live_only = !source.honours_cursor();
         LongPollFuture {
-            source,
             events: Vec::new(),
-            reset: false,
+            reset: live_only && cursor.is_some(),
+            live_only,
+            source,
             position: None,
             cursor,
             deadline: (!wait.is_zero()).then(|| Box::pin(tokio::time::sleep(wait))),
@@ -102,12 +106,15 @@ impl<S: EventFeed> Future for LongPollFuture<S> {
             return Poll::Pending;
         }
         // Where the client polls from next: never null, so nothing between polls is missed.
+        // Over a live-only feed that named no position, a placeholder that the next poll
+        // sends back, so that it hears `reset`.
         let last_event_id = this
             .position
             .clone()
             .or_else(|| this.source.position())
             .map(|id| id.as_str().to_owned())
             .or_else(|| this.cursor.as_ref().map(|c| c.as_str().to_owned()))
+            .or_else(|| this.live_only.then(|| LIVE_ONLY_CURSOR.to_owned()))
             .unwrap_or_default();
         Poll::Ready(response(this.events, &last_event_id, *this.reset))
     }
@@ -120,6 +127,9 @@ impl<S> std::fmt::Debug for LongPollFuture<S> {
             .finish_non_exhaustive()
     }
 }
+
+/// The `lastEventId` of a long poll over a live-only feed that named no position.
+const LIVE_ONLY_CURSOR: &str = "live";
 
 pub(crate) fn headers<B>(response: &mut Response<B>) {
     let headers = response.headers_mut();

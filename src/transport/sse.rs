@@ -50,10 +50,17 @@ struct KeepAlive {
 }
 
 impl<S: EventFeed> SseBody<S> {
-    pub(crate) fn new(source: S, config: &StreamConfig) -> Self {
+    /// With `reset_first`, the stream tells the client at once that it may have missed
+    /// events (it came back to a live-only feed).
+    pub(crate) fn new(source: S, config: &StreamConfig, reset_first: bool) -> Self {
         // The position goes out at once so that a client that reconnects before any event
         // arrives resumes from here instead of from the live end.
-        let opening = wire::opening(config.retry, source.position().as_ref(), &config.checkpoint_event);
+        let opening = wire::opening(
+            config.retry,
+            source.position().as_ref(),
+            &config.checkpoint_event,
+            reset_first.then_some(&*config.reset_event),
+        );
         let now = Instant::now();
         SseBody {
             source,
@@ -260,8 +267,12 @@ pub(crate) fn headers<B>(response: &mut Response<B>) {
 }
 
 /// Answers with an SSE stream over `source`.
-pub(crate) fn response<S: EventFeed>(source: S, config: &StreamConfig) -> Response<EventStreamBody<S>> {
-    let mut response = Response::new(EventStreamBody::stream(SseBody::new(source, config)));
+pub(crate) fn response<S: EventFeed>(
+    source: S,
+    config: &StreamConfig,
+    reset_first: bool,
+) -> Response<EventStreamBody<S>> {
+    let mut response = Response::new(EventStreamBody::stream(SseBody::new(source, config, reset_first)));
     headers(&mut response);
     response
 }

@@ -143,8 +143,14 @@ pub(crate) fn push_json_string(out: &mut String, value: &str) {
 }
 
 /// The first bytes of a stream: a comment (so proxies and clients see the stream at once),
-/// the `retry:` hint, and a checkpoint with the client's position when it is known.
-pub(crate) fn opening(retry: Option<Duration>, position: Option<&EventId>, checkpoint_event: &str) -> Bytes {
+/// the `retry:` hint, a checkpoint with the client's position when it is known, and a reset
+/// when one is due at once.
+pub(crate) fn opening(
+    retry: Option<Duration>,
+    position: Option<&EventId>,
+    checkpoint_event: &str,
+    reset_event: Option<&str>,
+) -> Bytes {
     let mut out = BytesMut::with_capacity(64);
     out.put_slice(b":ok\n");
     if let Some(retry) = retry {
@@ -153,6 +159,10 @@ pub(crate) fn opening(retry: Option<Duration>, position: Option<&EventId>, check
     match position {
         Some(position) => put_marker(&mut out, Some(position), checkpoint_event),
         None => out.put_slice(b"\n"),
+    }
+    // A live-only feed tells a client that comes back that it may have missed events.
+    if let Some(reset_event) = reset_event {
+        put_marker(&mut out, None, reset_event);
     }
     out.freeze()
 }

@@ -85,6 +85,10 @@ impl EventFeed for MemorySubscription {
     fn position(&self) -> Option<EventId> {
         self.follower.position(|at| self.log.id_for(at))
     }
+
+    fn honours_cursor(&self) -> bool {
+        true
+    }
 }
 
 impl Subscription for MemorySubscription {

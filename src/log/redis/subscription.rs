@@ -156,6 +156,10 @@ impl EventFeed for RedisSubscription {
     fn position(&self) -> Option<EventId> {
         self.follower.position(StreamId::event_id)
     }
+
+    fn honours_cursor(&self) -> bool {
+        true
+    }
 }
 
 impl Subscription for RedisSubscription {
