@@ -126,6 +126,7 @@ mod respond;
 pub mod server;
 mod service;
 mod shutdown;
+mod topics;
 mod trace;
 mod transport;
 
@@ -149,6 +150,11 @@ pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};
 pub use shutdown::{Shutdown, ShutdownSignal};
+pub use topics::{
+    Access, MakeLog, Refusal, TopicError, TopicFeed, TopicKeyError, Topics, TopicsBuilder, TopicsFuture,
+    TopicsService, DEFAULT_IDLE_EVICTION, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC,
+    DEFAULT_MAX_TOPICS, MAX_TOPIC_KEY_LEN,
+};
 
 /// The boxed error that bodies and sources end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -235,7 +235,7 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<Result<Vec<
         .map(percent_decode)
 }
 
-fn percent_decode(value: &str) -> Result<Vec<u8>, ()> {
+pub(crate) fn percent_decode(value: &str) -> Result<Vec<u8>, ()> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;

@@ -165,21 +165,33 @@ impl StreamRequest {
     /// # });
     /// ```
     pub async fn serve<L: EventLog>(self, log: &L) -> Response<EventStreamBody<RetryingSubscription<L>>> {
+        match self.open(log).await {
+            Ok(subscription) => self.respond(subscription).await,
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// Subscribes to `log` after the client's cursor, or holds the subscription while the
+    /// backend is away (SSE), or answers at once (a bad cursor; a long poll or `HEAD` while
+    /// the backend is away): the part of [`serve`](StreamRequest::serve) that topics share.
+    pub(crate) async fn open<L: EventLog, S>(
+        &self,
+        log: &L,
+    ) -> Result<RetryingSubscription<L>, Response<EventStreamBody<S>>> {
         match log.subscribe(self.cursor()).await {
-            Ok(subscription) => self.respond(RetryingSubscription::live(subscription)).await,
-            Err(SubscribeError::InvalidCursor(error)) => bad_request(RequestError::Cursor(error)),
+            Ok(subscription) => Ok(RetryingSubscription::live(subscription)),
+            Err(SubscribeError::InvalidCursor(error)) => Err(bad_request(RequestError::Cursor(error))),
             Err(SubscribeError::Backend(error)) => {
                 crate::trace::warn_event!("event log unavailable", error = %error, transport = ?self.transport);
                 match self.transport {
                     Transport::Sse if !self.head => {
-                        let held = RetryingSubscription::waiting(log.clone(), self.cursor.clone());
-                        self.respond(held).await
+                        Ok(RetryingSubscription::waiting(log.clone(), self.cursor.clone()))
                     }
-                    transport => come_back_later(
+                    transport => Err(come_back_later(
                         transport,
                         self.config.retry.unwrap_or(crate::DEFAULT_RETRY),
                         format_args!("event log unavailable: {error}"),
-                    ),
+                    )),
                 }
             }
         }

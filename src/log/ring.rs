@@ -111,10 +111,12 @@ pub(super) struct Ring<E> {
 }
 
 impl<E: RingEntry> Ring<E> {
-    /// An empty ring for up to `capacity` entries; the first entry pushed is number 1.
-    pub(super) fn new(capacity: usize) -> Self {
+    /// An empty ring; the first entry pushed is number 1. It grows as entries come (its bound
+    /// is given to [`push`](Ring::push)): an idle log, one of many topics, holds no history
+    /// space.
+    pub(super) fn new() -> Self {
         Ring {
-            entries: VecDeque::with_capacity(capacity.min(4096)),
+            entries: VecDeque::new(),
             first_seq: 1,
             next_seq: 1,
         }

@@ -19,7 +19,7 @@ impl RingEntry for Numbered {
 }
 
 fn ring(events: u64, capacity: usize) -> Ring<Numbered> {
-    let mut ring = Ring::new(capacity);
+    let mut ring = Ring::new();
     for n in 1..=events {
         ring.push(Numbered(Event::new(n.to_string())), capacity);
     }

@@ -93,7 +93,7 @@ impl MemoryLogBuilder {
         MemoryLog {
             shared: Arc::new(Shared {
                 held: Lock::new(Held {
-                    ring: Ring::new(self.capacity),
+                    ring: Ring::new(),
                     newest: start,
                     complete_after: start,
                     gap_recorded: false,

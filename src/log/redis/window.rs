@@ -50,7 +50,7 @@ impl Window {
     pub(super) fn new(start: StreamId, capacity: usize) -> Self {
         Window {
             state: Lock::new(WindowState {
-                ring: Ring::new(capacity),
+                ring: Ring::new(),
                 start,
                 end: start,
                 restart_at: start,

@@ -1,0 +1,92 @@
+//! [`TopicError`]: why a topic could not be read or written, and what each answers.
+
+use std::fmt;
+
+use http::Response;
+
+use super::access::Refusal;
+use super::key::TopicKeyError;
+use crate::failure::come_back_later;
+use crate::respond::text_response;
+use crate::{CursorError, EventStreamBody, StreamRequest};
+
+/// Why a topic could not be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TopicError<E> {
+    /// The key is not a topic key (`400`).
+    InvalidKey(TopicKeyError),
+    /// The client's cursor is not one this topic's log could have issued (`400`).
+    InvalidCursor(CursorError),
+    /// The authorization hook refused (`401` or `403`).
+    Refused(Refusal),
+    /// As many topics as allowed are live; a new one is refused until some are evicted (a
+    /// passing refusal: `503` + `Retry-After`, for SSE a `retry:` hint and a clean end).
+    TooManyTopics {
+        /// The configured bound.
+        limit: usize,
+    },
+    /// The topic has as many subscribers as allowed (passing, as above).
+    TopicFull {
+        /// The configured bound.
+        limit: usize,
+    },
+    /// The registry has as many subscribers in total as allowed (passing, as above).
+    Full {
+        /// The configured bound.
+        limit: usize,
+    },
+    /// The topic's log failed (a passing fault of its backend).
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for TopicError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicError::InvalidKey(error) => error.fmt(f),
+            TopicError::InvalidCursor(error) => error.fmt(f),
+            TopicError::Refused(refusal) => refusal.fmt(f),
+            TopicError::TooManyTopics { limit } => {
+                write!(f, "too many topics (at most {limit} live); try again later")
+            }
+            TopicError::TopicFull { limit } => {
+                write!(f, "this topic has its {limit} subscribers; try again later")
+            }
+            TopicError::Full { limit } => {
+                write!(f, "the server has its {limit} subscribers; try again later")
+            }
+            TopicError::Backend(error) => write!(f, "event log unavailable: {error}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for TopicError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TopicError::InvalidKey(error) => Some(error),
+            TopicError::InvalidCursor(error) => Some(error),
+            TopicError::Refused(refusal) => Some(refusal),
+            TopicError::Backend(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl<E: fmt::Display> TopicError<E> {
+    /// The answer to `request` by the crate's failure rule: the client's fault and a refusal
+    /// are final (`400`, `401`, `403`); a limit or a backend fault is passing, so a browser
+    /// is told to come back rather than closed for good.
+    pub(crate) fn answer<S>(&self, request: &StreamRequest) -> Response<EventStreamBody<S>> {
+        match self {
+            TopicError::InvalidKey(_) | TopicError::InvalidCursor(_) => {
+                text_response(http::StatusCode::BAD_REQUEST, self)
+            }
+            TopicError::Refused(refusal) => text_response(refusal.status, self),
+            _ => {
+                crate::trace::debug_event!("topic refused a subscriber for now", reason = %self);
+                let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
+                come_back_later(request.transport(), retry, self)
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! [`MakeLog`]: how a registry creates the log of a new topic.
+
+use std::future::Future;
+
+use crate::{EventLog, MemoryLog, MemoryLogBuilder};
+
+/// Creates the log of a topic the first time its key is used: a [`MemoryLogBuilder`] (each
+/// topic a [`MemoryLog`] with its settings) or, with the `redis` feature, a
+/// [`RedisLogs`](crate::RedisLogs) family (each topic a stream under its prefix, one reader
+/// for all of them).
+pub trait MakeLog: Send + Sync + 'static {
+    /// The log of one topic.
+    type Log: EventLog;
+
+    /// The log for the topic `key` (already validated).
+    fn make_log(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Self::Log, <Self::Log as EventLog>::Error>> + Send;
+}
+
+/// Every topic gets a new [`MemoryLog`] (so a topic evicted and created again has a new
+/// epoch: old cursors get `reset`, never a replay from another history).
+impl MakeLog for MemoryLogBuilder {
+    type Log = MemoryLog;
+
+    fn make_log(
+        &self,
+        _key: &str,
+    ) -> impl Future<Output = Result<MemoryLog, std::convert::Infallible>> + Send {
+        std::future::ready(Ok(self.clone().build()))
+    }
+}

@@ -1,0 +1,285 @@
+//! Topics: many streams behind one endpoint, created on demand, evicted when idle,
+//! authorized, filtered and limited.
+//!
+//! [`Topics`] holds one log per key, made by a [`MakeLog`] (a [`MemoryLogBuilder`](crate::MemoryLogBuilder),
+//! or a [`RedisLogs`](crate::RedisLogs) family); [`TopicsService`] serves all of them at one
+//! route, taking the key from the request; in a handler, [`Topics::serve`] does the same.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Response;
+
+use crate::{
+    Event, EventLog, EventStreamBody, LastEventId, RetryingSubscription, StreamRequest, SubscribeError,
+};
+
+mod access;
+mod error;
+mod feed;
+mod key;
+mod make;
+mod registry;
+mod service;
+
+pub use access::{Access, Refusal};
+pub use error::TopicError;
+pub use feed::TopicFeed;
+pub use key::{TopicKeyError, MAX_TOPIC_KEY_LEN};
+pub use make::MakeLog;
+pub use service::{TopicsFuture, TopicsService};
+
+use registry::Registry;
+
+/// The default bound on live topics.
+pub const DEFAULT_MAX_TOPICS: usize = 100_000;
+/// The default bound on subscribers of one topic.
+pub const DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC: usize = 10_000;
+/// The default bound on subscribers of all topics.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 100_000;
+/// The default time after which a topic with no subscriber and no append is evicted.
+pub const DEFAULT_IDLE_EVICTION: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone)]
+pub(crate) struct TopicLimits {
+    pub(crate) max_topics: usize,
+    pub(crate) max_subscribers_per_topic: usize,
+    pub(crate) max_subscribers: usize,
+}
+
+/// Many event logs, one per topic key: created on first use, evicted when idle, with
+/// limits on topics and subscribers. Cloning is cheap; clones share the topics.
+///
+/// - **Keys**: 1 to 64 ASCII letters, digits, `-`, `_` or `.`; anything else is a
+///   [`TopicError::InvalidKey`] (`400`).
+/// - **Eviction**: a topic with no subscriber and no append for
+///   [`idle_eviction`](TopicsBuilder::idle_eviction) (default 10 minutes) is dropped. A
+///   memory topic created again is a new log with a new epoch, so an old cursor gets
+///   `reset`; a Redis topic's history stays in Redis and only the local window goes.
+/// - **Limits**: past [`max_topics`](TopicsBuilder::max_topics) a new topic is refused;
+///   past [`max_subscribers_per_topic`](TopicsBuilder::max_subscribers_per_topic) or
+///   [`max_subscribers`](TopicsBuilder::max_subscribers) a new subscriber is. These refusals
+///   pass: a long poll gets `503` + `Retry-After`, an SSE client a `retry:` hint and a clean
+///   end, so a browser comes back once there is room. (tower's `ConcurrencyLimitLayer` does
+///   not bound streams: its permit is released when the response head is returned, while
+///   the body streams on.)
+///
+/// ```
+/// use tower_eventstream::{Event, MemoryLog, Topics};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let rooms = Topics::new(MemoryLog::builder().history(256));
+/// rooms.append("lobby", Event::new("hello")).await.unwrap();
+/// rooms.append("kitchen", Event::new("the kettle is on")).await.unwrap();
+/// assert_eq!(rooms.len(), 2);
+/// assert!(rooms.append("no spaces", Event::new("?")).await.is_err());
+/// # });
+/// ```
+pub struct Topics<M: MakeLog> {
+    registry: Arc<Registry<M>>,
+    _sweeper: Option<Arc<AbortOnDrop>>,
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<M: MakeLog> Clone for Topics<M> {
+    fn clone(&self) -> Self {
+        Topics {
+            registry: Arc::clone(&self.registry),
+            _sweeper: self._sweeper.clone(),
+        }
+    }
+}
+
+impl<M: MakeLog> std::fmt::Debug for Topics<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topics")
+            .field("topics", &self.len())
+            .field("subscribers", &self.subscriber_count())
+            .field("limits", &self.registry.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds [`Topics`] with other than the default limits.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct TopicsBuilder<M> {
+    make: M,
+    limits: TopicLimits,
+    idle: Option<Duration>,
+}
+
+impl<M: MakeLog> TopicsBuilder<M> {
+    /// At most this many live topics (default [`DEFAULT_MAX_TOPICS`]).
+    pub fn max_topics(mut self, topics: usize) -> Self {
+        self.limits.max_topics = topics;
+        self
+    }
+
+    /// At most this many subscribers of one topic (default
+    /// [`DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC`]).
+    pub fn max_subscribers_per_topic(mut self, subscribers: usize) -> Self {
+        self.limits.max_subscribers_per_topic = subscribers;
+        self
+    }
+
+    /// At most this many subscribers of all topics (default [`DEFAULT_MAX_SUBSCRIBERS`]).
+    pub fn max_subscribers(mut self, subscribers: usize) -> Self {
+        self.limits.max_subscribers = subscribers;
+        self
+    }
+
+    /// Evicts a topic after this long without subscribers and appends (default
+    /// [`DEFAULT_IDLE_EVICTION`]).
+    pub fn idle_eviction(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// Keeps every topic until the registry is dropped.
+    pub fn without_eviction(mut self) -> Self {
+        self.idle = None;
+        self
+    }
+
+    /// Creates the registry; with eviction, its sweeper task starts (so this needs a Tokio
+    /// runtime, as `tokio::spawn` does).
+    pub fn build(self) -> Topics<M> {
+        let registry = Arc::new(Registry::new(self.make, self.limits));
+        let sweeper = self.idle.map(|idle| {
+            let task = tokio::spawn(registry::sweep(Arc::downgrade(&registry), idle));
+            Arc::new(AbortOnDrop(task.abort_handle()))
+        });
+        Topics {
+            registry,
+            _sweeper: sweeper,
+        }
+    }
+}
+
+type LogError<M> = <<M as MakeLog>::Log as EventLog>::Error;
+
+impl<M: MakeLog> Topics<M> {
+    /// Topics with the default limits, each log made by `make`.
+    pub fn new(make: M) -> Self {
+        Self::builder(make).build()
+    }
+
+    /// Starts configuring topics whose logs `make` creates.
+    pub fn builder(make: M) -> TopicsBuilder<M> {
+        TopicsBuilder {
+            make,
+            limits: TopicLimits {
+                max_topics: DEFAULT_MAX_TOPICS,
+                max_subscribers_per_topic: DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC,
+                max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            },
+            idle: Some(DEFAULT_IDLE_EVICTION),
+        }
+    }
+
+    /// The number of live topics.
+    pub fn len(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Whether no topic is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of subscribers of all topics.
+    pub fn subscriber_count(&self) -> usize {
+        self.registry.subscriber_count()
+    }
+
+    /// Evicts the topics idle for `idle` now (the sweeper does this on its own).
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        self.registry.evict_idle(idle)
+    }
+
+    /// Serves `log` as the topic `key`, never evicted: a topic whose log the application
+    /// made itself (one with other settings, or one it also uses elsewhere). It replaces a
+    /// live topic of that key; that topic's subscribers read on from the old log until they
+    /// reconnect.
+    pub fn pin(&self, key: &str, log: M::Log) -> Result<(), TopicKeyError> {
+        self.registry.pin(key, log)
+    }
+
+    /// The log of the topic `key`, created if it is not live.
+    pub async fn log(&self, key: &str) -> Result<M::Log, TopicError<LogError<M>>> {
+        self.registry.log(key).await
+    }
+
+    /// Appends `event` to the topic `key` (created if it is not live).
+    pub async fn append(&self, key: &str, event: Event) -> Result<Event, TopicError<LogError<M>>> {
+        let log = self.log(key).await?;
+        log.append(event).await.map_err(TopicError::Backend)
+    }
+
+    /// A subscriber's feed of the topic `key` after `cursor`, counted against the limits,
+    /// with `access` applied: for reading in process. An HTTP request is answered with
+    /// [`serve`](Topics::serve).
+    pub async fn subscribe(
+        &self,
+        key: &str,
+        cursor: Option<&LastEventId>,
+        access: Access,
+    ) -> Result<TopicFeed<M::Log>, TopicError<LogError<M>>> {
+        let (log, admission) = self.registry.admit_to(key).await?;
+        let subscription = log.subscribe(cursor).await.map_err(|error| match error {
+            SubscribeError::InvalidCursor(error) => TopicError::InvalidCursor(error),
+            SubscribeError::Backend(error) => TopicError::Backend(error),
+        })?;
+        Ok(TopicFeed::new(
+            RetryingSubscription::live(subscription),
+            admission,
+            access.filter,
+            access.for_at_most,
+            crate::DEFAULT_RETRY,
+        ))
+    }
+
+    /// Answers `request` from the topic `key`, as [`StreamRequest::serve`] answers from one
+    /// log and by the same failure rule, with `access` applied and the limits enforced.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_eventstream::{Access, Event, MemoryLog, StreamConfig, StreamRequest, Topics};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let rooms = Topics::new(MemoryLog::builder());
+    /// let (parts, ()) = http::Request::get("/rooms/lobby/events?timeout=0").body(()).unwrap().into_parts();
+    /// let request = StreamRequest::from_parts(&parts, Arc::new(StreamConfig::default())).unwrap();
+    /// let response = rooms.serve("lobby", request, Access::allow()).await;
+    /// assert_eq!(response.status(), 200);
+    /// # });
+    /// ```
+    pub async fn serve(
+        &self,
+        key: &str,
+        request: StreamRequest,
+        access: Access,
+    ) -> Response<EventStreamBody<TopicFeed<M::Log>>> {
+        let (log, admission) = match self.registry.admit_to(key).await {
+            Ok(admitted) => admitted,
+            Err(error) => return error.answer(&request),
+        };
+        let subscription = match request.open(&log).await {
+            Ok(subscription) => subscription,
+            Err(answer) => return answer,
+        };
+        let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
+        let feed = TopicFeed::new(subscription, admission, access.filter, access.for_at_most, retry);
+        request.respond(feed).await
+    }
+}

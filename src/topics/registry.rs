@@ -1,0 +1,208 @@
+//! The registry: topics by key, created on demand, counted, evicted when idle.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::TopicError;
+use super::key::{validate, TopicKeyError};
+use super::make::MakeLog;
+use super::TopicLimits;
+use crate::EventLog;
+
+type LogError<M> = <<M as MakeLog>::Log as EventLog>::Error;
+
+/// One topic: its log and what decides its eviction.
+pub(crate) struct Topic<L> {
+    pub(crate) log: L,
+    /// Given by the application ([`Topics::pin`](super::Topics::pin)): never evicted.
+    pinned: bool,
+    subscribers: AtomicUsize,
+    /// When it was last used, in milliseconds since the registry began.
+    last_used_ms: AtomicU64,
+}
+
+pub(crate) struct Registry<M: MakeLog> {
+    pub(crate) make: M,
+    topics: Mutex<HashMap<Box<str>, Arc<Topic<M::Log>>>>,
+    pub(crate) limits: TopicLimits,
+    subscribers: Arc<AtomicUsize>,
+    began: Instant,
+}
+
+/// A subscriber's place in the counts; released when its feed is dropped.
+pub(crate) struct Admission<L> {
+    topic: Arc<Topic<L>>,
+    total: Arc<AtomicUsize>,
+    began: Instant,
+}
+
+impl<L> Drop for Admission<L> {
+    fn drop(&mut self) {
+        // A topic whose last subscriber leaves is idle from now on.
+        let now_ms = self.began.elapsed().as_millis() as u64;
+        self.topic.last_used_ms.store(now_ms, Ordering::Release);
+        self.topic.subscribers.fetch_sub(1, Ordering::AcqRel);
+        self.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<M: MakeLog> Registry<M> {
+    pub(crate) fn new(make: M, limits: TopicLimits) -> Self {
+        Registry {
+            make,
+            topics: Mutex::new(HashMap::new()),
+            limits,
+            subscribers: Arc::new(AtomicUsize::new(0)),
+            began: Instant::now(),
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<Box<str>, Arc<Topic<M::Log>>>> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.began.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.subscribers.load(Ordering::Acquire)
+    }
+
+    /// The topic's log, created if needed; marks it used.
+    pub(crate) async fn log(&self, key: &str) -> Result<M::Log, TopicError<LogError<M>>> {
+        Ok(self.topic(key, |_| Ok(())).await?.0)
+    }
+
+    /// The topic's log and a new subscriber's place in the counts, or a refusal past a
+    /// limit. The count is taken under the lock of the lookup, so eviction cannot take the
+    /// topic between the two.
+    pub(crate) async fn admit_to(
+        &self,
+        key: &str,
+    ) -> Result<(M::Log, Admission<M::Log>), TopicError<LogError<M>>> {
+        self.topic(key, |topic| self.admit(topic)).await
+    }
+
+    async fn topic<T>(
+        &self,
+        key: &str,
+        take: impl Fn(&Arc<Topic<M::Log>>) -> Result<T, TopicError<LogError<M>>>,
+    ) -> Result<(M::Log, T), TopicError<LogError<M>>> {
+        validate(key).map_err(TopicError::InvalidKey)?;
+        if let Some(found) = self.use_existing(key, &take)? {
+            return Ok(found);
+        }
+        let too_many = TopicError::TooManyTopics {
+            limit: self.limits.max_topics,
+        };
+        if self.len() >= self.limits.max_topics {
+            return Err(too_many);
+        }
+        let log = self.make.make_log(key).await.map_err(TopicError::Backend)?;
+        let mut map = self.map();
+        if !map.contains_key(key) {
+            if map.len() >= self.limits.max_topics {
+                return Err(too_many);
+            }
+            let topic = Topic {
+                log,
+                pinned: false,
+                subscribers: AtomicUsize::new(0),
+                last_used_ms: AtomicU64::new(self.now_ms()),
+            };
+            map.insert(key.into(), Arc::new(topic));
+        }
+        drop(map);
+        // Created here or, meanwhile, by another caller; evicted again already only if the
+        // registry is under pressure from other topics.
+        self.use_existing(key, &take)?.ok_or(too_many)
+    }
+
+    fn use_existing<T>(
+        &self,
+        key: &str,
+        take: &impl Fn(&Arc<Topic<M::Log>>) -> Result<T, TopicError<LogError<M>>>,
+    ) -> Result<Option<(M::Log, T)>, TopicError<LogError<M>>> {
+        let map = self.map();
+        let Some(topic) = map.get(key) else {
+            return Ok(None);
+        };
+        topic.last_used_ms.store(self.now_ms(), Ordering::Release);
+        let taken = take(topic)?;
+        Ok(Some((topic.log.clone(), taken)))
+    }
+
+    fn admit(&self, topic: &Arc<Topic<M::Log>>) -> Result<Admission<M::Log>, TopicError<LogError<M>>> {
+        let limits = &self.limits;
+        if topic.subscribers.load(Ordering::Acquire) >= limits.max_subscribers_per_topic {
+            return Err(TopicError::TopicFull {
+                limit: limits.max_subscribers_per_topic,
+            });
+        }
+        if self.subscribers.fetch_add(1, Ordering::AcqRel) >= limits.max_subscribers {
+            self.subscribers.fetch_sub(1, Ordering::AcqRel);
+            return Err(TopicError::Full {
+                limit: limits.max_subscribers,
+            });
+        }
+        topic.subscribers.fetch_add(1, Ordering::AcqRel);
+        Ok(Admission {
+            topic: Arc::clone(topic),
+            total: Arc::clone(&self.subscribers),
+            began: self.began,
+        })
+    }
+
+    /// Serves `log` as the topic `key` from now on, never evicted (it replaces a live topic
+    /// of that key; its subscribers keep reading the old log until they reconnect).
+    pub(crate) fn pin(&self, key: &str, log: M::Log) -> Result<(), TopicKeyError> {
+        validate(key)?;
+        let topic = Topic {
+            log,
+            pinned: true,
+            subscribers: AtomicUsize::new(0),
+            last_used_ms: AtomicU64::new(self.now_ms()),
+        };
+        self.map().insert(key.into(), Arc::new(topic));
+        Ok(())
+    }
+
+    /// Drops the topics that have had no subscriber and no append for `idle`.
+    pub(crate) fn evict_idle(&self, idle: Duration) -> usize {
+        let now = self.now_ms();
+        let idle_ms = idle.as_millis() as u64;
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|_, topic| {
+            topic.pinned
+                || topic.subscribers.load(Ordering::Acquire) > 0
+                || now.saturating_sub(topic.last_used_ms.load(Ordering::Acquire)) < idle_ms
+        });
+        before - map.len()
+    }
+}
+
+/// Evicts idle topics every half idle time, for as long as the registry lives.
+pub(crate) async fn sweep<M: MakeLog>(registry: Weak<Registry<M>>, idle: Duration) {
+    let period = (idle / 2).max(Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(period).await;
+        match registry.upgrade() {
+            Some(registry) => {
+                registry.evict_idle(idle);
+            }
+            None => return,
+        }
+    }
+}

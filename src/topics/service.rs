@@ -1,0 +1,227 @@
+//! [`TopicsService`]: every topic of a registry at one route.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::request::Parts;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use tower_service::Service;
+
+use super::{Access, MakeLog, Refusal, TopicFeed, Topics};
+use crate::respond::text_response;
+use crate::{EventStreamBody, StreamConfig, StreamRequest};
+
+type KeyFrom = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+type Authorize = Arc<dyn Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sync>;
+
+/// Serves every topic of a [`Topics`] registry at one route, as
+/// [`EventLogService`](crate::EventLogService) serves one log: the topic comes from the
+/// request ([`key_from_query`](TopicsService::key_from_query),
+/// [`key_from_path`](TopicsService::key_from_path) or any
+/// [`key_from`](TopicsService::key_from) closure), and an
+/// [`authorize`](TopicsService::authorize) hook decides, from the request parts (so it sees
+/// what tower auth layers put in the extensions), whether and what this client may read.
+///
+/// - No topic in the request, or an invalid key: `400`. A refusal of the hook: its `401` or
+///   `403`. Limits and backend faults: passing (see [`Topics`]).
+/// - Browsers' `EventSource` cannot send headers: authorize them with a cookie, or with a
+///   short-lived signed token in the query that the hook checks (and that access logs
+///   should redact); give [`Access::for_at_most`] the token's remaining life, so the stream
+///   ends at expiry with a `retry:` hint and the browser comes back to be checked again.
+///
+/// ```
+/// use tower::ServiceExt;
+/// use tower_eventstream::{Access, Event, MemoryLog, Refusal, Topics, TopicsService};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let rooms = Topics::new(MemoryLog::builder());
+/// // In axum: `Router::new().route_service("/rooms/{room}/events", service)`.
+/// let service = TopicsService::new(rooms.clone())
+///     .key_from_path(1) // "/rooms/{room}/events": the segment after "rooms"
+///     .authorize(|parts, room| match parts.headers.get("cookie") {
+///         Some(_) if room != "staff" => Ok(Access::allow()),
+///         Some(_) => Err(Refusal::forbidden("staff only")),
+///         None => Err(Refusal::unauthorized("sign in first")),
+///     });
+/// rooms.append("lobby", Event::new("hello")).await.unwrap();
+///
+/// let request = http::Request::get("/rooms/staff/events?timeout=0")
+///     .header("cookie", "session=…")
+///     .body(())
+///     .unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), 403);
+/// # });
+/// ```
+pub struct TopicsService<M: MakeLog> {
+    topics: Topics<M>,
+    config: Arc<StreamConfig>,
+    key_from: KeyFrom,
+    authorize: Authorize,
+}
+
+impl<M: MakeLog> Clone for TopicsService<M> {
+    fn clone(&self) -> Self {
+        TopicsService {
+            topics: self.topics.clone(),
+            config: Arc::clone(&self.config),
+            key_from: Arc::clone(&self.key_from),
+            authorize: Arc::clone(&self.authorize),
+        }
+    }
+}
+
+impl<M: MakeLog> std::fmt::Debug for TopicsService<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicsService")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: MakeLog> TopicsService<M> {
+    /// Serves `topics`, the key taken from the query parameter `topic`, every client allowed
+    /// every event.
+    pub fn new(topics: Topics<M>) -> Self {
+        TopicsService {
+            topics,
+            config: Arc::new(StreamConfig::default()),
+            key_from: Arc::new(|parts: &Parts| query_value(parts, "topic")),
+            authorize: Arc::new(|_: &Parts, _: &str| Ok(Access::allow())),
+        }
+    }
+
+    /// Serves with these settings.
+    pub fn with_config(mut self, config: StreamConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// Takes the key from the query parameter `name` (percent-decoded).
+    pub fn key_from_query(self, name: &'static str) -> Self {
+        self.key_from(move |parts| query_value(parts, name))
+    }
+
+    /// Takes the key from the path segment at `index` (0 is the first after the leading
+    /// `/`): `1` for `/rooms/{room}/events`. Nested routers see the full path.
+    pub fn key_from_path(self, index: usize) -> Self {
+        self.key_from(move |parts| {
+            let segment = parts.uri.path().trim_start_matches('/').split('/').nth(index)?;
+            Some(text(crate::request::percent_decode(segment)))
+        })
+    }
+
+    /// Takes the key from the request parts as `key_from` says (`None`: no topic, `400`).
+    pub fn key_from(mut self, key_from: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.key_from = Arc::new(key_from);
+        self
+    }
+
+    /// Decides, for each request and topic, whether and what the client may read.
+    pub fn authorize(
+        mut self,
+        authorize: impl Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sync + 'static,
+    ) -> Self {
+        self.authorize = Arc::new(authorize);
+        self
+    }
+
+    /// The registry served.
+    pub fn topics(&self) -> &Topics<M> {
+        &self.topics
+    }
+}
+
+type Answer<L> = Response<EventStreamBody<TopicFeed<L>>>;
+
+/// The response future of [`TopicsService`] (boxed, as
+/// [`EventLogFuture`](crate::EventLogFuture) is).
+#[must_use = "the response exists only once this future is awaited"]
+pub struct TopicsFuture<M: MakeLog> {
+    answer: Pin<Box<dyn Future<Output = Result<Answer<M::Log>, Infallible>> + Send>>,
+}
+
+impl<M: MakeLog> Future for TopicsFuture<M> {
+    type Output = Result<Answer<M::Log>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.answer.as_mut().poll(cx)
+    }
+}
+
+impl<M: MakeLog> std::fmt::Debug for TopicsFuture<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicsFuture").finish_non_exhaustive()
+    }
+}
+
+impl<M: MakeLog> TopicsFuture<M> {
+    fn ready(answer: Answer<M::Log>) -> Self {
+        TopicsFuture {
+            answer: Box::pin(std::future::ready(Ok(answer))),
+        }
+    }
+}
+
+impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
+    type Response = Answer<M::Log>;
+    type Error = Infallible;
+    type Future = TopicsFuture<M>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (parts, _body) = request.into_parts();
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            let mut response = text_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are served here",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return TopicsFuture::ready(response);
+        }
+        let Some(key) = (self.key_from)(&parts) else {
+            return TopicsFuture::ready(text_response(
+                StatusCode::BAD_REQUEST,
+                "the request names no topic",
+            ));
+        };
+        let request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {
+            Ok(request) => request,
+            Err(error) => return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error)),
+        };
+        if let Err(error) = super::key::validate(&key) {
+            return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error));
+        }
+        let access = match (self.authorize)(&parts, &key) {
+            Ok(access) => access,
+            Err(refusal) => return TopicsFuture::ready(text_response(refusal.status, refusal)),
+        };
+        let topics = self.topics.clone();
+        TopicsFuture {
+            answer: Box::pin(async move { Ok(topics.serve(&key, request, access).await) }),
+        }
+    }
+}
+
+/// The first value of the query parameter `name`, percent-decoded.
+fn query_value(parts: &Parts, name: &str) -> Option<String> {
+    crate::request::query_param(parts.uri.query(), name).map(text)
+}
+
+/// Decoded text; a broken encoding becomes U+FFFD, which no key holds, so it is refused as
+/// an invalid key (`400`) rather than taken for another.
+fn text(decoded: Result<Vec<u8>, ()>) -> String {
+    decoded
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_else(|| "\u{fffd}".to_owned())
+}
