@@ -58,6 +58,28 @@
 //! # }
 //! ```
 //!
+//! # Topics
+//!
+//! Many streams behind one endpoint (rooms, users, tenants): [`Topics`] keeps one log per
+//! key, made on first use by a [`MakeLog`] and evicted when idle, with limits;
+//! [`TopicsService`] serves them all at one route, taking the key from the request and
+//! asking an authorization hook what each client may read ([`Access`], [`Refusal`]).
+//!
+//! ```no_run
+//! use tower_eventstream::{Event, MemoryLog, Topics, TopicsService};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let rooms = Topics::new(MemoryLog::builder());
+//! let app = axum::Router::new().route_service(
+//!     "/rooms/{room}/events",
+//!     TopicsService::new(rooms.clone()).key_from_path(1),
+//! );
+//! rooms.append("lobby", Event::new("hello")).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # What a failure answers
 //!
 //! An `EventSource` that receives any status but `200 text/event-stream` *fails the
@@ -144,7 +166,9 @@ pub use fill::{fill, from_stream, Filled, FromStream, Source, SourceItem};
 pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
 #[cfg(feature = "redis")]
-pub use log::redis::{RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisSubscription};
+pub use log::redis::{
+    RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisLogs, RedisSubscription,
+};
 pub use log::{EventLog, ResumeOutcome, SubscribeError, Subscription};
 pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};

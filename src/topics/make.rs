@@ -31,3 +31,14 @@ impl MakeLog for MemoryLogBuilder {
         std::future::ready(Ok(self.clone().build()))
     }
 }
+
+/// Every topic is the stream `<prefix><key>` of the family, all followed by its one reader
+/// (eviction drops only this process's window: the history stays in Redis).
+#[cfg(feature = "redis")]
+impl MakeLog for crate::RedisLogs {
+    type Log = crate::RedisLog;
+
+    fn make_log(&self, key: &str) -> impl Future<Output = Result<crate::RedisLog, crate::RedisLogError>> + Send {
+        self.log(key)
+    }
+}

@@ -15,6 +15,12 @@ use crate::EventLog;
 
 type LogError<M> = <<M as MakeLog>::Log as EventLog>::Error;
 
+/// The live topics by key.
+type TopicMap<L> = HashMap<Box<str>, Arc<Topic<L>>>;
+
+/// A topic found: its log and what the lookup took (a subscriber's admission, or nothing).
+type Found<M, T> = Option<(<M as MakeLog>::Log, T)>;
+
 /// One topic: its log and what decides its eviction.
 pub(crate) struct Topic<L> {
     pub(crate) log: L,
@@ -27,7 +33,7 @@ pub(crate) struct Topic<L> {
 
 pub(crate) struct Registry<M: MakeLog> {
     pub(crate) make: M,
-    topics: Mutex<HashMap<Box<str>, Arc<Topic<M::Log>>>>,
+    topics: Mutex<TopicMap<M::Log>>,
     pub(crate) limits: TopicLimits,
     subscribers: Arc<AtomicUsize>,
     began: Instant,
@@ -61,7 +67,7 @@ impl<M: MakeLog> Registry<M> {
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<Box<str>, Arc<Topic<M::Log>>>> {
+    fn map(&self) -> MutexGuard<'_, TopicMap<M::Log>> {
         self.topics
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -133,7 +139,7 @@ impl<M: MakeLog> Registry<M> {
         &self,
         key: &str,
         take: &impl Fn(&Arc<Topic<M::Log>>) -> Result<T, TopicError<LogError<M>>>,
-    ) -> Result<Option<(M::Log, T)>, TopicError<LogError<M>>> {
+    ) -> Result<Found<M, T>, TopicError<LogError<M>>> {
         let map = self.map();
         let Some(topic) = map.get(key) else {
             return Ok(None);

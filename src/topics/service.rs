@@ -137,12 +137,13 @@ impl<M: MakeLog> TopicsService<M> {
 }
 
 type Answer<L> = Response<EventStreamBody<TopicFeed<L>>>;
+type BoxedAnswer<L> = Pin<Box<dyn Future<Output = Result<Answer<L>, Infallible>> + Send>>;
 
 /// The response future of [`TopicsService`] (boxed, as
 /// [`EventLogFuture`](crate::EventLogFuture) is).
 #[must_use = "the response exists only once this future is awaited"]
 pub struct TopicsFuture<M: MakeLog> {
-    answer: Pin<Box<dyn Future<Output = Result<Answer<M::Log>, Infallible>> + Send>>,
+    answer: BoxedAnswer<M::Log>,
 }
 
 impl<M: MakeLog> Future for TopicsFuture<M> {

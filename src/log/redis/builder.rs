@@ -8,20 +8,21 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, Value};
 
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
-use super::id::StreamId;
-use super::reader::{read_loop, Reader};
+use super::family::{RedisLogs, Settings};
+use super::reader::{read_loop, Follow, Reader};
 use super::reply::text_of;
-use super::snapshot::read_after;
-use super::window::Window;
+use super::xread::Blocking;
 use super::{
-    AbortOnDrop, Inner, RedisLog, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_LEN,
-    DEFAULT_WINDOW, READER_BLOCK,
+    AbortOnDrop, RedisLog, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_LEN, DEFAULT_WINDOW,
+    READER_BLOCK,
 };
-use crate::log::ring::SubscriberCount;
 
-/// Configures and connects a [`RedisLog`].
+/// Configures and connects a [`RedisLog`], or a family of them ([`RedisLogs`]).
+///
+/// Its `key` is the stream's key for [`connect`](RedisLogBuilder::connect), and the prefix
+/// of the family's keys for [`connect_logs`](RedisLogBuilder::connect_logs).
 #[derive(Clone)]
-#[must_use = "a builder does nothing until `connect` is awaited"]
+#[must_use = "a builder does nothing until `connect` or `connect_logs` is awaited"]
 pub struct RedisLogBuilder {
     url: String,
     key: String,
@@ -70,66 +71,73 @@ impl RedisLogBuilder {
         self
     }
 
-    /// The longest [`connect`](RedisLogBuilder::connect) and each reconnect attempt of the
+    /// The longest [`connect`](RedisLogBuilder::connect) (or
+    /// [`connect_logs`](RedisLogBuilder::connect_logs)) and each reconnect attempt of the
     /// reader may take (default 5 s).
     pub fn connect_timeout(mut self, limit: Duration) -> Self {
         self.connect_timeout = limit;
         self
     }
 
-    /// Connects to Redis, reads the stream's position and starts this process's reader.
+    /// Connects to Redis, reads the stream's position and starts this process's reader: a
+    /// [`RedisLogs`] family of one key, [`connect_logs`](RedisLogBuilder::connect_logs)
+    /// then [`log("")`](RedisLogs::log).
     ///
     /// Fails if the URL is unusable, Redis cannot be reached within the connect timeout, or
     /// the key holds another type. Must be called within a Tokio runtime.
     pub async fn connect(self) -> Result<RedisLog, RedisLogError> {
-        let key: Arc<str> = Arc::from(self.key.as_str());
-        if key.is_empty() {
+        if self.key.is_empty() {
             return Err(RedisLogError::new(
                 RedisLogErrorKind::Config,
                 "connect",
-                &key,
+                &Arc::from(""),
                 "the stream key is empty; give a key such as `chat`",
             ));
         }
-        let client =
-            Client::open(self.url.as_str()).map_err(|e| RedisLogError::from_redis("connect", &key, e))?;
-        let manager = self.connect_manager(&client, &key).await?;
-        let (reader_config, mut reader_connection) = self.connect_reader(&client, &key).await?;
+        self.connect_logs().await?.log("").await
+    }
 
-        check_server_version(&mut reader_connection, &key, self.command_timeout).await?;
-        // The window starts at the stream's newest id: a fresh subscriber starts there, and
-        // one with an older cursor reads the rest from Redis.
-        let (start, head_added) = limited("XINFO STREAM", &key, self.command_timeout, async {
-            let read = read_after(&mut reader_connection, &key, StreamId::ZERO, None, 0).await?;
-            Ok((read.last_generated, read.entries_added))
-        })
+    /// Connects to Redis and starts this process's one reader for a family of logs: the
+    /// builder's `key` is the **prefix** of their stream keys, and
+    /// [`RedisLogs::log`]`(name)` is the log on the stream `<prefix><name>`. Every setting
+    /// of the builder applies to each log of the family.
+    ///
+    /// However many logs the family has, it holds two connections to Redis (one for
+    /// appends and reads, one for the reader's blocking wait). Fails if the URL is unusable
+    /// or Redis cannot be reached within the connect timeout. Must be called within a Tokio
+    /// runtime.
+    pub async fn connect_logs(self) -> Result<RedisLogs, RedisLogError> {
+        let prefix: Arc<str> = Arc::from(self.key.as_str());
+        let client =
+            Client::open(self.url.as_str()).map_err(|e| RedisLogError::from_redis("connect", &prefix, e))?;
+        let manager = self.connect_manager(&client, &prefix).await?;
+        let (reader_config, mut reader_connection) = self.connect_reader(&client, &prefix).await?;
+        check_server_version(&mut reader_connection, &prefix, self.command_timeout).await?;
+        let blocking = Blocking::new(
+            client,
+            reader_config,
+            self.connect_timeout,
+            reader_connection,
+            Arc::clone(&prefix),
+        )
         .await?;
 
-        let window = Arc::new(Window::new(start, self.window));
-        let reader = tokio::spawn(read_loop(Reader {
-            window: Arc::clone(&window),
-            client,
-            config: reader_config,
-            connection: Some(reader_connection),
-            key: Arc::clone(&key),
-            last: start,
-            head_added: Some(head_added),
-            connect_timeout: self.connect_timeout,
+        let follow = Arc::new(Follow::default());
+        let reader = Reader::new(
+            Arc::clone(&follow),
+            manager.clone(),
+            blocking,
+            self.command_timeout,
+        );
+        let reader = tokio::spawn(read_loop(reader));
+        let settings = Settings {
+            max_len: self.max_len,
+            max_age: self.max_age,
+            window: self.window,
             command_timeout: self.command_timeout,
-        }));
-
-        Ok(RedisLog {
-            inner: Arc::new(Inner {
-                key,
-                manager,
-                window,
-                max_len: self.max_len,
-                max_age: self.max_age,
-                command_timeout: self.command_timeout,
-                subscribers: SubscriberCount::default(),
-                _reader: AbortOnDrop(reader.abort_handle()),
-            }),
-        })
+        };
+        let reader = AbortOnDrop(reader.abort_handle());
+        Ok(RedisLogs::new(prefix, manager, settings, follow, reader))
     }
 
     /// The longest one connection attempt may take.

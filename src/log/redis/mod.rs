@@ -6,11 +6,25 @@
 //!   `name`, and `retry` / `comment` when set); the id Redis assigns (`<ms>-<seq>`) is the
 //!   event id. With [`RedisLogBuilder::max_age`], an `XTRIM <key> MINID ~ <now - age>` runs in
 //!   the same `MULTI`.
-//! - **One reader per process and stream.** A background task reads the stream on a
-//!   dedicated connection (`XREAD BLOCK` as the wake-up, then a checked `XRANGE`) into a
-//!   local window: a ring of events, each encoded once, with a
-//!   [`Notify`](tokio::sync::Notify) that wakes the local subscribers. Ten thousand
-//!   subscribers cost one Redis reader.
+//! - **One reader per process and family of streams.** [`RedisLogBuilder::connect_logs`]
+//!   opens a [`RedisLogs`]: every stream key under one prefix (one per topic, say), sharing
+//!   one multiplexed connection and one background reader task with one blocking
+//!   connection, however many keys there are. A single [`RedisLog`] is a family of one
+//!   ([`RedisLogBuilder::connect`]). The reader waits with one
+//!   `XREAD COUNT 1 BLOCK <2 s> STREAMS <every key> <every key's last id>` and, for each key
+//!   it wakes for, reads what follows with a checked `XRANGE` into that key's local window:
+//!   a ring of events, each encoded once, with a [`Notify`](tokio::sync::Notify) that wakes
+//!   the local subscribers. Ten thousand subscribers cost one Redis reader, and so do ten
+//!   thousand streams.
+//! - **Following a new key.** When [`RedisLogs::log`] adds a key, the reader sends
+//!   `CLIENT UNBLOCK <its blocking connection's id>` on the shared connection, so that its
+//!   `XREAD` returns at once and the next one includes the new key. The `XREAD` starts after
+//!   the id the log started at, so what is appended meanwhile is read, not skipped. A key
+//!   whose logs and subscriptions are all dropped is no longer followed.
+//! - **Checking idle streams.** A deleted (or deleted and recreated) stream wakes no
+//!   `XREAD`, so the reader also re-checks keys whose `XREAD` is quiet: every 2 s, the next
+//!   256 keys in turn (a family of up to 256 keys has each checked every 2 s; one of 10 000
+//!   keys, each about every 80 s). Any entry appended to a key wakes it at once.
 //! - **Catching up.** A subscriber whose cursor is older than the window reads the missing
 //!   part from Redis (`XRANGE (<cursor> + COUNT n`, repeated) and then joins the window at
 //!   its cursor, once the window holds that very id (which proves it reads the same stream);
@@ -18,9 +32,12 @@
 //! - **Gaps.** Every read from Redis is a `MULTI` of `XINFO STREAM`, `TIME`, the cursor's
 //!   own entry and the entries after it, so the check and the data are one snapshot. See
 //!   [`RedisLog`] for the rule.
-//! - **Faults.** When Redis goes away the reader retries with backoff; subscribers stay
-//!   connected (their keep-alives go on) and receive what was appended meanwhile once Redis
-//!   is back. An append while Redis is down fails within the command timeout.
+//! - **Faults.** When Redis goes away the reader retries with backoff and reconnects, keeping
+//!   every key's position; subscribers stay connected (their keep-alives go on) and receive
+//!   what was appended meanwhile once Redis is back. A key that answers unexpectedly (it
+//!   was overwritten with a value that is not a stream) is left out of the `XREAD` and
+//!   re-checked in turn; the other keys go on. An append while Redis is down fails within
+//!   the command timeout.
 
 use std::fmt;
 use std::future::Future;
@@ -37,18 +54,22 @@ mod append;
 mod builder;
 mod catch_up;
 mod error;
+mod family;
 mod id;
 mod reader;
 mod reply;
 mod snapshot;
 mod subscription;
 mod window;
+mod xread;
 
 pub use builder::RedisLogBuilder;
 pub use error::{RedisLogError, RedisLogErrorKind};
+pub use family::RedisLogs;
 pub use subscription::RedisSubscription;
 
 use error::limited;
+use family::Family;
 use id::StreamId;
 use subscription::Mode;
 use window::Window;
@@ -59,9 +80,13 @@ const DEFAULT_WINDOW: usize = super::memory::DEFAULT_HISTORY;
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the reader's `XREAD BLOCK` waits before it checks the stream again (a deleted
-/// stream is noticed within this time even when nothing is appended).
+/// How long the reader's `XREAD BLOCK` waits, and how often it re-checks idle keys (a
+/// deleted stream is noticed even when nothing is appended), [`SWEEP_BATCH`] at a time.
 const READER_BLOCK: Duration = Duration::from_secs(2);
+/// How many keys the reader re-checks every [`READER_BLOCK`], in turn.
+const SWEEP_BATCH: usize = 256;
+/// How soon the reader sends `CLIENT UNBLOCK` again when its `XREAD` was not blocked yet.
+const UNBLOCK_RETRY: Duration = Duration::from_millis(5);
 /// Entries the reader takes per read.
 const READER_BATCH: usize = 512;
 /// Entries a catching-up subscriber takes per read.
@@ -78,7 +103,8 @@ const FETCH_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duratio
 /// Event ids are the stream's ids (`<milliseconds>-<sequence>`). Each process runs one
 /// reader task that feeds a local window, so local subscribers cost Redis nothing while
 /// they keep up. Cloning is cheap; clones share the connection and the reader, which stops
-/// when the last clone and the last subscription are dropped.
+/// when the last clone and the last subscription are dropped (and, for a log of a
+/// [`RedisLogs`] family, the family's last handle and log).
 ///
 /// # When a cursor resumes, and when it is a gap
 ///
@@ -107,8 +133,8 @@ const FETCH_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duratio
 ///
 /// - A cursor held in this process's window (its event, or the window's start) resumes
 ///   from the window without asking Redis, even if Redis has trimmed that event since. The
-///   reader notices a deleted or recreated stream within seconds and then sends every
-///   subscriber of the window a gap.
+///   reader notices a deleted or recreated stream within seconds (at most 2 s for each 256
+///   keys of a [`RedisLogs`] family) and then sends every subscriber of the window a gap.
 /// - The reader also remembers the count of entries ever added when it reached the newest
 ///   entry; if exactly the entries added since are held, its position is continuous even
 ///   though its own entry was trimmed (an idle stream whose newest entry ages out under
@@ -139,10 +165,17 @@ struct Inner {
     max_age: Option<Duration>,
     command_timeout: Duration,
     subscribers: SubscriberCount,
-    _reader: AbortOnDrop,
+    /// Keeps the family's reader running; forgets this key when dropped.
+    family: Arc<Family>,
 }
 
-/// Stops the reader task when the log is gone.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.family.forget(&self.key);
+    }
+}
+
+/// Stops the family's reader task when the family (every handle and log of it) is gone.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
