@@ -27,6 +27,9 @@ use support::wait_until;
 use tower::service_fn;
 use tower_eventstream::{EventLog, EventStreamLayer, LastEventId, MemoryLog, StreamConfig};
 
+/// Where the chat page reads the lobby.
+const LOBBY_EVENTS: &str = "/api/rooms/lobby/events";
+
 async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engine: Engine, test: &str) {
     if !engine.available(test) {
         return;
@@ -35,8 +38,11 @@ async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engin
     publish_messages(&log, 3, "earlier");
     let config = StreamConfig::default().retry(Duration::from_millis(300));
     let seen = SeenRequests::default();
-    let server =
-        TestServer::start_cuttable(Serving::HyperUtil, seen.record(app::router(log.clone(), config))).await;
+    let server = TestServer::start_cuttable(
+        Serving::HyperUtil,
+        seen.record(app::router(app::memory_rooms(&log), config)),
+    )
+    .await;
     let opened_at = log.position();
     let base = format!("http://{}", server.addr);
     let result = run_scenario(
@@ -56,7 +62,7 @@ async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engin
     )
     .await;
     assert_eq!(result["received"], 3);
-    let requests = seen.to("/api/events");
+    let requests = seen.to(LOBBY_EVENTS);
     assert!(requests.len() >= 2, "{requests:?}");
     assert_eq!(requests[0].last_event_id, None);
     assert_eq!(
@@ -72,7 +78,7 @@ on_each_engine!(
     a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint_in_firefox,
 );
 
-/// The chat's router with `/api/events` answered by `EventStreamLayer` over an inner service
+/// The chat's router with the lobby's event route answered by `EventStreamLayer` over an inner service
 /// that fails (a transient error) while `failing` is set, counting its failures.
 fn chat_behind_a_failing_layer(
     log: &MemoryLog,
@@ -102,8 +108,8 @@ fn chat_behind_a_failing_layer(
         .layer(EventStreamLayer::new(config.clone()))
         .service(inner);
     Router::new()
-        .route_service("/api/events", events)
-        .fallback_service(app::router(log.clone(), config))
+        .route_service(LOBBY_EVENTS, events)
+        .fallback_service(app::router(app::memory_rooms(log), config))
 }
 
 async fn an_inner_service_error_during_a_reconnect_does_not_close_the_page(engine: Engine, test: &str) {
@@ -158,8 +164,7 @@ mod on_redis {
 
     use serde_json::{json, Value};
     use support::redis::RedisServer;
-    use tower_eventstream::Event;
-    use tower_eventstream::RedisLog;
+    use tower_eventstream::{Event, RedisLog, Topics};
 
     /// Redis stopped while the page is cut off and more than the window was published; the
     /// page reconnects during the outage and is held; after Redis returns it has everything.
@@ -170,20 +175,22 @@ mod on_redis {
         let Some(mut redis) = RedisServer::start_persistent() else {
             return;
         };
-        let log = RedisLog::builder(redis.url(), "chat")
+        let logs = RedisLog::builder(redis.url(), "chat:")
             .window(4)
             .command_timeout(Duration::from_millis(500))
-            .connect()
+            .connect_logs()
             .await
-            .expect("connect RedisLog");
+            .expect("connect RedisLogs");
+        let log = logs.log(app::LOBBY).await.expect("the lobby's RedisLog");
+        let rooms = Topics::new(logs);
+        rooms.pin(app::LOBBY, log.clone()).expect("a valid room");
         // The page comes back 1 s after the cut: time enough to publish and stop Redis first.
         let config = StreamConfig::default()
             .retry(Duration::from_millis(1000))
             .keep_alive(Duration::from_millis(250));
         let seen = SeenRequests::default();
         let server =
-            TestServer::start_cuttable(Serving::HyperUtil, seen.record(app::router(log.clone(), config)))
-                .await;
+            TestServer::start_cuttable(Serving::HyperUtil, seen.record(app::router(rooms, config))).await;
         let base = format!("http://{}", server.addr);
         let mut outage: Option<(Instant, Instant)> = None;
         let result = run_scenario(
@@ -195,7 +202,7 @@ mod on_redis {
                 if command != "outage" {
                     return Err(format!("unknown command {command:?}"));
                 }
-                let before = seen.to("/api/events").len();
+                let before = seen.to(LOBBY_EVENTS).len();
                 if server.cut() == 0 {
                     return Err("no connection to cut".to_owned());
                 }
@@ -210,7 +217,7 @@ mod on_redis {
                 }
                 redis.kill();
                 let down = Instant::now();
-                wait_until("the page's reconnect", || seen.to("/api/events").len() > before).await;
+                wait_until("the page's reconnect", || seen.to(LOBBY_EVENTS).len() > before).await;
                 // Held for a while: keep-alives flow, the subscription is retried.
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 redis.restart();
@@ -221,7 +228,7 @@ mod on_redis {
         .await;
         assert_eq!(result["received"], 12);
         let (down, up) = outage.expect("the outage happened");
-        let requests = seen.to("/api/events");
+        let requests = seen.to(LOBBY_EVENTS);
         let during: Vec<_> = requests.iter().filter(|s| s.at > down && s.at < up).collect();
         assert!(
             !during.is_empty(),

@@ -58,7 +58,7 @@ const HOP_BY_HOP: [&str; 8] = [
 fn chat(keep_alive: Duration) -> (MemoryLog, axum::Router) {
     let log = MemoryLog::new();
     let config = StreamConfig::default().keep_alive(keep_alive);
-    (log.clone(), app::router(log, config))
+    (log.clone(), app::router(app::memory_rooms(&log), config))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ use support::sse::{parse_sse, SseClient};
 use support::{within, LIMIT};
 use tower_eventstream::{
     CursorError, Delivery, Event, EventFeed, EventLog, LastEventId, RedisLog, RedisLogErrorKind,
-    RedisSubscription, ResumeOutcome, StreamConfig, SubscribeError, Subscription,
+    RedisSubscription, ResumeOutcome, StreamConfig, SubscribeError, Subscription, Topics,
 };
 
 async fn connect(server: &RedisServer, key: &str) -> RedisLog {
@@ -493,29 +493,48 @@ async fn post(addr: std::net::SocketAddr, text: &str) -> String {
     answer.json()["id"].as_str().expect("an id").to_owned()
 }
 
+/// Two chat instances whose rooms are Redis topics (`chat:<room>`, one reader per instance
+/// for all rooms).
+async fn chat_instance(server: &RedisServer) -> TestServer {
+    let rooms = within("connect", RedisLog::builder(server.url(), "chat:").connect_logs())
+        .await
+        .expect("connect");
+    TestServer::start(
+        Serving::Axum,
+        app::router(Topics::new(rooms), StreamConfig::default()),
+    )
+    .await
+}
+
+async fn post_to(addr: std::net::SocketAddr, room: &str, text: &str) -> String {
+    let answer = request(
+        addr,
+        Method::POST,
+        &format!("/api/rooms/{room}/messages"),
+        &[],
+        text.to_owned(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    answer.json()["id"].as_str().expect("an id").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_moves_between_two_chat_instances_without_loss_or_duplicate() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let server_a = TestServer::start(
-        Serving::Axum,
-        app::router(connect(&server, "chat").await, StreamConfig::default()),
-    )
-    .await;
-    let server_b = TestServer::start(
-        Serving::Axum,
-        app::router(connect(&server, "chat").await, StreamConfig::default()),
-    )
-    .await;
+    let (server_a, server_b) = (chat_instance(&server).await, chat_instance(&server).await);
     let (a, b) = (server_a.addr, server_b.addr);
 
     let mut client = SseClient::connect(a, "/api/events", None).await;
+    let mut kitchen = SseClient::connect(b, "/api/rooms/kitchen/events", None).await;
     let mut sent = Vec::new();
     for n in 0..4 {
         let text = format!("before {n}");
         let instance = if n % 2 == 0 { a } else { b };
         sent.push((post(instance, &text).await, text));
+        post_to(instance, "garden", &format!("garden {n}")).await;
     }
     for (id, text) in &sent {
         let event = client.next().await;
@@ -526,27 +545,43 @@ async fn a_client_moves_between_two_chat_instances_without_loss_or_duplicate() {
     }
     let last_seen = client.last_event_id().to_owned();
     drop(client);
+    let first_kitchen = post_to(a, "kitchen", "kettle on").await;
+    assert_eq!(
+        kitchen.next().await.id,
+        first_kitchen,
+        "rooms are isolated: nothing of the lobby or garden"
+    );
+    let kitchen_seen = kitchen.last_event_id().to_owned();
+    drop(kitchen);
 
-    // Cut off: messages go to both instances meanwhile.
-    let mut missed = Vec::new();
+    // Cut off: messages go to several rooms on both instances meanwhile.
+    let (mut missed, mut missed_kitchen) = (Vec::new(), Vec::new());
     for n in 0..10 {
         let text = format!("meanwhile {n}");
         let instance = if n % 2 == 0 { b } else { a };
         missed.push((post(instance, &text).await, text));
+        let text = format!("kitchen {n}");
+        missed_kitchen.push((post_to(instance, "kitchen", &text).await, text));
+        post_to(instance, "garden", &format!("garden {n}")).await;
     }
 
     let mut client = SseClient::connect(b, "/api/events", Some(&last_seen)).await;
-    for (id, text) in &missed {
-        let event = client.next().await;
-        assert_eq!(
-            (&event.event, &event.id, &event.data),
-            (&"message".to_owned(), id, text)
-        );
+    let mut kitchen = SseClient::connect(a, "/api/rooms/kitchen/events", Some(&kitchen_seen)).await;
+    for (expected, client) in [(&missed, &mut client), (&missed_kitchen, &mut kitchen)] {
+        for (id, text) in expected {
+            let event = client.next().await;
+            assert_eq!(
+                (&event.event, &event.id, &event.data),
+                (&"message".to_owned(), id, text)
+            );
+        }
     }
     // Nothing repeated after them: the next event is the next message.
     let after = post(a, "after").await;
     let event = client.next().await;
     assert_eq!((event.id, event.data), (after, "after".to_owned()));
+    let after = post_to(b, "kitchen", "after").await;
+    assert_eq!(kitchen.next().await.id, after);
 }
 
 /// A client cut off while more than the process's window is published reconnects during a
@@ -558,17 +593,17 @@ async fn a_client_reconnecting_during_an_outage_is_held_and_resumes_once_redis_r
     let Some(mut server) = RedisServer::start_persistent() else {
         return;
     };
-    let log = within(
+    let rooms = within(
         "connect",
-        RedisLog::builder(server.url(), "chat")
+        RedisLog::builder(server.url(), "chat:")
             .window(4)
             .command_timeout(Duration::from_millis(500))
-            .connect(),
+            .connect_logs(),
     )
     .await
     .expect("connect");
     let config = StreamConfig::default().keep_alive(Duration::from_millis(200));
-    let http = TestServer::start(Serving::Axum, app::router(log, config)).await;
+    let http = TestServer::start(Serving::Axum, app::router(Topics::new(rooms), config)).await;
     let addr = http.addr;
 
     let mut client = SseClient::connect(addr, "/api/events", None).await;

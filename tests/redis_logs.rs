@@ -410,8 +410,15 @@ async fn redis_topics_keep_their_history_across_eviction() {
 
     rooms.append("kitchen", Event::new("tea ready")).await.unwrap();
     let cursor = LastEventId::parse(first.id().unwrap().as_str()).unwrap();
-    let mut feed = rooms.subscribe("kitchen", Some(&cursor), Access::allow()).await.unwrap();
-    let delivery = within("the next kitchen event", poll_fn(|cx| Pin::new(&mut feed).poll_delivery(cx))).await;
+    let mut feed = rooms
+        .subscribe("kitchen", Some(&cursor), Access::allow())
+        .await
+        .unwrap();
+    let delivery = within(
+        "the next kitchen event",
+        poll_fn(|cx| Pin::new(&mut feed).poll_delivery(cx)),
+    )
+    .await;
     match delivery {
         Some(Ok(Delivery::Event(event))) => assert_eq!(event.data(), "tea ready"),
         other => panic!("expected the event after the cursor, got {other:?}"),

@@ -112,7 +112,11 @@ async fn stuck_socket(addr: SocketAddr) -> tokio::net::TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_reset_when_it_resumes() {
     let log = MemoryLog::builder().history(HISTORY).build();
-    let server = TestServer::start(Serving::Axum, app::router(log.clone(), StreamConfig::default())).await;
+    let server = TestServer::start(
+        Serving::Axum,
+        app::router(app::memory_rooms(&log), StreamConfig::default()),
+    )
+    .await;
     let addr = server.addr;
     let started = Instant::now();
     let publish = |seq_hint: u64| {

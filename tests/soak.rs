@@ -74,7 +74,7 @@ fn ten_thousand_sse_cycles_and_long_polls_leave_no_subscription_task_or_memory_b
     let config = StreamConfig::default()
         .max_wait(MAX_WAIT)
         .keep_alive(Duration::from_millis(250));
-    let router = app::router(log.clone(), config);
+    let router = app::router(app::memory_rooms(&log), config);
     let listener = server_rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");

@@ -236,7 +236,7 @@ async fn cr_lf_and_crlf_in_data_are_each_exactly_one_line_break() {
     let log = MemoryLog::new();
     let server = TestServer::start(
         Serving::HyperUtil,
-        app::router(log.clone(), StreamConfig::default()),
+        app::router(app::memory_rooms(&log), StreamConfig::default()),
     )
     .await;
     let before = log.position();

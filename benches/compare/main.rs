@@ -23,16 +23,25 @@
 //!    `--hold` process of this binary); memory per connection, then CPU over 60 s;
 //! 5. long poll: 5 000 long pollers re-polling with their cursor while 20 events/s are
 //!    published for 5 s; deliveries per second and p99;
-//! 6. encoding, from `benches/encode.rs`.
+//! 6. encoding, from `benches/encode.rs`;
+//! 7. notify (per-user notifications): 10 000 topics with one SSE subscriber each, 20 000
+//!    events POSTed to random topics by 16 publishers; memory per idle topic + subscriber,
+//!    deliveries per second, publish-to-receive p50 and p99; the crate's `TopicsService`
+//!    under `axum::serve` and on its own server against axum's `Sse` over a
+//!    `HashMap<String, broadcast::Sender>` (`topics_servers.rs`);
+//! 8. churn: 2 000 subscribers join 1 000 fresh topics and leave, topics evicted after
+//!    100 ms idle, one cycle then 10 more; the server's RSS after the first and after the
+//!    last (the crate's two servers only: the baseline never evicts).
 //!
 //! Fan-out and latency run three times per server, taking turns, and each server's best round
-//! counts (other work on a shared machine comes and goes). The table gives each server's
+//! counts (other work on a shared machine comes and goes); notify and churn run three times
+//! too, and count the median of each figure (their targets are on medians). The table gives each server's
 //! figure and the ratios of this crate to axum, the ceiling and Nchan, then the targets.
 //!
 //! Every scenario runs in one skeleton (`scenario::run`): for each round, for each server
 //! (or all at once, for idle), start the server, put the load on it, collect its figures,
 //! stop it; then fill the scenario's rows with each server's best round. A scenario
-//! (`fanout.rs`, `latency.rs`, `idle.rs`, `longpoll.rs`) supplies only its load, its
+//! (`fanout.rs`, `latency.rs`, `idle.rs`, `longpoll.rs`, `notify.rs`, `churn.rs`) supplies only its load, its
 //! figures and its rows, by implementing `scenario::Scenario`. Around them: `settings.rs`
 //! (sizes and options), `kind.rs` and `process.rs` (the servers and their processes),
 //! `servers.rs` and `ceiling.rs` (the servers' own code), `nchan.rs` (over the nginx runner
@@ -41,13 +50,14 @@
 //! and the targets).
 //!
 //! Options: `--smoke`, `--only crate,crate-h1,crate-server,axum,ceiling,nchan`,
-//! `--scenarios encode,fanout,latency,longpoll,idle`, `--rounds N`, `--publishers N`,
+//! `--scenarios encode,fanout,latency,longpoll,idle,notify,churn`, `--rounds N`, `--publishers N`,
 //! `--events N` (fan-out), `--idle-secs N`.
 
 #[path = "../../examples/chat/app.rs"]
 #[allow(dead_code)]
 mod app;
 mod ceiling;
+mod churn;
 mod client;
 #[path = "../encode.rs"]
 #[allow(dead_code)]
@@ -61,20 +71,24 @@ mod longpoll;
 mod nchan;
 #[path = "../../tests/support/nginx.rs"]
 mod nginx;
+mod notify;
 mod process;
 mod procfs;
 mod scenario;
 mod servers;
 mod settings;
 mod table;
+mod topics_servers;
 
 use std::time::{Duration, Instant};
 
+use churn::Churn;
 use fanout::FanOut;
 use idle::Idle;
 use kind::Kind;
 use latency::Latency;
 use longpoll::LongPoll;
+use notify::Notify;
 use scenario::Run;
 use settings::Settings;
 use table::{Cell, Row, Unit};
@@ -87,7 +101,7 @@ fn main() {
     if let Some(at) = args.iter().position(|arg| arg == "--serve") {
         let kind = args.get(at + 1).map(String::as_str).unwrap_or("");
         let port = args.get(at + 2).and_then(|p| p.parse().ok()).unwrap_or(0);
-        servers::serve(kind, port);
+        servers::serve(kind, port, args.get(at + 3).map(String::as_str));
     }
     let settings = match Settings::from_args() {
         Ok(settings) => settings,
@@ -102,7 +116,7 @@ fn main() {
         procfs::machine()
     );
     // Nothing here may run unbounded: past this limit, stop every server and give up.
-    let limit = Duration::from_secs(if settings.smoke { 300 } else { 900 });
+    let limit = Duration::from_secs(if settings.smoke { 300 } else { 1200 });
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         eprintln!("compare: still running after {limit:?}; stopping the servers and giving up");
@@ -136,7 +150,10 @@ async fn run(settings: &Settings, encoded: Option<encode::Encoded>) -> bool {
     let started = Instant::now();
     load::now_us();
     let nofile = procfs::raise_fd_limit();
-    let needed = settings.fanout_subscribers.max(settings.idle_connections) as u64 + 100;
+    let needed = (settings.fanout_subscribers)
+        .max(settings.idle_connections)
+        .max(settings.notify_topics) as u64
+        + 100;
     if nofile < needed {
         eprintln!(
             "compare: the file limit is {nofile}, {needed} are needed; raise the hard limit (ulimit -Hn)"
@@ -169,6 +186,8 @@ async fn run(settings: &Settings, encoded: Option<encode::Encoded>) -> bool {
     let poll_rows = scenario::run(&LongPoll(settings), &mut run).await;
     rows.extend(scenario::run(&Idle(settings), &mut run).await);
     rows.extend(poll_rows);
+    rows.extend(scenario::run(&Notify(settings), &mut run).await);
+    rows.extend(scenario::run(&Churn(settings), &mut run).await);
 
     println!();
     println!(

@@ -70,15 +70,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts server `kind` on a free loopback port; nginx's workers get `nofile`.
-    pub fn start(kind: Kind, nofile: u64) -> Result<Server, String> {
+    /// Starts server `kind` serving `app` (`None`: the chat router; else a
+    /// `topics_servers.rs` app) on a free loopback port; nginx's workers get `nofile`.
+    pub fn start(kind: Kind, app: Option<&str>, nofile: u64) -> Result<Server, String> {
         let (process, port) = if kind == Kind::Nchan {
             let nginx = nchan::start(nofile)?;
             nginx.pids().into_iter().for_each(register);
             let port = nginx.port();
             (Process::Nginx(nginx), port)
         } else {
-            let (child, line) = spawn_self(&["--serve", kind.name(), "0"], Duration::from_secs(10))?;
+            let mut args = vec!["--serve", kind.name(), "0"];
+            args.extend(app);
+            let (child, line) = spawn_self(&args, Duration::from_secs(10))?;
             match line.strip_prefix("READY ").and_then(|port| port.parse().ok()) {
                 Some(port) => (Process::Rust(child), port),
                 None => {

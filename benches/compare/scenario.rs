@@ -30,7 +30,8 @@ pub trait Scenario {
     /// The rows it fills, in the order of [`Scenario::cells`], labelled with its sizes.
     fn rows(&self) -> Vec<Row>;
 
-    /// Rounds per server: the servers take turns, and each keeps its best round.
+    /// Rounds per server: the servers take turns, and each keeps its best round (or what
+    /// [`Scenario::settle`] makes of its rounds).
     fn rounds(&self) -> usize {
         1
     }
@@ -38,6 +39,12 @@ pub trait Scenario {
     /// Whether `kind` serves what it measures (the others get n/a).
     fn applies(&self, _kind: Kind) -> bool {
         true
+    }
+
+    /// The application each server runs (`--serve <kind> <port> <app>`): `None` for the
+    /// chat router, or a `topics_servers.rs` app.
+    fn app(&self) -> Option<&'static str> {
+        None
     }
 
     /// Puts the load on `servers` (just one, unless [`Scenario::AT_ONCE`]) and collects each
@@ -54,10 +61,22 @@ pub trait Scenario {
         false
     }
 
+    /// The figures that count, from a server's rounds in order (at least one): by default
+    /// its best round (the first of the best, by [`Scenario::better`]); a scenario judged
+    /// on medians combines them otherwise.
+    fn settle(&self, rounds: Vec<Self::Figures>) -> Self::Figures {
+        let mut rounds = rounds.into_iter();
+        let first = rounds.next().expect("at least one round");
+        rounds.fold(
+            first,
+            |best, new| if self.better(&new, &best) { new } else { best },
+        )
+    }
+
     /// The progress line printed after a round.
     fn summary(&self, figures: &Self::Figures) -> String;
 
-    /// The cells of [`Scenario::rows`] for a server's best round, in order.
+    /// The cells of [`Scenario::rows`] for a server's settled figures, in order.
     fn cells(&self, figures: &Self::Figures) -> Vec<Cell>;
 }
 
@@ -75,13 +94,15 @@ pub struct Run<'a> {
 
 /// Runs `scenario`, unless `--scenarios` leaves it out: for each round, for each server (or
 /// for all at once), starts the server, puts the load on it, collects its figures, stops
-/// it; then fills the scenario's rows with each server's best round.
+/// it; then fills the scenario's rows with each server's figures settled from its rounds
+/// (its best round, unless the scenario says otherwise).
 pub async fn run<S: Scenario>(scenario: &S, run: &mut Run<'_>) -> Vec<Row> {
     if !run.settings.runs(S::NAME) {
         return Vec::new();
     }
     let mut rows = scenario.rows();
-    let mut best: Vec<(Kind, S::Figures)> = Vec::new();
+    // Each server's figures, round by round.
+    let mut figured: Vec<(Kind, Vec<S::Figures>)> = Vec::new();
     // Servers not run again: failed, or could not finish a round in time.
     let mut retired: Vec<Kind> = Vec::new();
     for &kind in run.kinds.iter().filter(|&&kind| !scenario.applies(kind)) {
@@ -109,7 +130,7 @@ pub async fn run<S: Scenario>(scenario: &S, run: &mut Run<'_>) -> Vec<Row> {
             );
             let mut servers = Vec::new();
             for &kind in batch {
-                match Server::start(kind, run.nofile) {
+                match Server::start(kind, scenario.app(), run.nofile) {
                     Ok(server) => servers.push(server),
                     Err(error) => {
                         fail(&mut rows, kind, &error);
@@ -134,10 +155,9 @@ pub async fn run<S: Scenario>(scenario: &S, run: &mut Run<'_>) -> Vec<Row> {
                     retired.push(kind);
                     run.failed |= run.settings.smoke && S::INCOMPLETE_FAILS_SMOKE;
                 }
-                match best.iter_mut().find(|(k, _)| *k == kind) {
-                    Some((_, best)) if scenario.better(&figures, best) => *best = figures,
-                    Some(_) => {}
-                    None => best.push((kind, figures)),
+                match figured.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, rounds)) => rounds.push(figures),
+                    None => figured.push((kind, vec![figures])),
                 }
             }
             servers.into_iter().for_each(Server::stop);
@@ -145,7 +165,8 @@ pub async fn run<S: Scenario>(scenario: &S, run: &mut Run<'_>) -> Vec<Row> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    for (kind, figures) in best {
+    for (kind, rounds) in figured {
+        let figures = scenario.settle(rounds);
         for (row, cell) in rows.iter_mut().zip(scenario.cells(&figures)) {
             row.report(kind, Ok(cell));
         }

@@ -26,9 +26,10 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// that no subscriber is ever dropped for lagging.
 pub const HISTORY: usize = 1024;
 
-/// Runs server `kind` on 127.0.0.1:`port` (0: any free port), prints `READY <port>` and
-/// serves until the parent closes our stdin or kills us.
-pub fn serve(kind: &str, port: u16) -> ! {
+/// Runs server `kind` on 127.0.0.1:`port` (0: any free port), serving `app` (`None`: the
+/// chat router; else a `topics_servers.rs` app), prints `READY <port>` and serves until
+/// the parent closes our stdin or kills us.
+pub fn serve(kind: &str, port: u16, app: Option<&str>) -> ! {
     // The parent holds our stdin open; when it goes away (even by a crash), so do we.
     std::thread::spawn(|| {
         let mut sink = [0u8; 64];
@@ -43,6 +44,9 @@ pub fn serve(kind: &str, port: u16) -> ! {
     let result: io::Result<()> = runtime.block_on(async {
         let listener = listen(port)?;
         println!("READY {}", listener.local_addr()?.port());
+        if let Some(app) = app {
+            return crate::topics_servers::serve(kind, app, listener).await;
+        }
         match kind {
             "crate" => crate_axum_serve(listener).await,
             "crate-h1" => crate_hyper_http1(listener).await,
@@ -64,10 +68,16 @@ fn listen(port: u16) -> io::Result<TcpListener> {
     socket.listen(4096)
 }
 
+/// The chat example's router with `log` as its lobby (`/api/events`, `/api/messages`).
+fn chat_router(log: &MemoryLog) -> Router {
+    let config = StreamConfig::default().keep_alive(KEEP_ALIVE);
+    crate::app::router(crate::app::memory_rooms(log), config)
+}
+
 /// This crate as the README shows it: the chat example's router under `axum::serve`.
 async fn crate_axum_serve(listener: TcpListener) -> io::Result<()> {
     let log = MemoryLog::builder().history(HISTORY).build();
-    let app = crate::app::router(log, StreamConfig::default().keep_alive(KEEP_ALIVE));
+    let app = chat_router(&log);
     axum::serve(listener, app).await
 }
 
@@ -79,7 +89,7 @@ async fn crate_hyper_http1(listener: TcpListener) -> io::Result<()> {
     use hyper_util::service::TowerToHyperService;
 
     let log = MemoryLog::builder().history(HISTORY).build();
-    let app = crate::app::router(log, StreamConfig::default().keep_alive(KEEP_ALIVE));
+    let app = chat_router(&log);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new());
     let builder = Arc::new(builder);
@@ -101,7 +111,7 @@ async fn crate_hyper_http1(listener: TcpListener) -> io::Result<()> {
 /// without a buffer per connection, the publishers' `POST`s by hyper.
 async fn crate_own_server(listener: TcpListener) -> io::Result<()> {
     let log = MemoryLog::builder().history(HISTORY).build();
-    let app = crate::app::router(log, StreamConfig::default().keep_alive(KEEP_ALIVE));
+    let app = chat_router(&log);
     tower_eventstream::server::Server::new(app).serve(listener).await;
     Ok(())
 }

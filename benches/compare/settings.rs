@@ -20,6 +20,14 @@ pub struct Settings {
     pub poll_clients: usize,
     pub poll_rate: u64,
     pub poll_secs: u64,
+    /// Per-user notifications: topics, each with one SSE subscriber.
+    pub notify_topics: usize,
+    /// Events published to random topics, by `fanout_publishers` publishers.
+    pub notify_events: u64,
+    /// Topic churn: cycles measured (after one warm-up cycle).
+    pub churn_cycles: usize,
+    /// Subscribers per churn cycle, two to a fresh topic.
+    pub churn_subscribers: usize,
     /// Longest wait for every reader to finish after publishing ends.
     pub drain_limit: Duration,
     /// Longest a fan-out round may take; a server still delivering then is measured by
@@ -48,6 +56,10 @@ impl Settings {
                 poll_clients: 200,
                 poll_rate: 20,
                 poll_secs: 2,
+                notify_topics: 200,
+                notify_events: 1_000,
+                churn_cycles: 3,
+                churn_subscribers: 100,
                 drain_limit: Duration::from_secs(20),
                 fanout_limit: Duration::from_secs(20),
                 servers: Kind::ALL.to_vec(),
@@ -68,6 +80,10 @@ impl Settings {
                 poll_clients: 5_000,
                 poll_rate: 20,
                 poll_secs: 5,
+                notify_topics: 10_000,
+                notify_events: 20_000,
+                churn_cycles: 10,
+                churn_subscribers: 2_000,
                 drain_limit: Duration::from_secs(20),
                 fanout_limit: Duration::from_secs(30),
                 servers: Kind::ALL.to_vec(),

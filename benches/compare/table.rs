@@ -208,6 +208,40 @@ pub fn judge(rows: &[Row]) -> String {
                 verdict(own.map(|v| v <= WELL_UNDER_ONE_PERCENT)),
             ));
         }
+        // The topic scenarios, for the servers they ran on (medians of their rounds).
+        let ran = |row: &&Row| row.value(kind).is_some();
+        if let Some(row) = find("notify: memory").filter(ran) {
+            let own = row.value(kind);
+            out.push_str(&format!(
+                "  notify memory ≤ 4 KiB per idle topic + subscriber: {} ({})\n",
+                own.map_or("–".to_owned(), |v| format_value(v, Unit::KiB)),
+                verdict(own.map(|v| v <= 4.0)),
+            ));
+        }
+        if let Some(row) = find("notify: deliveries").filter(ran) {
+            let r = ratio(row, kind, Kind::Axum);
+            out.push_str(&format!(
+                "  notify deliveries/s ≥ 3× axum's: {} ({})\n",
+                format_ratio(r),
+                verdict(r.map(|r| r >= 3.0))
+            ));
+        }
+        if let Some(row) = find("notify: publish-to-receive p99").filter(ran) {
+            let r = ratio(row, kind, Kind::Axum);
+            out.push_str(&format!(
+                "  notify p99 ≤ axum's: {} ({})\n",
+                format_ratio(r),
+                verdict(r.map(|r| r <= 1.0))
+            ));
+        }
+        if let Some(row) = find("churn: RSS growth").filter(ran) {
+            let own = row.value(kind);
+            out.push_str(&format!(
+                "  churn RSS growth ≤ 5 %: {} ({})\n",
+                own.map_or("–".to_owned(), |v| format_value(v, Unit::Percent)),
+                verdict(own.map(|v| v <= 5.0)),
+            ));
+        }
         if let Some(row) = find("long poll deliveries") {
             let r = ratio(row, kind, Kind::Nchan);
             out.push_str(&format!(

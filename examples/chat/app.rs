@@ -1,48 +1,91 @@
-//! The chat room's routes, shared by `main.rs` and the integration tests.
+//! The chat's routes, shared by `main.rs` and the integration tests: one room per topic of a
+//! [`Topics`] registry.
 //!
 //! HTTP contract (public: change only with a CHANGELOG entry):
-//! - `GET /`: the page.
-//! - `POST /api/messages`: the body (`text/plain`, UTF-8, at most 64 KiB) becomes the data of
-//!   a `message` event; `201 {"id":"<event id>"}`, `400` if not UTF-8, `413` if too large.
-//! - `GET /api/events`: SSE (`Accept: text/event-stream`) or long poll, resumable with
-//!   `Last-Event-ID` / `lastEventId`.
+//! - `GET /`: the page; its room comes from the URL's fragment (`/#kitchen`), `lobby` without
+//!   one.
+//! - `POST /api/rooms/{room}/messages`: the body (`text/plain`, UTF-8, at most 64 KiB) becomes
+//!   the data of a `message` event of the room `{room}`; `201 {"id":"<event id>"}`, `400` if
+//!   the body is not UTF-8 or `{room}` is not a room name, `413` if too large, `503` if the
+//!   room's log is unavailable or no new room can be opened now.
+//! - `GET /api/rooms/{room}/events`: the room's events, SSE (`Accept: text/event-stream`) or
+//!   long poll, resumable with `Last-Event-ID` / `lastEventId`; `400` if `{room}` is not a room
+//!   name. A room with as many readers as allowed refuses a new one for now: a long poll gets
+//!   `503` + `Retry-After`, an SSE client a `retry:` hint and a clean end (a browser's
+//!   `EventSource` comes back by itself).
+//! - `POST /api/messages`, `GET /api/events`: the same for the room `lobby`.
+//! - A room name is 1 to 64 ASCII letters, digits, `-`, `_` or `.`. A room is opened on first
+//!   use; a memory room with no reader and no message for a while is closed, and a cursor
+//!   from before then gets `reset`.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_eventstream::{Event, EventLog, EventLogService, StreamConfig};
+use tower_eventstream::{Event, MakeLog, StreamConfig, TopicError, Topics, TopicsService};
 
 /// The largest message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// The room of `/api/events` and `/api/messages`, and of the page without a `#room`.
+pub const LOBBY: &str = "lobby";
+
 const PAGE: &str = include_str!("index.html");
 
-/// The chat application over any event log.
-pub fn router<L: EventLog>(log: L, config: StreamConfig) -> Router {
+/// The chat application over the rooms of `rooms`.
+pub fn router<M: MakeLog>(rooms: Topics<M>, config: StreamConfig) -> Router {
+    // `/api/rooms/{room}/events`: segments `api` (0), `rooms` (1), the room (2).
+    let room_events = TopicsService::new(rooms.clone())
+        .with_config(config.clone())
+        .key_from_path(2);
+    let lobby_events = TopicsService::new(rooms.clone())
+        .with_config(config)
+        .key_from(|_| Some(LOBBY.to_owned()));
+    let limit = DefaultBodyLimit::max(MAX_MESSAGE_BYTES);
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route(
-            "/api/messages",
-            post(post_message::<L>).layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES)),
-        )
-        .route_service(
-            "/api/events",
-            EventLogService::new(log.clone()).with_config(config),
-        )
-        .with_state(log)
+        .route("/api/messages", post(post_to_lobby::<M>).layer(limit))
+        .route("/api/rooms/{room}/messages", post(post_to_room::<M>).layer(limit))
+        .route_service("/api/events", lobby_events)
+        .route_service("/api/rooms/{room}/events", room_events)
+        .with_state(rooms)
 }
 
-async fn post_message<L: EventLog>(State(log): State<L>, body: Bytes) -> Response {
-    let Ok(text) = std::str::from_utf8(&body) else {
+/// Rooms in memory, none ever closed, whose `lobby` is `lobby`: what a test pushes to `lobby`
+/// is what `/api/events` serves. (No sweeper task: callable outside a Tokio runtime.)
+#[allow(dead_code)] // for the tests; `main` opens every room on demand
+pub fn memory_rooms(lobby: &tower_eventstream::MemoryLog) -> Topics<tower_eventstream::MemoryLogBuilder> {
+    let rooms = Topics::builder(tower_eventstream::MemoryLog::builder())
+        .without_eviction()
+        .build();
+    rooms
+        .pin(LOBBY, lobby.clone())
+        .expect("`lobby` is a valid room name");
+    rooms
+}
+
+async fn post_to_lobby<M: MakeLog>(State(rooms): State<Topics<M>>, body: Bytes) -> Response {
+    post_message(&rooms, LOBBY, &body).await
+}
+
+async fn post_to_room<M: MakeLog>(
+    State(rooms): State<Topics<M>>,
+    Path(room): Path<String>,
+    body: Bytes,
+) -> Response {
+    post_message(&rooms, &room, &body).await
+}
+
+async fn post_message<M: MakeLog>(rooms: &Topics<M>, room: &str, body: &[u8]) -> Response {
+    let Ok(text) = std::str::from_utf8(body) else {
         return (StatusCode::BAD_REQUEST, "message must be UTF-8 text\n").into_response();
     };
     let event = Event::new(text)
         .with_name("message")
         .expect("`message` is a valid event name");
-    match log.append(event).await {
+    match rooms.append(room, event).await {
         Ok(stored) => {
             let id = stored.id().map(|id| id.as_str()).unwrap_or_default();
             let json = format!("{{\"id\":{}}}", serde_json::Value::from(id));
@@ -53,10 +96,10 @@ async fn post_message<L: EventLog>(State(log): State<L>, body: Bytes) -> Respons
             )
                 .into_response()
         }
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("event log unavailable: {error}\n"),
-        )
-            .into_response(),
+        Err(error @ TopicError::InvalidKey(_)) => {
+            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+        }
+        // A backend fault ("event log unavailable: …") or too many rooms: passing.
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
     }
 }

@@ -1,9 +1,10 @@
-//! A chat room served live over SSE and long polling from one event log.
+//! Chat rooms served live over SSE and long polling, one event log per room.
 //!
-//! Run with `cargo run --example chat`, then open http://127.0.0.1:3000 in two tabs.
+//! Run with `cargo run --example chat`, then open http://127.0.0.1:3000 in two tabs
+//! (http://127.0.0.1:3000/#kitchen for the room `kitchen`; the lobby without a `#room`).
 //! `ADDR` sets the listening address.
 //!
-//! Several instances share one room through Redis Streams (Redis 7.0 or later):
+//! Several instances share the rooms through Redis Streams (Redis 7.0 or later):
 //!
 //! ```sh
 //! REDIS_URL=redis://127.0.0.1:6379 ADDR=127.0.0.1:3000 cargo run --example chat --features redis
@@ -11,8 +12,9 @@
 //! ```
 //!
 //! A page can then reconnect to either instance and resume with `Last-Event-ID`.
-//! `REDIS_STREAM` sets the stream key (default `chat`). Without `REDIS_URL` the room lives
-//! in this process's memory.
+//! `REDIS_STREAM` sets the prefix of the rooms' stream keys (default `chat`: the room `lobby`
+//! is the stream `chat:lobby`). Without `REDIS_URL` the rooms live in this process's memory,
+//! each closed (and its history dropped) after ten minutes without readers or messages.
 
 mod app;
 #[path = "../shared/process.rs"]
@@ -20,7 +22,7 @@ mod process;
 
 use std::net::SocketAddr;
 
-use tower_eventstream::{EventLog, MemoryLog, Shutdown, StreamConfig};
+use tower_eventstream::{MakeLog, MemoryLog, Shutdown, StreamConfig, Topics};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -28,17 +30,19 @@ async fn main() -> std::io::Result<()> {
 
     match std::env::var("REDIS_URL") {
         Ok(url) if !url.is_empty() => serve_redis(addr, &url).await,
-        _ => serve(addr, MemoryLog::new(), "memory").await,
+        _ => serve(addr, Topics::new(MemoryLog::builder()), "memory").await,
     }
 }
 
 #[cfg(feature = "redis")]
 async fn serve_redis(addr: SocketAddr, url: &str) -> std::io::Result<()> {
     let key = std::env::var("REDIS_STREAM").unwrap_or_else(|_| "chat".to_owned());
-    let log = tower_eventstream::RedisLog::connect(url, &key)
+    // One stream per room, `<key>:<room>`, all read by this process's one reader.
+    let logs = tower_eventstream::RedisLog::builder(url, format!("{key}:"))
+        .connect_logs()
         .await
         .map_err(|e| std::io::Error::other(format!("REDIS_URL: {e}")))?;
-    serve(addr, log, &format!("Redis stream `{key}`")).await
+    serve(addr, Topics::new(logs), &format!("Redis streams `{key}:<room>`")).await
 }
 
 #[cfg(not(feature = "redis"))]
@@ -49,9 +53,9 @@ async fn serve_redis(_addr: SocketAddr, _url: &str) -> std::io::Result<()> {
     ))
 }
 
-async fn serve<L: EventLog>(addr: SocketAddr, log: L, store: &str) -> std::io::Result<()> {
+async fn serve<M: MakeLog>(addr: SocketAddr, rooms: Topics<M>, store: &str) -> std::io::Result<()> {
     let shutdown = Shutdown::new();
-    let app = app::router(log, StreamConfig::default().shutdown(shutdown.clone()));
+    let app = app::router(rooms, StreamConfig::default().shutdown(shutdown.clone()));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(

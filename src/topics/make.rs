@@ -38,7 +38,10 @@ impl MakeLog for MemoryLogBuilder {
 impl MakeLog for crate::RedisLogs {
     type Log = crate::RedisLog;
 
-    fn make_log(&self, key: &str) -> impl Future<Output = Result<crate::RedisLog, crate::RedisLogError>> + Send {
+    fn make_log(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<crate::RedisLog, crate::RedisLogError>> + Send {
         self.log(key)
     }
 }

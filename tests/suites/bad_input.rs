@@ -38,7 +38,7 @@ impl Chat {
 
     async fn with_log(serving: Serving, log: MemoryLog) -> Self {
         let config = StreamConfig::default().max_wait(MAX_WAIT);
-        let server = TestServer::start(serving, app::router(log.clone(), config)).await;
+        let server = TestServer::start(serving, app::router(app::memory_rooms(&log), config)).await;
         Chat { log, server }
     }
 

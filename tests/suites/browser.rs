@@ -41,7 +41,7 @@ impl Room {
     async fn start(serving: Serving, history: usize, config: StreamConfig) -> Room {
         let log = MemoryLog::builder().history(history).build();
         let seen = SeenRequests::default();
-        let router = seen.record(app::router(log.clone(), config.clone()));
+        let router = seen.record(app::router(app::memory_rooms(&log), config.clone()));
         let server = TestServer::start_cuttable(serving, router).await;
         Room {
             server,
@@ -60,9 +60,9 @@ impl Room {
         self.log.lock().unwrap().clone()
     }
 
-    /// The requests to the event route so far.
+    /// The requests to the lobby's event route so far.
     fn seen(&self) -> Vec<Seen> {
-        self.seen.to("/api/events")
+        self.seen.to("/api/rooms/lobby/events")
     }
 
     fn publish(&self, count: usize, prefix: &str) -> Value {
@@ -88,8 +88,10 @@ impl Room {
             ["restart", count, prefix] => {
                 let count: usize = count.parse().map_err(|_| format!("bad count in {command:?}"))?;
                 let log = MemoryLog::builder().history(self.history).build();
-                self.server
-                    .swap(self.seen.record(app::router(log.clone(), self.config.clone())));
+                self.server.swap(
+                    self.seen
+                        .record(app::router(app::memory_rooms(&log), self.config.clone())),
+                );
                 *self.log.lock().unwrap() = log;
                 self.server.cut();
                 Ok(self.publish(count, prefix))

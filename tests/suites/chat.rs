@@ -14,7 +14,11 @@ use crate::support::sse::SseClient;
 
 async fn chat(serving: Serving) -> (MemoryLog, SocketAddr, TestServer) {
     let log = MemoryLog::new();
-    let server = TestServer::start(serving, app::router(log.clone(), StreamConfig::default())).await;
+    let server = TestServer::start(
+        serving,
+        app::router(app::memory_rooms(&log), StreamConfig::default()),
+    )
+    .await;
     (log, server.addr, server)
 }
 
@@ -132,8 +136,8 @@ pub async fn the_page_is_served_at_the_root(serving: Serving) {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(answer.text().contains("EventSource"), "the page uses EventSource");
     assert!(
-        answer.text().contains("/api/events"),
-        "the page reads the events route"
+        answer.text().contains("/api/rooms/"),
+        "the page reads the rooms' routes"
     );
 }
 

@@ -1,0 +1,429 @@
+//! The chat example's rooms over real TCP: `/api/rooms/{room}/events` and
+//! `/api/rooms/{room}/messages`, one `Topics` registry behind them, `/api/events` and
+//! `/api/messages` as the room `lobby`; and the page's room switch and its comeback after a
+//! refusal, in real browsers (`tests/browser/rooms.mjs`).
+
+mod support;
+
+#[path = "../examples/chat/app.rs"]
+mod app;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::json;
+use tower_eventstream::{MakeLog, MemoryLog, MemoryLogBuilder, StreamConfig, Topics};
+
+use support::browser::{on_each_engine, run_scenario, Engine};
+use support::client::{get, long_poll, poll_cursor, poll_events, request, Answer};
+use support::reader::SseReader;
+use support::seen::SeenRequests;
+use support::server::{Serving, TestServer};
+use support::sse::SseClient;
+use support::{wait_until, within};
+
+/// The chat over `rooms` on `axum::serve`, as the example's `main` serves it.
+async fn chat<M: MakeLog>(rooms: &Topics<M>, config: StreamConfig) -> TestServer {
+    TestServer::start(Serving::Axum, app::router(rooms.clone(), config)).await
+}
+
+fn memory_rooms() -> Topics<MemoryLogBuilder> {
+    Topics::new(MemoryLog::builder())
+}
+
+fn events(room: &str) -> String {
+    format!("/api/rooms/{room}/events")
+}
+
+/// `POST path` with `text`, as the page sends it.
+async fn post_to(addr: SocketAddr, path: &str, text: &str) -> Answer {
+    let headers: &[(&str, &[u8])] = &[("content-type", b"text/plain; charset=utf-8")];
+    request(
+        addr,
+        Method::POST,
+        path,
+        headers,
+        Bytes::copy_from_slice(text.as_bytes()),
+    )
+    .await
+}
+
+/// Posts `text` to `path`, which must answer `201 {"id":…}`; returns the id.
+async fn post_ok_to(addr: SocketAddr, path: &str, text: &str) -> String {
+    let answer = post_to(addr, path, text).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::CREATED,
+        "POST {path}: {}",
+        answer.text()
+    );
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    answer.json()["id"]
+        .as_str()
+        .expect("the id is a string")
+        .to_owned()
+}
+
+/// Posts `text` to `room`; returns the id.
+async fn post_ok(addr: SocketAddr, room: &str, text: &str) -> String {
+    post_ok_to(addr, &format!("/api/rooms/{room}/messages"), text).await
+}
+
+/// The next `n` events of `client`: `(id, data)`, each a `message`.
+async fn messages(client: &mut SseClient, n: usize) -> Vec<(String, String)> {
+    let events = client.take(n).await;
+    assert!(events.iter().all(|e| e.event == "message"), "{events:?}");
+    events.into_iter().map(|e| (e.id, e.data)).collect()
+}
+
+/// Long polls `path` from `cursor` until `n` events have come: `(id, data)` of each.
+async fn poll_messages(addr: SocketAddr, path: &str, mut cursor: String, n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let (_, answer) = long_poll(addr, &format!("{path}?lastEventId={cursor}&timeout=2000")).await;
+        assert_eq!(answer["reset"], false, "{answer}");
+        let batch = poll_events(&answer);
+        assert!(!batch.is_empty(), "the poll returned nothing: {answer}");
+        out.extend(batch.into_iter().map(|(id, event, data)| {
+            assert_eq!(event, "message");
+            (id, data)
+        }));
+        cursor = poll_cursor(&answer);
+    }
+    out
+}
+
+/// The live end of `path`, for a long poll to start from.
+async fn poll_start(addr: SocketAddr, path: &str) -> String {
+    let (_, answer) = long_poll(addr, &format!("{path}?timeout=0")).await;
+    poll_cursor(&answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rooms_are_isolated_on_sse_and_long_poll() {
+    let rooms = memory_rooms();
+    let server = chat(&rooms, StreamConfig::default()).await;
+    let addr = server.addr;
+    let mut lobby = SseClient::connect(addr, &events("lobby"), None).await;
+    let mut kitchen = SseClient::connect(addr, &events("kitchen"), None).await;
+    let lobby_cursor = poll_start(addr, &events("lobby")).await;
+    let kitchen_cursor = poll_start(addr, &events("kitchen")).await;
+
+    let (mut to_lobby, mut to_kitchen) = (Vec::new(), Vec::new());
+    for n in 0..5 {
+        let text = format!("kitchen {n}");
+        to_kitchen.push((post_ok(addr, "kitchen", &text).await, text));
+        let text = format!("lobby {n}");
+        to_lobby.push((post_ok(addr, "lobby", &text).await, text));
+    }
+    // A last one in each room, so that anything of the other room would have come before it.
+    let text = "kitchen end".to_owned();
+    to_kitchen.push((post_ok(addr, "kitchen", &text).await, text));
+    let text = "lobby end".to_owned();
+    to_lobby.push((post_ok(addr, "lobby", &text).await, text));
+
+    assert_eq!(messages(&mut kitchen, 6).await, to_kitchen, "SSE of the kitchen");
+    assert_eq!(messages(&mut lobby, 6).await, to_lobby, "SSE of the lobby");
+    assert_eq!(
+        poll_messages(addr, &events("kitchen"), kitchen_cursor, 6).await,
+        to_kitchen,
+        "long poll of the kitchen"
+    );
+    assert_eq!(
+        poll_messages(addr, &events("lobby"), lobby_cursor, 6).await,
+        to_lobby,
+        "long poll of the lobby"
+    );
+    assert_eq!(rooms.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_resumes_exactly_once_after_a_cut_while_both_rooms_get_messages() {
+    let rooms = memory_rooms();
+    let server = chat(&rooms, StreamConfig::default()).await;
+    let addr = server.addr;
+
+    let mut kitchen = SseClient::connect(addr, &events("kitchen"), None).await;
+    let mut seen = Vec::new();
+    for n in 0..3 {
+        let text = format!("before {n}");
+        seen.push((post_ok(addr, "kitchen", &text).await, text));
+        post_ok(addr, "lobby", &format!("lobby before {n}")).await;
+    }
+    assert_eq!(messages(&mut kitchen, 3).await, seen);
+    let last = kitchen.last_event_id().to_owned();
+    assert_eq!(last, seen[2].0);
+    drop(kitchen); // cut mid-stream
+
+    let mut missed = Vec::new();
+    for n in 0..4 {
+        post_ok(addr, "lobby", &format!("lobby away {n}")).await;
+        let text = format!("away {n}");
+        missed.push((post_ok(addr, "kitchen", &text).await, text));
+    }
+
+    let mut kitchen = SseClient::connect(addr, &events("kitchen"), Some(&last)).await;
+    assert_eq!(
+        messages(&mut kitchen, 4).await,
+        missed,
+        "exactly the missed kitchen messages"
+    );
+    post_ok(addr, "lobby", "lobby after").await;
+    let after = post_ok(addr, "kitchen", "after").await;
+    assert_eq!(
+        messages(&mut kitchen, 1).await,
+        [(after, "after".to_owned())],
+        "then the live ones: no duplicate, nothing of the lobby"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_room_name_is_400_with_a_message_on_every_route() {
+    let rooms = memory_rooms();
+    let server = chat(&rooms, StreamConfig::default()).await;
+    let addr = server.addr;
+    let too_long = "x".repeat(65);
+    for room in ["a%20b", too_long.as_str(), "a:b", "caf%C3%A9"] {
+        let sse: &[(&str, &[u8])] = &[("accept", b"text/event-stream")];
+        let answers = [
+            (
+                "SSE",
+                request(addr, Method::GET, &events(room), sse, Bytes::new()).await,
+            ),
+            (
+                "long poll",
+                get(addr, &format!("{}?timeout=0", events(room))).await,
+            ),
+            (
+                "POST",
+                post_to(addr, &format!("/api/rooms/{room}/messages"), "hi").await,
+            ),
+        ];
+        for (what, answer) in answers {
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{what} {room}: {}",
+                answer.text()
+            );
+            let text = answer.text();
+            assert!(
+                text.contains("invalid topic") && text.contains("topic key"),
+                "{what} {room}: a clear message: {text:?}"
+            );
+        }
+    }
+    assert!(rooms.is_empty(), "no room was opened");
+    // The longest name is a room.
+    post_ok(addr, &"x".repeat(64), "64 is fine").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_routes_are_the_lobby() {
+    let rooms = memory_rooms();
+    let server = chat(&rooms, StreamConfig::default()).await;
+    let addr = server.addr;
+    let mut old = SseClient::connect(addr, "/api/events", None).await;
+    let mut new = SseClient::connect(addr, &events("lobby"), None).await;
+    let old_cursor = poll_start(addr, "/api/events").await;
+
+    let first = post_ok(addr, "lobby", "to the lobby's room route").await;
+    let second = post_ok_to(addr, "/api/messages", "to the old route").await;
+    post_ok(addr, "kitchen", "elsewhere").await;
+    let third = post_ok(addr, "lobby", "to the lobby again").await;
+    let expected = vec![
+        (first, "to the lobby's room route".to_owned()),
+        (second, "to the old route".to_owned()),
+        (third, "to the lobby again".to_owned()),
+    ];
+    assert_eq!(messages(&mut old, 3).await, expected, "/api/events");
+    assert_eq!(messages(&mut new, 3).await, expected, "/api/rooms/lobby/events");
+    assert_eq!(poll_messages(addr, "/api/events", old_cursor, 3).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_memory_room_answers_an_old_cursor_with_reset() {
+    let rooms = Topics::builder(MemoryLog::builder())
+        .idle_eviction(Duration::from_millis(200))
+        .build();
+    // Keep-alives make the server notice a client gone soon.
+    let server = chat(
+        &rooms,
+        StreamConfig::default().keep_alive(Duration::from_millis(100)),
+    )
+    .await;
+    let addr = server.addr;
+
+    let mut client = SseClient::connect(addr, &events("kitchen"), None).await;
+    let id = post_ok(addr, "kitchen", "soon forgotten").await;
+    assert_eq!(messages(&mut client, 1).await[0].0, id);
+    drop(client);
+    wait_until("the kitchen to be evicted", || rooms.is_empty()).await;
+
+    let mut client = SseClient::connect(addr, &events("kitchen"), Some(&id)).await;
+    let first = client.next().await;
+    assert_eq!(first.event, "reset", "{first:?}");
+    let after = post_ok(addr, "kitchen", "a new history").await;
+    assert_eq!(
+        messages(&mut client, 1).await,
+        [(after, "a new history".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_room_refuses_a_new_reader_for_now() {
+    let rooms = Topics::builder(MemoryLog::builder())
+        .max_subscribers_per_topic(1)
+        .build();
+    let config = StreamConfig::default().retry(Duration::from_millis(300));
+    let server = chat(&rooms, config).await;
+    let addr = server.addr;
+
+    let holder = SseClient::connect(addr, &events("kitchen"), None).await;
+    wait_until("the first reader", || rooms.subscriber_count() == 1).await;
+
+    // SSE: 200, a retry hint, a clean end, so that a browser comes back.
+    let mut refused = SseReader::connect(addr, &events("kitchen"), None).await;
+    let content_type = refused.header("content-type").expect("a content type").to_owned();
+    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    let body = within("the refusal to end", refused.read_to_end()).await;
+    assert!(body.lines().any(|line| line.starts_with("retry:")), "{body:?}");
+    assert!(!body.contains("data:"), "no event: {body:?}");
+
+    // Long poll: 503 with Retry-After.
+    let answer = get(addr, &format!("{}?timeout=0", events("kitchen"))).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.text()
+    );
+    let retry_after: u64 = answer
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1, "{retry_after}");
+
+    // Another room has room; the kitchen does again once its reader leaves.
+    let mut lobby = SseClient::connect(addr, "/api/events", None).await;
+    drop(holder);
+    wait_until("the first reader to leave", || rooms.subscriber_count() == 1).await;
+    let mut kitchen = SseClient::connect(addr, &events("kitchen"), None).await;
+    let id = post_ok(addr, "kitchen", "in at last").await;
+    assert_eq!(messages(&mut kitchen, 1).await, [(id, "in at last".to_owned())]);
+    let id = post_ok(addr, "lobby", "still here").await;
+    assert_eq!(messages(&mut lobby, 1).await, [(id, "still here".to_owned())]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The page
+// ---------------------------------------------------------------------------------------
+
+/// The page's EventSource, refused while a Rust client holds the lobby's only place, keeps
+/// coming back by itself, gets in once the place is free, and receives what is posted then.
+async fn a_page_under_a_refusal_comes_back_once_there_is_room(engine: Engine, test: &str) {
+    if !engine.available(test) {
+        return;
+    }
+    let rooms = Topics::builder(MemoryLog::builder())
+        .max_subscribers_per_topic(1)
+        .build();
+    let config = StreamConfig::default().retry(Duration::from_millis(300));
+    let seen = SeenRequests::default();
+    let server = TestServer::start(
+        Serving::HyperUtil,
+        seen.record(app::router(rooms.clone(), config)),
+    )
+    .await;
+    let addr = server.addr;
+    let mut holder = Some(SseClient::connect(addr, &events("lobby"), None).await);
+    wait_until("the Rust reader", || rooms.subscriber_count() == 1).await;
+
+    let base = format!("http://{addr}");
+    let result = run_scenario(engine, "rooms.mjs", &base, &["refusal"], async |command: &str| {
+        match command {
+            "release" => {
+                // Refused so far: the page's attempts are seen, none is counted.
+                let attempts = seen.to(&events("lobby")).len();
+                drop(holder.take().ok_or("released twice")?);
+                wait_until("the Rust reader to leave", || rooms.subscriber_count() == 0).await;
+                Ok(json!(attempts))
+            }
+            "wait-subscribed" => {
+                wait_until("the page's reader", || rooms.subscriber_count() == 1).await;
+                Ok(json!(rooms.subscriber_count()))
+            }
+            _ => Err(format!("unknown command {command:?}")),
+        }
+    })
+    .await;
+    assert_eq!(result["received"], json!(["after the refusal"]));
+    let attempts = seen.to(&events("lobby"));
+    // The Rust reader's request, the page's refused ones, and the one let in.
+    assert!(
+        attempts.len() >= 4,
+        "{engine}: the page came back by itself: {attempts:?}"
+    );
+    assert!(
+        attempts[1..].iter().all(|s| s.sse && s.query.is_none()),
+        "{engine}: every attempt is the EventSource's own: {attempts:?}"
+    );
+}
+
+on_each_engine!(
+    a_page_under_a_refusal_comes_back_once_there_is_room,
+    a_page_under_a_refusal_comes_back_once_there_is_room_in_chromium,
+    a_page_under_a_refusal_comes_back_once_there_is_room_in_firefox,
+);
+
+/// The page's room switch: `#room` picks the room, the input changes it, each room's page
+/// sees only that room's messages, on SSE and long polling; an invalid name connects nowhere.
+async fn the_page_switches_rooms_by_its_fragment(engine: Engine, test: &str) {
+    if !engine.available(test) {
+        return;
+    }
+    let rooms = memory_rooms();
+    let seen = SeenRequests::default();
+    let config = StreamConfig::default().retry(Duration::from_millis(300));
+    let server = TestServer::start(
+        Serving::HyperUtil,
+        seen.record(app::router(rooms.clone(), config)),
+    )
+    .await;
+    let base = format!("http://{}", server.addr);
+    let result = run_scenario(engine, "rooms.mjs", &base, &["switch"], async |command: &str| {
+        match command.split_whitespace().collect::<Vec<_>>().as_slice() {
+            // A long-poll page is "open" only after its first answer: wait until its first
+            // poll is held by the server instead.
+            ["wait-readers", room, count] => {
+                let count: usize = count.parse().map_err(|_| format!("bad count in {command:?}"))?;
+                let log = rooms.log(room).await.map_err(|e| e.to_string())?;
+                wait_until("the room's readers", || log.subscriber_count() >= count).await;
+                Ok(json!(log.subscriber_count()))
+            }
+            _ => Err(format!("unknown command {command:?}")),
+        }
+    })
+    .await;
+    assert_eq!(result["kitchen"], json!(["for the kitchen"]));
+    assert_eq!(result["garden"], json!(["for the garden"]));
+    assert_eq!(result["polled"], json!(["polled in the kitchen"]));
+    assert!(
+        !seen
+            .all()
+            .iter()
+            .any(|s| s.path.contains("a%20b") || s.path.contains("a b")),
+        "{engine}: an invalid room is never asked for: {:?}",
+        seen.all()
+    );
+    assert!(!seen.to(&events("garden")).is_empty());
+}
+
+on_each_engine!(
+    the_page_switches_rooms_by_its_fragment,
+    the_page_switches_rooms_by_its_fragment_in_chromium,
+    the_page_switches_rooms_by_its_fragment_in_firefox,
+);
