@@ -170,3 +170,19 @@ impl<S> std::fmt::Debug for RespondFuture<S> {
         f.debug_struct("RespondFuture").finish_non_exhaustive()
     }
 }
+
+/// `405` for anything but `GET` and `HEAD`, the only methods an event route serves; `None`
+/// for those two.
+pub(crate) fn refuse_method<S>(method: &http::Method) -> Option<Response<EventStreamBody<S>>> {
+    if method == http::Method::GET || method == http::Method::HEAD {
+        return None;
+    }
+    let mut response = text_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "only GET and HEAD are served here",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    Some(response)
+}

@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
 use crate::failure::{come_back_later, RetryingSubscription};
-use crate::respond::text_response;
+use crate::respond::{refuse_method, text_response};
 use crate::{
     CursorError, EventLog, EventStreamBody, RequestError, StreamConfig, StreamRequest, SubscribeError,
     Transport,
@@ -110,16 +110,9 @@ impl<L: EventLog, B> Service<Request<B>> for EventLogService<L> {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, _body) = request.into_parts();
-        if parts.method != Method::GET && parts.method != Method::HEAD {
-            let mut response = text_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only GET and HEAD are served here",
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        if let Some(refusal) = refuse_method(&parts.method) {
             return EventLogFuture {
-                answer: Box::pin(std::future::ready(Ok(response))),
+                answer: Box::pin(std::future::ready(Ok(refusal))),
             };
         }
         let stream_request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use support::client::{post_message, request};
+use support::feed::{append, cursor, label, labels, next, subscribe};
 use support::reader::SseReader;
 use support::redis::RedisServer;
 use support::server::{Serving, TestServer};
@@ -37,36 +38,6 @@ async fn connect(server: &RedisServer, key: &str) -> RedisLog {
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-async fn next(subscription: &mut RedisSubscription) -> Delivery {
-    let delivery = within(
-        "the next delivery",
-        poll_fn(|cx| Pin::new(&mut *subscription).poll_delivery(cx)),
-    )
-    .await;
-    match delivery {
-        Some(Ok(delivery)) => delivery,
-        Some(Err(never)) => match never {},
-        None => panic!("the subscription ended"),
-    }
-}
-
-/// `data`, or `<gap>` for a gap.
-fn label(delivery: &Delivery) -> String {
-    match delivery {
-        Delivery::Event(event) => event.data().to_owned(),
-        Delivery::Gap(_) => "<gap>".to_owned(),
-        _ => "<checkpoint>".to_owned(),
-    }
-}
-
-async fn labels(subscription: &mut RedisSubscription, n: usize) -> Vec<String> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(label(&next(subscription).await));
-    }
-    out
-}
-
 /// Asserts that nothing is delivered for a short while.
 async fn nothing_more(subscription: &mut RedisSubscription) {
     let got = tokio::time::timeout(
@@ -77,22 +48,6 @@ async fn nothing_more(subscription: &mut RedisSubscription) {
     if let Ok(Some(Ok(delivery))) = got {
         panic!("nothing more was expected, got {delivery:?}");
     }
-}
-
-async fn append(log: &RedisLog, data: &str) -> Event {
-    within("append", log.append(Event::new(data)))
-        .await
-        .expect("append")
-}
-
-fn cursor(event: &Event) -> LastEventId {
-    LastEventId::parse(event.id().expect("an id").as_str()).expect("a cursor")
-}
-
-async fn subscribe(log: &RedisLog, cursor: Option<&LastEventId>) -> RedisSubscription {
-    within("subscribe", log.subscribe(cursor))
-        .await
-        .expect("subscribe")
 }
 
 fn numbered(range: std::ops::Range<usize>) -> Vec<String> {

@@ -11,14 +11,14 @@ mod support;
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use support::feed::{append, cursor, id_and_data, next, ready_now, subscribe};
 use support::redis::RedisServer;
 use support::{report, wait_until, within};
 use tower_eventstream::{
-    Delivery, Event, EventFeed, EventLog, LastEventId, RedisLog, RedisLogs, RedisSubscription, ResumeOutcome,
+    Delivery, Event, EventFeed, LastEventId, RedisLog, RedisLogs, RedisSubscription, ResumeOutcome,
     Subscription,
 };
 
@@ -35,31 +35,6 @@ async fn log(logs: &RedisLogs, name: &str) -> RedisLog {
     within("log", logs.log(name)).await.expect("a log of the family")
 }
 
-async fn subscribe(log: &RedisLog, cursor: Option<&LastEventId>) -> RedisSubscription {
-    within("subscribe", log.subscribe(cursor))
-        .await
-        .expect("subscribe")
-}
-
-async fn append(log: &RedisLog, data: &str) -> Event {
-    within("append", log.append(Event::new(data)))
-        .await
-        .expect("append")
-}
-
-async fn next(subscription: &mut RedisSubscription) -> Delivery {
-    let delivery = within(
-        "the next delivery",
-        poll_fn(|cx| Pin::new(&mut *subscription).poll_delivery(cx)),
-    )
-    .await;
-    match delivery {
-        Some(Ok(delivery)) => delivery,
-        Some(Err(never)) => match never {},
-        None => panic!("the subscription ended"),
-    }
-}
-
 /// The next delivery's id and data; panics on a gap.
 async fn next_event(subscription: &mut RedisSubscription) -> (String, String) {
     match next(subscription).await {
@@ -69,28 +44,6 @@ async fn next_event(subscription: &mut RedisSubscription) -> (String, String) {
         ),
         other => panic!("expected an event, got {other:?}"),
     }
-}
-
-fn id_and_data(event: &Event) -> (String, String) {
-    (
-        event.id().expect("an id").as_str().to_owned(),
-        event.data().to_owned(),
-    )
-}
-
-/// Whether the subscription has a delivery ready now (without waiting).
-fn ready_now(subscription: &mut RedisSubscription) -> Option<Delivery> {
-    let mut cx = Context::from_waker(Waker::noop());
-    match Pin::new(subscription).poll_delivery(&mut cx) {
-        Poll::Ready(Some(Ok(delivery))) => Some(delivery),
-        Poll::Ready(Some(Err(never))) => match never {},
-        Poll::Ready(None) => panic!("the subscription ended"),
-        Poll::Pending => None,
-    }
-}
-
-fn cursor(event: &Event) -> LastEventId {
-    LastEventId::parse(event.id().expect("an id").as_str()).expect("a cursor")
 }
 
 /// `n` distinct indices below `below`, from a seed printed with the figures (xorshift).

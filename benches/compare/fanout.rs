@@ -122,17 +122,7 @@ async fn fan_out(server: &Server, s: &Settings) -> Result<Figures, String> {
     );
     tasks.abort_all();
     // Publishers still at work when the time ran out are abandoned.
-    let mut publish_error = None;
-    let mut published_at = 0;
-    while let Ok(Some(joined)) = tokio::time::timeout(Duration::from_secs(1), publishing.join_next()).await {
-        match joined {
-            Ok(Err(error)) => {
-                publish_error.get_or_insert(error);
-            }
-            Ok(Ok(at)) => published_at = published_at.max(at),
-            Err(_) => {}
-        }
-    }
+    let (publish_error, published_at) = scenario::join_publishers(&mut publishing).await;
     println!(
         "  (published in {:.2} s, all delivered after {:.2} s, load generator CPU {:.2} s)",
         published_at.saturating_sub(start) as f64 / 1e6,

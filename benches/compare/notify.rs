@@ -192,17 +192,7 @@ async fn notify(server: &Server, s: &Settings) -> Result<Figures, String> {
     let end = load::now_us();
     tasks.abort_all();
     // Publishers still at work when the time ran out are abandoned.
-    let mut publish_error = None;
-    let mut published_at = 0;
-    while let Ok(Some(joined)) = tokio::time::timeout(Duration::from_secs(1), publishing.join_next()).await {
-        match joined {
-            Ok(Err(error)) => {
-                publish_error.get_or_insert(error);
-            }
-            Ok(Ok(at)) => published_at = published_at.max(at),
-            Err(_) => {}
-        }
-    }
+    let (publish_error, published_at) = scenario::join_publishers(&mut publishing).await;
     publishing.abort_all();
     if let Some(error) = publish_error {
         return Err(format!("publish: {error}"));

@@ -305,3 +305,24 @@ pub fn percentile_ms(sorted: &[u32], missing: u64, p: f64) -> f64 {
         None => f64::INFINITY,
     }
 }
+
+/// Collects the publishers (each returns when it finished publishing, in µs), waiting at
+/// most a second for each still at work: the first error and the latest finish.
+pub async fn join_publishers(
+    publishing: &mut tokio::task::JoinSet<std::io::Result<u64>>,
+) -> (Option<std::io::Error>, u64) {
+    let mut publish_error = None;
+    let mut published_at = 0;
+    while let Ok(Some(joined)) =
+        tokio::time::timeout(std::time::Duration::from_secs(1), publishing.join_next()).await
+    {
+        match joined {
+            Ok(Err(error)) => {
+                publish_error.get_or_insert(error);
+            }
+            Ok(Ok(at)) => published_at = published_at.max(at),
+            Err(_) => {}
+        }
+    }
+    (publish_error, published_at)
+}

@@ -121,9 +121,9 @@ async fn crate_own_server(listener: TcpListener) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------
 
 #[derive(Clone)]
-struct Message {
-    id: u64,
-    text: Arc<str>,
+pub(crate) struct Message {
+    pub(crate) id: u64,
+    pub(crate) text: Arc<str>,
 }
 
 #[derive(Clone)]
@@ -148,8 +148,15 @@ async fn axum_sse(listener: TcpListener) -> io::Result<()> {
 async fn axum_subscribe(
     State(state): State<Broadcast>,
 ) -> Sse<impl Stream<Item = Result<AxumEvent, Infallible>>> {
-    let events = BroadcastStream::new(state.sender.subscribe()).filter_map(|message| {
-        // A lagging receiver skips what it missed, as most axum SSE code does.
+    axum_sse_of(state.sender.subscribe())
+}
+
+/// A broadcast receiver as axum's `Sse`, as an axum user writes it: a lagging receiver skips
+/// what it missed, as most axum SSE code does.
+pub(crate) fn axum_sse_of(
+    receiver: broadcast::Receiver<Message>,
+) -> Sse<impl Stream<Item = Result<AxumEvent, Infallible>>> {
+    let events = BroadcastStream::new(receiver).filter_map(|message| {
         let message = message.ok()?;
         Some(Ok(AxumEvent::default()
             .event("message")

@@ -28,18 +28,17 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event as AxumEvent, KeepAlive, Sse};
+use axum::response::sse::{Event as AxumEvent, Sse};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::{Stream, StreamExt as _};
+use tokio_stream::Stream;
 use tower_eventstream::{Event, MemoryLog, MemoryLogBuilder, StreamConfig, Topics, TopicsService};
 
 use crate::client::HttpConnection;
 use crate::load::IO_LIMIT;
-use crate::servers::KEEP_ALIVE;
+use crate::servers::{Message, KEEP_ALIVE};
 
 /// The topic apps: default eviction, and eviction after [`EVICT_AFTER`].
 pub const TOPICS: &str = "topics";
@@ -130,12 +129,6 @@ async fn crate_stats(State(topics): State<CrateTopics>) -> String {
 // axum's own SSE over a map of broadcast channels: what an axum user writes today.
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone)]
-struct Message {
-    id: u64,
-    text: Arc<str>,
-}
-
 #[derive(Clone, Default)]
 struct Rooms {
     senders: Arc<RwLock<HashMap<String, broadcast::Sender<Message>>>>,
@@ -167,15 +160,7 @@ async fn axum_subscribe(
             .or_insert_with(|| broadcast::channel(CHANNEL).0);
         sender.subscribe()
     });
-    let events = BroadcastStream::new(receiver).filter_map(|message| {
-        // A lagging receiver skips what it missed, as most axum SSE code does.
-        let message = message.ok()?;
-        Some(Ok(AxumEvent::default()
-            .event("message")
-            .id(message.id.to_string())
-            .data(&*message.text)))
-    });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    crate::servers::axum_sse_of(receiver)
 }
 
 async fn axum_publish(State(rooms): State<Rooms>, Path(topic): Path<String>, text: String) -> StatusCode {

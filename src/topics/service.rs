@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
 use super::{Access, MakeLog, Refusal, TopicFeed, Topics};
-use crate::respond::text_response;
+use crate::respond::{refuse_method, text_response};
 use crate::{EventStreamBody, StreamConfig, StreamRequest};
 
 type KeyFrom = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
@@ -179,15 +179,8 @@ impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, _body) = request.into_parts();
-        if parts.method != Method::GET && parts.method != Method::HEAD {
-            let mut response = text_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only GET and HEAD are served here",
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return TopicsFuture::ready(response);
+        if let Some(refusal) = refuse_method(&parts.method) {
+            return TopicsFuture::ready(refusal);
         }
         let Some(key) = (self.key_from)(&parts) else {
             return TopicsFuture::ready(text_response(

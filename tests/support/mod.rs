@@ -8,6 +8,7 @@
 //! - [`reader`]: the one incremental reader of response bodies and event streams, from
 //!   either client; [`sse`]: its event-stream parser and `eventsource-stream`, the
 //!   third-party one;
+//! - [`feed`]: a log read in process, delivery by delivery;
 //! - [`browser`], [`seen`], [`redis`], [`process`]: real browsers, a request recorder, a
 //!   `redis-server` of the test's own, and this process's figures and scratch folders.
 //!
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod client;
+pub mod feed;
 pub mod process;
 pub mod raw;
 pub mod reader;
