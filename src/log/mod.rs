@@ -5,6 +5,7 @@ use std::future::Future;
 
 use crate::{CursorError, Event, EventFeed, LastEventId};
 
+mod follower;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;

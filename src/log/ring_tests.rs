@@ -2,7 +2,12 @@
 
 use std::task::Context;
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use super::*;
+use crate::{Delivery, EventId};
 
 struct Numbered(Event);
 
