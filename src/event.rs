@@ -144,6 +144,8 @@ struct EventInner {
     data: Option<Box<str>>,
     retry: Option<Duration>,
     comment: Option<Box<str>>,
+    /// The topic of a multiplexed stream it was delivered on.
+    topic: Option<Arc<str>>,
     sse: OnceLock<Bytes>,
     json: OnceLock<Bytes>,
 }
@@ -235,6 +237,19 @@ impl Event {
     pub fn with_comment(mut self, comment: impl AsRef<str>) -> Self {
         self.edit().comment = Some(comment.as_ref().into());
         self
+    }
+
+    /// On a stream of several topics ([`TopicsService`](crate::TopicsService)), the topic this
+    /// event belongs to: SSE sends it in the event type (`<topic>:<name>`, `kitchen:message`),
+    /// a long poll as `"topic"`.
+    pub(crate) fn with_topic(mut self, topic: Arc<str>) -> Self {
+        self.edit().topic = Some(topic);
+        self
+    }
+
+    /// The topic of a multiplexed stream this event was delivered on, if any.
+    pub fn topic(&self) -> Option<&str> {
+        self.0.topic.as_deref()
     }
 
     /// The id, if set.

@@ -12,7 +12,7 @@ use tower_service::Service;
 use crate::failure::{come_back_later, RetryingSubscription};
 use crate::respond::{refuse_method, text_response};
 use crate::{
-    CursorError, EventLog, EventStreamBody, RequestError, StreamConfig, StreamRequest, SubscribeError,
+    CursorError, EventLog, EventStreamBody, LastEventId, RequestError, StreamConfig, StreamRequest, SubscribeError,
     Transport,
 };
 
@@ -171,14 +171,24 @@ impl StreamRequest {
         &self,
         log: &L,
     ) -> Result<RetryingSubscription<L>, Response<EventStreamBody<S>>> {
-        match log.subscribe(self.cursor()).await {
+        self.open_at(log, self.cursor()).await
+    }
+
+    /// [`open`](StreamRequest::open) after `cursor` rather than the request's own (one topic's
+    /// position in a composite cursor).
+    pub(crate) async fn open_at<L: EventLog, S>(
+        &self,
+        log: &L,
+        cursor: Option<&LastEventId>,
+    ) -> Result<RetryingSubscription<L>, Response<EventStreamBody<S>>> {
+        match log.subscribe(cursor).await {
             Ok(subscription) => Ok(RetryingSubscription::live(subscription)),
             Err(SubscribeError::InvalidCursor(error)) => Err(bad_request(RequestError::Cursor(error))),
             Err(SubscribeError::Backend(error)) => {
                 crate::trace::warn_event!("event log unavailable", error = %error, transport = ?self.transport);
                 match self.transport {
                     Transport::Sse if !self.head => {
-                        Ok(RetryingSubscription::waiting(log.clone(), self.cursor.clone()))
+                        Ok(RetryingSubscription::waiting(log.clone(), cursor.cloned()))
                     }
                     transport => Err(come_back_later(
                         transport,

@@ -378,3 +378,52 @@ async fn redis_topics_keep_their_history_across_eviction() {
     }
     assert_eq!(rooms.subscriber_count(), 1);
 }
+
+/// Several Redis topics in one stream, served by two processes: the composite cursor one
+/// gives resumes every topic exactly on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_over_several_redis_topics_resumes_on_another_process() {
+    use support::server::{Serving, TestServer};
+    use support::sse::SseClient;
+    use tower_eventstream::{Topics, TopicsService};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut instances = Vec::new();
+    let mut registries = Vec::new();
+    for _ in 0..2 {
+        let topics = Topics::new(connect_logs(&server, "mux:").await);
+        let service = TopicsService::new(topics.clone()).key_from_query("topic");
+        let router = axum::Router::new().route_service("/events", service);
+        instances.push(TestServer::start(Serving::Axum, router).await);
+        registries.push(topics);
+    }
+    let (a, b) = (instances[0].addr, instances[1].addr);
+    let publisher = &registries[0];
+    let mut client = SseClient::connect(a, "/events?topic=red&topic=blue", None).await;
+    wait_until("two subscribers", || registries[0].subscriber_count() == 2).await;
+    publisher.append("red", Event::new("red 0")).await.unwrap();
+    publisher.append("blue", Event::new("blue 0")).await.unwrap();
+    let mut first: Vec<String> = client.take(2).await.into_iter().map(|e| format!("{} {}", e.event, e.data)).collect();
+    first.sort();
+    assert_eq!(first, ["blue:message blue 0", "red:message red 0"]);
+    let cursor = client.last_event_id().to_owned();
+    drop(client);
+
+    for n in 1..=3 {
+        publisher.append("red", Event::new(format!("red {n}"))).await.unwrap();
+        publisher.append("blue", Event::new(format!("blue {n}"))).await.unwrap();
+    }
+    let mut client = SseClient::connect(b, "/events?topic=red&topic=blue", Some(&cursor)).await;
+    let got: Vec<(String, String)> = client.take(6).await.into_iter().map(|e| (e.event, e.data)).collect();
+    for topic in ["red", "blue"] {
+        let of: Vec<&str> = got
+            .iter()
+            .filter(|(kind, _)| kind == &format!("{topic}:message"))
+            .map(|(_, data)| data.as_str())
+            .collect();
+        let expected: Vec<String> = (1..=3).map(|n| format!("{topic} {n}")).collect();
+        assert_eq!(of, expected, "{topic}: exactly the missed events, in order: {got:?}");
+    }
+}

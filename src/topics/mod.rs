@@ -10,17 +10,21 @@ use std::time::Duration;
 
 use http::Response;
 
-use crate::{
-    Event, EventLog, EventStreamBody, LastEventId, RetryingSubscription, StreamRequest, SubscribeError,
-};
+use crate::respond::text_response;
+use crate::{Event, EventId, EventLog, EventStreamBody, LastEventId, RetryingSubscription, StreamRequest, SubscribeError};
+
+/// What [`Topics::serve`] and [`TopicsService`] answer with.
+pub(crate) type Answer<L> = Response<EventStreamBody<TopicStream<L>>>;
 
 mod access;
+mod cursor;
 mod error;
 mod feed;
 mod key;
 mod make;
 mod registry;
 mod service;
+mod stream;
 
 pub use access::{Access, Refusal};
 pub use error::TopicError;
@@ -28,6 +32,7 @@ pub use feed::TopicFeed;
 pub use key::{TopicKeyError, MAX_TOPIC_KEY_LEN};
 pub use make::MakeLog;
 pub use service::{TopicsFuture, TopicsService};
+pub use stream::TopicStream;
 
 use registry::Registry;
 
@@ -264,22 +269,63 @@ impl<M: MakeLog> Topics<M> {
     /// assert_eq!(response.status(), 200);
     /// # });
     /// ```
-    pub async fn serve(
-        &self,
-        key: &str,
-        request: StreamRequest,
-        access: Access,
-    ) -> Response<EventStreamBody<TopicFeed<M::Log>>> {
-        let (log, admission) = match self.registry.admit_to(key).await {
-            Ok(admitted) => admitted,
-            Err(error) => return error.answer(&request),
-        };
-        let subscription = match request.open(&log).await {
-            Ok(subscription) => subscription,
-            Err(answer) => return answer,
+    pub async fn serve(&self, key: &str, request: StreamRequest, access: Access) -> Answer<M::Log> {
+        self.serve_many(vec![(key.to_owned(), access)], request).await
+    }
+
+    /// Answers `request` from several topics in one response, each with its own access: their
+    /// events interleaved by arrival, each event's id a composite cursor that resumes every
+    /// topic exactly (see [`TopicStream`]). Topics the client's cursor does not name start
+    /// fresh; positions of topics no longer asked for are dropped.
+    ///
+    /// The composite cursor must fit in [`StreamConfig::max_cursor_len`](crate::StreamConfig::max_cursor_len)
+    /// (256 bytes by default), counting for each topic its key, two separators and 41 bytes
+    /// of position (a Redis stream id): 5 topics of 8-character keys by default, about 20
+    /// with 1 024 bytes. A request for more is answered `400` with the numbers.
+    pub async fn serve_many(&self, topics: Vec<(String, Access)>, request: StreamRequest) -> Answer<M::Log> {
+        let budget = cursor::budget(topics.iter().map(|(key, _)| key.as_str()));
+        if topics.len() > 1 && budget > request.config().max_cursor_len {
+            let message = format!(
+                "{} topics need a cursor of up to {budget} bytes, more than the limit of {}: ask for fewer topics in one stream",
+                topics.len(),
+                request.config().max_cursor_len
+            );
+            return text_response(http::StatusCode::BAD_REQUEST, message);
+        }
+        let positions = match request.cursor().map(cursor::parse).transpose() {
+            Ok(positions) => positions.unwrap_or_default(),
+            Err(error) => return text_response(http::StatusCode::BAD_REQUEST, error),
         };
         let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
-        let feed = TopicFeed::new(subscription, admission, access.filter, access.for_at_most, retry);
-        request.respond(feed).await
+        let single = topics.len() == 1;
+        let mut feeds = Vec::with_capacity(topics.len());
+        for (key, access) in topics {
+            let (log, admission) = match self.registry.admit_to(&key).await {
+                Ok(admitted) => admitted,
+                Err(error) => return error.answer(&request),
+            };
+            let cursor = match single {
+                // One topic: the request's cursor is that topic's own.
+                true => request.cursor().cloned(),
+                false => (positions.iter())
+                    .find(|(named, _)| *named == key)
+                    .map(|(_, position)| position.clone()),
+            };
+            let subscription = match request.open_at(&log, cursor.as_ref()).await {
+                Ok(subscription) => subscription,
+                Err(answer) => return answer,
+            };
+            let feed = TopicFeed::new(subscription, admission, access.filter, access.for_at_most, retry);
+            let position = cursor.and_then(|cursor| EventId::new(cursor.as_str()).ok());
+            feeds.push((Arc::<str>::from(key), feed, position));
+        }
+        let stream = match (single, feeds.pop()) {
+            (true, Some((_, feed, _))) => TopicStream::one(feed),
+            (_, last) => {
+                feeds.extend(last);
+                TopicStream::many(feeds, Arc::clone(&request.config().reset_event))
+            }
+        };
+        request.respond(stream).await
     }
 }

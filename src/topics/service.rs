@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use tower_service::Service;
 
-use super::{Access, MakeLog, Refusal, TopicFeed, Topics};
+use super::{Access, Answer, MakeLog, Refusal, Topics};
 use crate::respond::{refuse_method, text_response};
-use crate::{EventStreamBody, StreamConfig, StreamRequest};
+use crate::{StreamConfig, StreamRequest};
 
-type KeyFrom = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+type KeysFrom = Arc<dyn Fn(&Parts) -> Vec<String> + Send + Sync>;
 type Authorize = Arc<dyn Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sync>;
 
 /// Serves every topic of a [`Topics`] registry at one route, as
@@ -60,7 +60,7 @@ type Authorize = Arc<dyn Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sy
 pub struct TopicsService<M: MakeLog> {
     topics: Topics<M>,
     config: Arc<StreamConfig>,
-    key_from: KeyFrom,
+    keys_from: KeysFrom,
     authorize: Authorize,
 }
 
@@ -69,7 +69,7 @@ impl<M: MakeLog> Clone for TopicsService<M> {
         TopicsService {
             topics: self.topics.clone(),
             config: Arc::clone(&self.config),
-            key_from: Arc::clone(&self.key_from),
+            keys_from: Arc::clone(&self.keys_from),
             authorize: Arc::clone(&self.authorize),
         }
     }
@@ -84,13 +84,13 @@ impl<M: MakeLog> std::fmt::Debug for TopicsService<M> {
 }
 
 impl<M: MakeLog> TopicsService<M> {
-    /// Serves `topics`, the key taken from the query parameter `topic`, every client allowed
-    /// every event.
+    /// Serves `topics`, the keys taken from the query parameter `topic` (repeated for several
+    /// topics in one stream), every client allowed every event.
     pub fn new(topics: Topics<M>) -> Self {
         TopicsService {
             topics,
             config: Arc::new(StreamConfig::default()),
-            key_from: Arc::new(|parts: &Parts| query_value(parts, "topic")),
+            keys_from: Arc::new(|parts: &Parts| query_values(parts, "topic")),
             authorize: Arc::new(|_: &Parts, _: &str| Ok(Access::allow())),
         }
     }
@@ -101,9 +101,11 @@ impl<M: MakeLog> TopicsService<M> {
         self
     }
 
-    /// Takes the key from the query parameter `name` (percent-decoded).
+    /// Takes the keys from the query parameter `name` (percent-decoded): one topic, or
+    /// several in one stream when it is repeated (`?topic=a&topic=b`; see
+    /// [`Topics::serve_many`] for the cursor and the limit on how many).
     pub fn key_from_query(self, name: &'static str) -> Self {
-        self.key_from(move |parts| query_value(parts, name))
+        self.keys_from(move |parts| query_values(parts, name))
     }
 
     /// Takes the key from the path segment at `index` (0 is the first after the leading
@@ -116,12 +118,19 @@ impl<M: MakeLog> TopicsService<M> {
     }
 
     /// Takes the key from the request parts as `key_from` says (`None`: no topic, `400`).
-    pub fn key_from(mut self, key_from: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
-        self.key_from = Arc::new(key_from);
+    pub fn key_from(self, key_from: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.keys_from(move |parts| key_from(parts).into_iter().collect())
+    }
+
+    /// Takes the keys of one or several topics from the request parts as `keys_from` says
+    /// (none: `400`; a key named twice counts once).
+    pub fn keys_from(mut self, keys_from: impl Fn(&Parts) -> Vec<String> + Send + Sync + 'static) -> Self {
+        self.keys_from = Arc::new(keys_from);
         self
     }
 
-    /// Decides, for each request and topic, whether and what the client may read.
+    /// Decides, for each request and topic, whether and what the client may read (each topic
+    /// of a stream over several is asked for; one refusal refuses the request).
     pub fn authorize(
         mut self,
         authorize: impl Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sync + 'static,
@@ -136,7 +145,6 @@ impl<M: MakeLog> TopicsService<M> {
     }
 }
 
-type Answer<L> = Response<EventStreamBody<TopicFeed<L>>>;
 type BoxedAnswer<L> = Pin<Box<dyn Future<Output = Result<Answer<L>, Infallible>> + Send>>;
 
 /// The response future of [`TopicsService`] (boxed, as
@@ -182,33 +190,45 @@ impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
         if let Some(refusal) = refuse_method(&parts.method) {
             return TopicsFuture::ready(refusal);
         }
-        let Some(key) = (self.key_from)(&parts) else {
-            return TopicsFuture::ready(text_response(
-                StatusCode::BAD_REQUEST,
-                "the request names no topic",
-            ));
-        };
+        let mut keys = (self.keys_from)(&parts);
+        let mut seen = std::collections::HashSet::new();
+        keys.retain(|key| seen.insert(key.clone()));
+        if keys.is_empty() {
+            return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, "the request names no topic"));
+        }
         let request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {
             Ok(request) => request,
             Err(error) => return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error)),
         };
-        if let Err(error) = super::key::validate(&key) {
-            return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error));
+        let mut topics = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Err(error) = super::key::validate(&key) {
+                return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error));
+            }
+            match (self.authorize)(&parts, &key) {
+                Ok(access) => topics.push((key, access)),
+                Err(refusal) => return TopicsFuture::ready(text_response(refusal.status, refusal)),
+            }
         }
-        let access = match (self.authorize)(&parts, &key) {
-            Ok(access) => access,
-            Err(refusal) => return TopicsFuture::ready(text_response(refusal.status, refusal)),
-        };
-        let topics = self.topics.clone();
+        let registry = self.topics.clone();
         TopicsFuture {
-            answer: Box::pin(async move { Ok(topics.serve(&key, request, access).await) }),
+            answer: Box::pin(async move { Ok(registry.serve_many(topics, request).await) }),
         }
     }
 }
 
-/// The first value of the query parameter `name`, percent-decoded.
-fn query_value(parts: &Parts, name: &str) -> Option<String> {
-    crate::request::query_param(parts.uri.query(), name).map(text)
+/// Every value of the query parameter `name`, percent-decoded.
+fn query_values(parts: &Parts, name: &str) -> Vec<String> {
+    let Some(query) = parts.uri.query() else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| text(crate::request::percent_decode(value)))
+        })
+        .collect()
 }
 
 /// Decoded text; a broken encoding becomes U+FFFD, which no key holds, so it is refused as

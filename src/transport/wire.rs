@@ -36,8 +36,17 @@ pub(crate) fn event_block(event: &Event) -> Bytes {
     if let Some(id) = event.id() {
         put_field(&mut out, b"id", id.as_str());
     }
-    if let Some(name) = event.name() {
-        put_field(&mut out, b"event", name);
+    match (event.topic(), event.name()) {
+        // A multiplexed stream: `<topic>:<type>`, a type no topic key or plain name clashes with.
+        (Some(topic), name) => {
+            out.put_slice(b"event: ");
+            out.put_slice(topic.as_bytes());
+            out.put_slice(b":");
+            out.put_slice(name.unwrap_or("message").as_bytes());
+            out.put_slice(b"\n");
+        }
+        (None, Some(name)) => put_field(&mut out, b"event", name),
+        (None, None) => {}
     }
     if let Some(data) = data {
         // `data` is already normalised, so LF is the only line break left.
@@ -58,6 +67,10 @@ pub(crate) fn event_json(event: &Event) -> Bytes {
     }
     out.push_str(",\"event\":");
     push_json_string(&mut out, event.name().unwrap_or("message"));
+    if let Some(topic) = event.topic() {
+        out.push_str(",\"topic\":");
+        push_json_string(&mut out, topic);
+    }
     out.push_str(",\"data\":");
     push_json_string(&mut out, event.data());
     out.push('}');
