@@ -175,9 +175,9 @@ pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use topics::{
-    Access, MakeLog, Refusal, TopicError, TopicFeed, TopicKeyError, TopicStream, Topics, TopicsBuilder, TopicsFuture,
-    TopicsService, DEFAULT_IDLE_EVICTION, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC,
-    DEFAULT_MAX_TOPICS, MAX_TOPIC_KEY_LEN,
+    Access, MakeLog, Refusal, TopicError, TopicFeed, TopicKeyError, TopicStream, Topics, TopicsBuilder,
+    TopicsFuture, TopicsService, DEFAULT_IDLE_EVICTION, DEFAULT_MAX_SUBSCRIBERS,
+    DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC, DEFAULT_MAX_TOPICS, MAX_TOPIC_KEY_LEN,
 };
 
 /// The boxed error that bodies and sources end with.

@@ -12,8 +12,8 @@ use tower_service::Service;
 use crate::failure::{come_back_later, RetryingSubscription};
 use crate::respond::{refuse_method, text_response};
 use crate::{
-    CursorError, EventLog, EventStreamBody, LastEventId, RequestError, StreamConfig, StreamRequest, SubscribeError,
-    Transport,
+    CursorError, EventLog, EventStreamBody, LastEventId, RequestError, StreamConfig, StreamRequest,
+    SubscribeError, Transport,
 };
 
 /// Serves an [`EventLog`] over SSE, long poll and short poll at one route.

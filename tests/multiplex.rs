@@ -60,7 +60,11 @@ async fn one_cursor_resumes_every_topic_and_a_gap_is_reported_for_its_topic_only
             .collect()
     };
     assert_eq!(of("reset"), ["a"], "one reset, naming `a`: {got:?}");
-    assert_eq!(of("a"), ["a7", "a8", "a9", "a10"], "then a's held events: {got:?}");
+    assert_eq!(
+        of("a"),
+        ["a7", "a8", "a9", "a10"],
+        "then a's held events: {got:?}"
+    );
     assert_eq!(of("b"), ["b1", "b2"], "b exactly, untouched by a's gap: {got:?}");
     let reset_at = got.iter().position(|(t, _)| t == "reset").unwrap();
     let first_a = got.iter().position(|(t, _)| t == "a").unwrap();
@@ -86,7 +90,11 @@ async fn a_changed_set_of_topics_keeps_the_ones_still_asked_for() {
     wait_until("the new subscription to c", || topics.subscriber_count() == 2).await;
     publish(&topics, "c", "c-after").await;
     assert_eq!(seen(&client.next().await), ("c".into(), "c-after".into()));
-    assert!(!client.last_event_id().contains("a~"), "{}", client.last_event_id());
+    assert!(
+        !client.last_event_id().contains("a~"),
+        "{}",
+        client.last_event_id()
+    );
 }
 
 #[tokio::test]
@@ -120,12 +128,22 @@ async fn long_polls_over_several_topics_see_every_event_once() {
         for topic in ["x", "y"] {
             publish(&topics, topic, &format!("{topic}{round}")).await;
         }
-        let (_, answer) = long_poll(server.addr, &format!("/events?topic=x&topic=y&timeout=0&lastEventId={cursor}")).await;
+        let (_, answer) = long_poll(
+            server.addr,
+            &format!("/events?topic=x&topic=y&timeout=0&lastEventId={cursor}"),
+        )
+        .await;
         assert_eq!(answer["reset"], false);
         for event in answer["events"].as_array().unwrap() {
-            let topic = event["topic"].as_str().expect("each event says its topic").to_owned();
+            let topic = event["topic"]
+                .as_str()
+                .expect("each event says its topic")
+                .to_owned();
             assert_eq!(event["event"], "message");
-            received.entry(topic).or_default().push(event["data"].as_str().unwrap().to_owned());
+            received
+                .entry(topic)
+                .or_default()
+                .push(event["data"].as_str().unwrap().to_owned());
         }
         cursor = poll_cursor(&answer);
     }
@@ -142,8 +160,18 @@ async fn more_topics_than_the_cursor_can_hold_are_refused_clearly() {
     let many: String = (0..6).map(|n| format!("topic=room{n:04}&")).collect();
     let answer = get(server.addr, &format!("/events?{many}timeout=0")).await;
     assert_eq!(answer.status.as_u16(), 400);
-    assert!(answer.text().contains("6 topics need a cursor"), "{}", answer.text());
+    assert!(
+        answer.text().contains("6 topics need a cursor"),
+        "{}",
+        answer.text()
+    );
     assert!(topics.is_empty(), "nothing was subscribed");
     let five: String = (0..5).map(|n| format!("topic=r{n}&")).collect();
-    assert_eq!(get(server.addr, &format!("/events?{five}timeout=0")).await.status.as_u16(), 200);
+    assert_eq!(
+        get(server.addr, &format!("/events?{five}timeout=0"))
+            .await
+            .status
+            .as_u16(),
+        200
+    );
 }

@@ -405,18 +405,34 @@ async fn a_stream_over_several_redis_topics_resumes_on_another_process() {
     wait_until("two subscribers", || registries[0].subscriber_count() == 2).await;
     publisher.append("red", Event::new("red 0")).await.unwrap();
     publisher.append("blue", Event::new("blue 0")).await.unwrap();
-    let mut first: Vec<String> = client.take(2).await.into_iter().map(|e| format!("{} {}", e.event, e.data)).collect();
+    let mut first: Vec<String> = client
+        .take(2)
+        .await
+        .into_iter()
+        .map(|e| format!("{} {}", e.event, e.data))
+        .collect();
     first.sort();
     assert_eq!(first, ["blue:message blue 0", "red:message red 0"]);
     let cursor = client.last_event_id().to_owned();
     drop(client);
 
     for n in 1..=3 {
-        publisher.append("red", Event::new(format!("red {n}"))).await.unwrap();
-        publisher.append("blue", Event::new(format!("blue {n}"))).await.unwrap();
+        publisher
+            .append("red", Event::new(format!("red {n}")))
+            .await
+            .unwrap();
+        publisher
+            .append("blue", Event::new(format!("blue {n}")))
+            .await
+            .unwrap();
     }
     let mut client = SseClient::connect(b, "/events?topic=red&topic=blue", Some(&cursor)).await;
-    let got: Vec<(String, String)> = client.take(6).await.into_iter().map(|e| (e.event, e.data)).collect();
+    let got: Vec<(String, String)> = client
+        .take(6)
+        .await
+        .into_iter()
+        .map(|e| (e.event, e.data))
+        .collect();
     for topic in ["red", "blue"] {
         let of: Vec<&str> = got
             .iter()
@@ -424,6 +440,9 @@ async fn a_stream_over_several_redis_topics_resumes_on_another_process() {
             .map(|(_, data)| data.as_str())
             .collect();
         let expected: Vec<String> = (1..=3).map(|n| format!("{topic} {n}")).collect();
-        assert_eq!(of, expected, "{topic}: exactly the missed events, in order: {got:?}");
+        assert_eq!(
+            of, expected,
+            "{topic}: exactly the missed events, in order: {got:?}"
+        );
     }
 }

@@ -427,3 +427,348 @@ on_each_engine!(
     the_page_switches_rooms_by_its_fragment_in_chromium,
     the_page_switches_rooms_by_its_fragment_in_firefox,
 );
+
+// ---------------------------------------------------------------------------------------
+// Several rooms on one connection: `/api/events?room=a&room=b`
+// ---------------------------------------------------------------------------------------
+
+const THREE: [&str; 3] = ["a", "b", "c"];
+const THREE_ROOMS: &str = "/api/events?room=a&room=b&room=c";
+const PER_ROOM: usize = 30;
+
+/// A task per room of `THREE`, each posting `PER_ROOM` messages (`<room> <n>`) to its room.
+fn post_to_each_room(addr: SocketAddr) -> Vec<tokio::task::JoinHandle<()>> {
+    THREE
+        .iter()
+        .map(|room| {
+            tokio::spawn(async move {
+                for n in 0..PER_ROOM {
+                    post_ok(addr, room, &format!("{room} {n}")).await;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// What each room of `THREE` was sent, in order.
+fn sent_to_each_room() -> std::collections::BTreeMap<String, Vec<String>> {
+    THREE
+        .iter()
+        .map(|room| {
+            (
+                room.to_string(),
+                (0..PER_ROOM).map(|n| format!("{room} {n}")).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Each room of `THREE` with nothing received yet.
+fn none_yet() -> std::collections::BTreeMap<String, Vec<String>> {
+    THREE.iter().map(|room| (room.to_string(), Vec::new())).collect()
+}
+
+/// `(room, name)` of a multi-room SSE event type `<room>:<name>`.
+fn room_and_name(event: &eventsource_stream::Event) -> (&str, &str) {
+    event
+        .event
+        .split_once(':')
+        .unwrap_or_else(|| panic!("not a `<room>:<name>` type: {event:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_rooms_on_one_sse_connection_resume_exactly_through_cuts() {
+    let rooms = memory_rooms();
+    let server = chat(&rooms, StreamConfig::default()).await;
+    let addr = server.addr;
+
+    let mut client = SseClient::connect(addr, THREE_ROOMS, None).await;
+    let posters = post_to_each_room(addr);
+    let total = THREE.len() * PER_ROOM;
+    let mut received = none_yet();
+    let (mut count, mut cuts) = (0, 0);
+    while count < total {
+        let event = client.next().await;
+        let (room, name) = room_and_name(&event);
+        assert_eq!(name, "message", "{event:?}");
+        assert!(event.id.contains('~'), "a composite cursor: {event:?}");
+        received
+            .get_mut(room)
+            .unwrap_or_else(|| panic!("a room not asked for: {event:?}"))
+            .push(event.data.clone());
+        count += 1;
+        // Cut mid-stream every 13 events (6 times in 90), while the rooms get messages.
+        if count % 13 == 0 {
+            let cursor = client.last_event_id().to_owned();
+            drop(client);
+            client = SseClient::connect(addr, THREE_ROOMS, Some(&cursor)).await;
+            cuts += 1;
+        }
+    }
+    for poster in posters {
+        within("a poster", poster).await.expect("the poster");
+    }
+    assert!(cuts >= 5, "{cuts} cuts");
+    assert_eq!(
+        received,
+        sent_to_each_room(),
+        "every message once, in each room's order"
+    );
+
+    // Nothing more is owed: a last message per room comes next, with no duplicate before it.
+    for room in THREE {
+        post_ok(addr, room, &format!("{room} end")).await;
+    }
+    let mut last: Vec<String> = client.take(3).await.into_iter().map(|e| e.data).collect();
+    last.sort();
+    assert_eq!(last, ["a end", "b end", "c end"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_rooms_in_one_long_poll_resume_exactly() {
+    let rooms = memory_rooms();
+    let server = chat(&rooms, StreamConfig::default()).await;
+    let addr = server.addr;
+
+    let (_, answer) = long_poll(addr, &format!("{THREE_ROOMS}&timeout=0")).await;
+    let mut cursor = poll_cursor(&answer);
+    let posters = post_to_each_room(addr);
+    let total = THREE.len() * PER_ROOM;
+    let mut received = none_yet();
+    let (mut count, mut polls) = (0, 0);
+    while count < total {
+        let query = format!(
+            "{THREE_ROOMS}&lastEventId={}&timeout=2000",
+            cursor.replace(',', "%2C")
+        );
+        let (_, answer) = long_poll(addr, &query).await;
+        assert_eq!(answer["reset"], false, "{answer}");
+        for event in answer["events"].as_array().expect("events") {
+            assert_eq!(event["event"], "message", "{event}");
+            let room = event["topic"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a topic: {event}"));
+            let data = event["data"].as_str().expect("data").to_owned();
+            received
+                .get_mut(room)
+                .unwrap_or_else(|| panic!("a room not asked for: {event}"))
+                .push(data);
+            count += 1;
+        }
+        cursor = poll_cursor(&answer);
+        assert!(cursor.contains('~'), "a composite cursor: {cursor}");
+        polls += 1;
+    }
+    for poster in posters {
+        within("a poster", poster).await.expect("the poster");
+    }
+    assert!(polls >= 5, "resumed {polls} times");
+    assert_eq!(
+        received,
+        sent_to_each_room(),
+        "every message once, in each room's order"
+    );
+    let query = format!(
+        "{THREE_ROOMS}&lastEventId={}&timeout=0",
+        cursor.replace(',', "%2C")
+    );
+    let (_, answer) = long_poll(addr, &query).await;
+    assert_eq!(answer["events"], json!([]), "nothing owed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_events_takes_every_room_of_its_query() {
+    let rooms = memory_rooms();
+    let server = chat(&rooms, StreamConfig::default()).await;
+    let addr = server.addr;
+
+    // One room: that room as its own route serves it (plain ids, type `message`).
+    let mut one = SseClient::connect(addr, "/api/events?room=kitchen", None).await;
+    // Percent-decoded: `a%2Eb` is the room `a.b`.
+    let mut two = SseClient::connect(addr, "/api/events?room=kitchen&room=a%2Eb", None).await;
+    let kitchen = post_ok(addr, "kitchen", "in the kitchen").await;
+    post_ok(addr, "lobby", "not asked for").await;
+    let dotted = post_ok(addr, "a.b", "in a.b").await;
+    assert_eq!(
+        messages(&mut one, 1).await,
+        [(kitchen.clone(), "in the kitchen".to_owned())]
+    );
+    let events = two.take(2).await;
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.data.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [("kitchen:message", "in the kitchen"), ("a.b:message", "in a.b")]
+    );
+    assert_eq!(events[1].id, format!("kitchen~{kitchen},a.b~{dotted}"));
+
+    // A name that is not a room's: 400, whichever of the names it is.
+    let sse: &[(&str, &[u8])] = &[("accept", b"text/event-stream")];
+    for query in [
+        "room=a%20b",
+        "room=kitchen&room=a%20b",
+        "room=caf%C3%A9&room=kitchen",
+        "room=",
+        "room=a%ZZ",
+    ] {
+        let path = format!("/api/events?{query}");
+        for (what, answer) in [
+            ("SSE", request(addr, Method::GET, &path, sse, Bytes::new()).await),
+            ("long poll", get(addr, &format!("{path}&timeout=0")).await),
+        ] {
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{what} {path}: {}",
+                answer.text()
+            );
+            assert!(
+                answer.text().contains("topic key"),
+                "{what} {path}: {}",
+                answer.text()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_rooms_for_one_cursor_is_400_naming_the_limit() {
+    let rooms = memory_rooms();
+    let server = chat(&rooms, StreamConfig::default()).await;
+    let addr = server.addr;
+    let names: Vec<String> = (0..10).map(|n| format!("room-{n:015}")).collect();
+    assert!(names.iter().all(|name| name.len() == 20));
+    let query: Vec<String> = names.iter().map(|name| format!("room={name}")).collect();
+    let path = format!("/api/events?{}", query.join("&"));
+    let sse: &[(&str, &[u8])] = &[("accept", b"text/event-stream")];
+    for (what, answer) in [
+        ("SSE", request(addr, Method::GET, &path, sse, Bytes::new()).await),
+        ("long poll", get(addr, &format!("{path}&timeout=0")).await),
+    ] {
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            answer.text()
+        );
+        let text = answer.text();
+        assert!(
+            text.contains("limit") && text.contains("256"),
+            "{what}: the limit named: {text:?}"
+        );
+    }
+    assert!(rooms.is_empty(), "no room was opened");
+}
+
+/// The page following three rooms on one EventSource (`/#kitchen,garden,attic`), and a
+/// long-poll page following the same, through five cuts of every connection of the server
+/// while all three rooms get messages: every message once, in each room's order, the
+/// EventSource never closed (`tests/browser/multiplex.mjs`).
+async fn the_page_follows_three_rooms_on_one_connection_through_cuts(engine: Engine, test: &str) {
+    if !engine.available(test) {
+        return;
+    }
+    const ROOMS: [&str; 3] = ["kitchen", "garden", "attic"];
+    let rooms = memory_rooms();
+    let seen = SeenRequests::default();
+    let config = StreamConfig::default().retry(Duration::from_millis(300));
+    let server = TestServer::start_cuttable(
+        Serving::HyperUtil,
+        seen.record(app::router(rooms.clone(), config)),
+    )
+    .await;
+    let base = format!("http://{}", server.addr);
+    let mut published: std::collections::BTreeMap<&str, Vec<String>> =
+        ROOMS.iter().map(|room| (*room, Vec::new())).collect();
+    let mut cuts = 0;
+    let result = run_scenario(engine, "multiplex.mjs", &base, &[], async |command: &str| {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        // `n` messages to each room, interleaved: `[{room, data}]`.
+        let publish = async |published: &mut std::collections::BTreeMap<&str, Vec<String>>,
+                             words: &[&str]| {
+            let [_, count, prefix] = words else {
+                return Err(format!("expected `<command> <n> <prefix>`: {command:?}"));
+            };
+            let count: usize = count.parse().map_err(|_| format!("bad count in {command:?}"))?;
+            let mut batch = Vec::new();
+            for n in 0..count {
+                for room in ROOMS {
+                    let data = format!("{prefix} {room} {n}");
+                    let event = tower_eventstream::Event::new(&data).with_name("message").unwrap();
+                    rooms.append(room, event).await.map_err(|e| e.to_string())?;
+                    published.get_mut(room).unwrap().push(data.clone());
+                    batch.push(json!({ "room": room, "data": data }));
+                }
+            }
+            Ok(json!(batch))
+        };
+        match words.first().copied() {
+            Some("wait-readers") => {
+                let count: usize = words
+                    .get(1)
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| format!("bad count in {command:?}"))?;
+                for room in ROOMS {
+                    let log = rooms.log(room).await.map_err(|e| e.to_string())?;
+                    wait_until("the room's readers", || log.subscriber_count() >= count).await;
+                }
+                Ok(json!(count))
+            }
+            Some("publish") => publish(&mut published, &words).await,
+            Some("cut-publish") => {
+                if server.cut() == 0 {
+                    return Err("no connection to cut".to_owned());
+                }
+                cuts += 1;
+                publish(&mut published, &words).await
+            }
+            _ => Err(format!("unknown command {command:?}")),
+        }
+    })
+    .await;
+    assert_eq!(cuts, 5, "{engine}: five cuts");
+    for room in ROOMS {
+        assert_eq!(
+            result["sse"][room],
+            json!(published[room]),
+            "{engine}: SSE, {room}"
+        );
+        assert_eq!(
+            result["polled"][room],
+            json!(published[room]),
+            "{engine}: long poll, {room}"
+        );
+    }
+    // One EventSource: its first request has no cursor, each reconnect carries the composite
+    // one in `Last-Event-ID`, every one to the same URL. (The other SSE requests are the
+    // refused page's, for ten rooms.)
+    let (streams, others): (Vec<_>, Vec<_>) = (seen.to("/api/events").into_iter())
+        .filter(|s| s.sse)
+        .partition(|s| s.query.as_deref() == Some("room=kitchen&room=garden&room=attic"));
+    assert!(
+        streams.len() >= 6,
+        "{engine}: a reconnect after each cut: {streams:?}"
+    );
+    assert!(streams[0].last_event_id.is_none(), "{engine}: {streams:?}");
+    assert!(
+        streams[1..].iter().all(|s| s
+            .last_event_id
+            .as_deref()
+            .is_some_and(|id| id.contains("kitchen~"))),
+        "{engine}: every reconnect resumes from the composite cursor: {streams:?}"
+    );
+    assert_eq!(
+        others.len(),
+        1,
+        "{engine}: the refused page asked once: {others:?}"
+    );
+}
+
+on_each_engine!(
+    the_page_follows_three_rooms_on_one_connection_through_cuts,
+    the_page_follows_three_rooms_on_one_connection_through_cuts_in_chromium,
+    the_page_follows_three_rooms_on_one_connection_through_cuts_in_firefox,
+);

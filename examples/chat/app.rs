@@ -3,7 +3,7 @@
 //!
 //! HTTP contract (public: change only with a CHANGELOG entry):
 //! - `GET /`: the page; its room comes from the URL's fragment (`/#kitchen`), `lobby` without
-//!   one.
+//!   one; `/#kitchen,garden` follows several rooms on one connection (`/api/events?room=…`).
 //! - `POST /api/rooms/{room}/messages`: the body (`text/plain`, UTF-8, at most 64 KiB) becomes
 //!   the data of a `message` event of the room `{room}`; `201 {"id":"<event id>"}`, `400` if
 //!   the body is not UTF-8 or `{room}` is not a room name, `413` if too large, `503` if the
@@ -14,6 +14,16 @@
 //!   `503` + `Retry-After`, an SSE client a `retry:` hint and a clean end (a browser's
 //!   `EventSource` comes back by itself).
 //! - `POST /api/messages`, `GET /api/events`: the same for the room `lobby`.
+//! - `GET /api/events?room=a&room=b`: the rooms named by every `room` query parameter
+//!   (percent-decoded), several on one connection; without one, the room `lobby` as above,
+//!   and with one, that room exactly as `/api/rooms/{room}/events` serves it. With several
+//!   rooms each event's id is a composite cursor (`a~<id>,b~<id>`, opaque) that
+//!   `Last-Event-ID` / `lastEventId` resumes every room from (a room it does not name starts
+//!   fresh); an SSE message has the type `<room>:message` (`a:message`), a long-poll one
+//!   `"event":"message"` and `"topic":"<room>"`; a gap in one room is an event `reset` whose
+//!   data is the room's name (the long poll's top-level `"reset"` stays `false`). `400` if a
+//!   name is not a room name, or if the rooms' cursor could outgrow the cursor limit (256
+//!   bytes by default: about five rooms of eight characters; the message gives the numbers).
 //! - A room name is 1 to 64 ASCII letters, digits, `-`, `_` or `.`. A room is opened on first
 //!   use; a memory room with no reader and no message for a while is closed, and a cursor
 //!   from before then gets `reset`.
@@ -40,9 +50,11 @@ pub fn router<M: MakeLog>(rooms: Topics<M>, config: StreamConfig) -> Router {
     let room_events = TopicsService::new(rooms.clone())
         .with_config(config.clone())
         .key_from_path(2);
+    // `/api/events?room=a&room=b`: every `room` of the query, the lobby without one.
     let lobby_events = TopicsService::new(rooms.clone())
         .with_config(config)
-        .key_from(|_| Some(LOBBY.to_owned()));
+        .key_from_query("room")
+        .default_topic(LOBBY);
     let limit = DefaultBodyLimit::max(MAX_MESSAGE_BYTES);
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))

@@ -1,7 +1,8 @@
 //! Chat rooms served live over SSE and long polling, one event log per room.
 //!
 //! Run with `cargo run --example chat`, then open http://127.0.0.1:3000 in two tabs
-//! (http://127.0.0.1:3000/#kitchen for the room `kitchen`; the lobby without a `#room`).
+//! (http://127.0.0.1:3000/#kitchen for the room `kitchen`, /#kitchen,garden for both rooms on
+//! one connection; the lobby without a `#room`).
 //! `ADDR` sets the listening address.
 //!
 //! Several instances share the rooms through Redis Streams (Redis 7.0 or later):

@@ -14,7 +14,9 @@ pub(crate) const MAX_POSITION_LEN: usize = 41;
 
 /// The longest composite cursor `keys` can need.
 pub(crate) fn budget<'a>(keys: impl Iterator<Item = &'a str>) -> usize {
-    keys.map(|key| key.len() + 1 + MAX_POSITION_LEN + 1).sum::<usize>().saturating_sub(1)
+    keys.map(|key| key.len() + 1 + MAX_POSITION_LEN + 1)
+        .sum::<usize>()
+        .saturating_sub(1)
 }
 
 /// The position of each topic a composite cursor names (none for a cursor of one topic).
@@ -61,7 +63,9 @@ mod tests {
         let parsed = parse(&cursor).unwrap();
         let parsed: Vec<_> = parsed.iter().map(|(k, p)| (*k, p.as_str())).collect();
         assert_eq!(parsed, [("kitchen", "3f2a91c0-17"), ("lobby", "1700000000000-3")]);
-        assert!(parse(&LastEventId::parse("3f2a91c0-17").unwrap()).unwrap().is_empty());
+        assert!(parse(&LastEventId::parse("3f2a91c0-17").unwrap())
+            .unwrap()
+            .is_empty());
         assert!(parse(&LastEventId::parse("kitchen~a,lobby").unwrap()).is_err());
         assert_eq!(budget(["ab", "c"].into_iter()), (2 + 1 + 41) + 1 + (1 + 1 + 41));
     }

@@ -11,7 +11,10 @@ use std::time::Duration;
 use http::Response;
 
 use crate::respond::text_response;
-use crate::{Event, EventId, EventLog, EventStreamBody, LastEventId, RetryingSubscription, StreamRequest, SubscribeError};
+use crate::{
+    Event, EventId, EventLog, EventStreamBody, LastEventId, RetryingSubscription, StreamRequest,
+    SubscribeError,
+};
 
 /// What [`Topics::serve`] and [`TopicsService`] answer with.
 pub(crate) type Answer<L> = Response<EventStreamBody<TopicStream<L>>>;

@@ -61,6 +61,7 @@ pub struct TopicsService<M: MakeLog> {
     topics: Topics<M>,
     config: Arc<StreamConfig>,
     keys_from: KeysFrom,
+    default_topic: Option<Arc<str>>,
     authorize: Authorize,
 }
 
@@ -70,6 +71,7 @@ impl<M: MakeLog> Clone for TopicsService<M> {
             topics: self.topics.clone(),
             config: Arc::clone(&self.config),
             keys_from: Arc::clone(&self.keys_from),
+            default_topic: self.default_topic.clone(),
             authorize: Arc::clone(&self.authorize),
         }
     }
@@ -91,6 +93,7 @@ impl<M: MakeLog> TopicsService<M> {
             topics,
             config: Arc::new(StreamConfig::default()),
             keys_from: Arc::new(|parts: &Parts| query_values(parts, "topic")),
+            default_topic: None,
             authorize: Arc::new(|_: &Parts, _: &str| Ok(Access::allow())),
         }
     }
@@ -126,6 +129,13 @@ impl<M: MakeLog> TopicsService<M> {
     /// (none: `400`; a key named twice counts once).
     pub fn keys_from(mut self, keys_from: impl Fn(&Parts) -> Vec<String> + Send + Sync + 'static) -> Self {
         self.keys_from = Arc::new(keys_from);
+        self
+    }
+
+    /// Serves the topic `key` to a request that names none (instead of `400`): a chat's
+    /// lobby at `/events`, while `/events?topic=a&topic=b` follows others.
+    pub fn default_topic(mut self, key: &str) -> Self {
+        self.default_topic = Some(key.into());
         self
     }
 
@@ -194,7 +204,15 @@ impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
         let mut seen = std::collections::HashSet::new();
         keys.retain(|key| seen.insert(key.clone()));
         if keys.is_empty() {
-            return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, "the request names no topic"));
+            match &self.default_topic {
+                Some(key) => keys.push(key.to_string()),
+                None => {
+                    return TopicsFuture::ready(text_response(
+                        StatusCode::BAD_REQUEST,
+                        "the request names no topic",
+                    ))
+                }
+            }
         }
         let request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {
             Ok(request) => request,

@@ -46,11 +46,16 @@ struct Many<L: EventLog> {
 
 impl<L: EventLog> TopicStream<L> {
     pub(crate) fn one(feed: TopicFeed<L>) -> Self {
-        TopicStream { inner: Inner::One(feed) }
+        TopicStream {
+            inner: Inner::One(feed),
+        }
     }
 
     /// `topics`: each key, its feed, and the position the client's cursor gave it.
-    pub(crate) fn many(topics: Vec<(Arc<str>, TopicFeed<L>, Option<EventId>)>, reset_event: Arc<str>) -> Self {
+    pub(crate) fn many(
+        topics: Vec<(Arc<str>, TopicFeed<L>, Option<EventId>)>,
+        reset_event: Arc<str>,
+    ) -> Self {
         let mut many = Many {
             keys: Vec::with_capacity(topics.len()),
             feeds: Vec::with_capacity(topics.len()),
@@ -71,7 +76,11 @@ impl<L: EventLog> TopicStream<L> {
 
 impl<L: EventLog> Many<L> {
     fn cursor(&self) -> EventId {
-        let known = self.positions.iter().zip(&self.feeds).map(|(known, feed)| known.clone().or_else(|| feed.position()));
+        let known = self
+            .positions
+            .iter()
+            .zip(&self.feeds)
+            .map(|(known, feed)| known.clone().or_else(|| feed.position()));
         let known: Vec<Option<EventId>> = known.collect();
         compose(
             self.keys
@@ -88,7 +97,11 @@ impl<L: EventLog> Many<L> {
                     self.positions[topic] = Some(id.clone());
                 }
                 let cursor = self.cursor();
-                Delivery::Event(event.with_event_id(cursor).with_topic(Arc::clone(&self.keys[topic])))
+                Delivery::Event(
+                    event
+                        .with_event_id(cursor)
+                        .with_topic(Arc::clone(&self.keys[topic])),
+                )
             }
             Delivery::Gap(position) => {
                 if position.is_some() {
@@ -128,7 +141,10 @@ impl<L: EventLog> Many<L> {
 impl<L: EventLog> EventFeed for TopicStream<L> {
     type Error = FeedError<L>;
 
-    fn poll_delivery(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, Self::Error>>> {
+    fn poll_delivery(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Delivery, Self::Error>>> {
         match &mut self.get_mut().inner {
             Inner::One(feed) => Pin::new(feed).poll_delivery(cx),
             Inner::Many(many) => many.poll_delivery(cx),
@@ -164,7 +180,10 @@ impl<L: EventLog> fmt::Debug for TopicStream<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {
             Inner::One(feed) => f.debug_tuple("TopicStream").field(feed).finish(),
-            Inner::Many(many) => f.debug_struct("TopicStream").field("topics", &many.keys).finish_non_exhaustive(),
+            Inner::Many(many) => f
+                .debug_struct("TopicStream")
+                .field("topics", &many.keys)
+                .finish_non_exhaustive(),
         }
     }
 }
