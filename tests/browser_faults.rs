@@ -52,7 +52,7 @@ async fn a_page_that_has_seen_no_event_resumes_from_the_opening_checkpoint(engin
         &["cut-publish", "0"],
         async |command: &str| match command {
             "cut-publish" => {
-                if server.cut() == 0 {
+                if server.cut_and_settle().await == 0 {
                     return Err("no connection to cut".to_owned());
                 }
                 Ok(publish_messages(&log, 3, "away"))
@@ -134,7 +134,7 @@ async fn an_inner_service_error_during_a_reconnect_does_not_close_the_page(engin
             match command {
                 "fail-cut-publish" => {
                     failing.store(true, Ordering::SeqCst);
-                    if server.cut() == 0 {
+                    if server.cut_and_settle().await == 0 {
                         return Err("no connection to cut".to_owned());
                     }
                     let away = publish_messages(&log, 3, "away");
@@ -203,7 +203,7 @@ mod on_redis {
                     return Err(format!("unknown command {command:?}"));
                 }
                 let before = seen.to(LOBBY_EVENTS).len();
-                if server.cut() == 0 {
+                if server.cut_and_settle().await == 0 {
                     return Err("no connection to cut".to_owned());
                 }
                 let mut away = Vec::new();

@@ -189,7 +189,7 @@ async fn where_the_browser_decides(engine: Engine, test: &str) {
                 Some("publish") => Ok(publish_messages(&log, count(&words)?, prefix)),
                 Some("publish-cors") => Ok(publish_messages(&cors_log, count(&words)?, prefix)),
                 Some("cut-cors-publish") => {
-                    if cors_server.cut() == 0 {
+                    if cors_server.cut_and_settle().await == 0 {
                         return Err("no connection to cut".to_owned());
                     }
                     Ok(publish_messages(&cors_log, count(&words)?, prefix))

@@ -719,7 +719,7 @@ async fn the_page_follows_three_rooms_on_one_connection_through_cuts(engine: Eng
             }
             Some("publish") => publish(&mut published, &words).await,
             Some("cut-publish") => {
-                if server.cut() == 0 {
+                if server.cut_and_settle().await == 0 {
                     return Err("no connection to cut".to_owned());
                 }
                 cuts += 1;

@@ -73,11 +73,11 @@ impl Room {
     async fn handle(&self, command: &str) -> Result<Value, String> {
         let words: Vec<&str> = command.split_whitespace().collect();
         match words.as_slice() {
-            ["cut"] => Ok(json!(self.server.cut())),
+            ["cut"] => Ok(json!(self.server.cut_and_settle().await)),
             // Drop every connection, then publish while the clients are away.
             ["cut-publish", count, prefix] => {
                 let count: usize = count.parse().map_err(|_| format!("bad count in {command:?}"))?;
-                let cut = self.server.cut();
+                let cut = self.server.cut_and_settle().await;
                 if cut == 0 {
                     return Err("no connection to cut".to_owned());
                 }
@@ -93,7 +93,7 @@ impl Room {
                         .record(app::router(app::memory_rooms(&log), self.config.clone())),
                 );
                 *self.log.lock().unwrap() = log;
-                self.server.cut();
+                self.server.cut_and_settle().await;
                 Ok(self.publish(count, prefix))
             }
             ["wait-subscribers", count] => {

@@ -10,7 +10,7 @@
 //! connection at once (a crash or a network failure, as a client sees it) and
 //! [swap](TestServer::swap) the router (a restart behind the same address).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -154,6 +154,7 @@ impl TestServer {
             kind,
             serve: Mutex::new(serve),
             open: Mutex::new(HashMap::new()),
+            closing: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(0),
             accepted: AtomicUsize::new(0),
         });
@@ -184,11 +185,27 @@ impl TestServer {
 
     /// Drops every open connection without a proper end of response; returns how many.
     pub fn cut(&self) -> usize {
-        let handles: Vec<AbortHandle> = lock(&self.own().open).drain().map(|(_, handle)| handle).collect();
-        for handle in &handles {
+        let connections = self.own();
+        let cut: Vec<(u64, AbortHandle)> = lock(&connections.open).drain().collect();
+        let mut closing = lock(&connections.closing);
+        for (id, handle) in &cut {
+            closing.insert(*id);
             handle.abort();
         }
-        handles.len()
+        cut.len()
+    }
+
+    /// [`cut`](Self::cut), then waits until every cut connection is closed: an abort takes
+    /// effect when the connection's task next runs, so without the wait a publish right after
+    /// the cut can still reach a client over the connection being cut.
+    pub async fn cut_and_settle(&self) -> usize {
+        let cut = self.cut();
+        let connections = self.own();
+        super::wait_until("the cut connections to close", || {
+            lock(&connections.closing).is_empty()
+        })
+        .await;
+        cut
     }
 
     /// New connections are served by `router` from now on; open ones keep the old one.
@@ -310,6 +327,8 @@ struct Connections {
     kind: Kind,
     serve: Mutex<ServeConnection>,
     open: Mutex<HashMap<u64, AbortHandle>>,
+    /// Connections cut whose tasks have not ended yet.
+    closing: Mutex<HashSet<u64>>,
     next_id: AtomicU64,
     accepted: AtomicUsize,
 }
@@ -323,6 +342,7 @@ struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         lock(&self.connections.open).remove(&self.id);
+        lock(&self.connections.closing).remove(&self.id);
     }
 }
 
