@@ -26,9 +26,25 @@ function byRoom(log) {
   return out;
 }
 
-/** Waits until the page shows `n` messages, then once more for any late duplicate. */
+/**
+ * Waits until the page shows `n` messages, then once more for any late duplicate. The
+ * long-poll page backs off after each failed poll (1 s doubling to 5 s, as a page should), and
+ * five cuts can each fail a pending poll: up to about 20 s of pauses before it catches up,
+ * more than the usual wait.
+ */
+const SETTLE = 45_000;
+
 async function settled(page, n) {
-  await page.waitForFunction((count) => window.chatLog.length >= count, n);
+  await page.waitForFunction((count) => window.chatLog.length >= count, n, { timeout: SETTLE }).catch(async (error) => {
+    // Say what arrived, so that a failure shows which messages are missing.
+    const state = await page.evaluate(() => ({
+      log: window.chatLog.map((e) => `${e.room}:${e.data}`),
+      resets: window.resets,
+      opens: window.__es ? window.__es.opens.length : null,
+      lastEventIds: window.__es ? window.__es.opens : null,
+    }));
+    throw new Error(`${n} messages expected: ${error.message}; the page has ${JSON.stringify(state)}`);
+  });
   await sleep(500);
   return page.evaluate(() => window.chatLog.map((e) => ({ room: e.room, data: e.data, id: e.id })));
 }

@@ -186,13 +186,16 @@ impl TestServer {
     /// Drops every open connection without a proper end of response; returns how many.
     pub fn cut(&self) -> usize {
         let connections = self.own();
-        let cut: Vec<(u64, AbortHandle)> = lock(&connections.open).drain().collect();
+        // Both tables under one hold: a task ending meanwhile cannot leave its id in
+        // `closing` for good.
+        let mut open = lock(&connections.open);
         let mut closing = lock(&connections.closing);
-        for (id, handle) in &cut {
-            closing.insert(*id);
+        let cut = open.len();
+        for (id, handle) in open.drain() {
+            closing.insert(id);
             handle.abort();
         }
-        cut.len()
+        cut
     }
 
     /// [`cut`](Self::cut), then waits until every cut connection is closed: an abort takes
