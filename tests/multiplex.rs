@@ -175,3 +175,24 @@ async fn more_topics_than_the_cursor_can_hold_are_refused_clearly() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_held_long_poll_over_several_topics_answers_when_one_gets_an_event() {
+    let topics = Topics::new(MemoryLog::builder());
+    let server = serve(&topics).await;
+    let addr = server.addr;
+    let poll = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let (_, answer) = long_poll(addr, "/events?topic=x&topic=y&timeout=20000").await;
+        (answer, started.elapsed())
+    });
+    wait_until("the poll to subscribe", || topics.subscriber_count() == 2).await;
+    publish(&topics, "y", "woken").await;
+    let (answer, waited) = support::within("the held poll", poll).await.unwrap();
+    assert_eq!(answer["events"][0]["data"], "woken", "{answer}");
+    assert_eq!(answer["events"][0]["topic"], "y", "{answer}");
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "answered at once, not at the timeout: {waited:?}"
+    );
+}
