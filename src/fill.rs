@@ -160,8 +160,7 @@ async fn run<L: EventLog, S: Source>(log: L, mut source: S) {
             Err(error) => {
                 crate::trace::warn_event!("filling the event log failed; the event is lost and a gap is recorded", error = %error);
                 gap_owed = true;
-                tokio::time::sleep(crate::random::jittered(pause)).await;
-                pause = (pause * 2).min(MAX_BACKOFF);
+                back_off(&mut pause).await;
             }
         }
     }
@@ -173,9 +172,14 @@ async fn run<L: EventLog, S: Source>(log: L, mut source: S) {
 
 async fn record_until_done<L: EventLog>(log: &L, mut pause: Duration) {
     while log.record_gap().await.is_err() {
-        tokio::time::sleep(crate::random::jittered(pause)).await;
-        pause = (pause * 2).min(MAX_BACKOFF);
+        back_off(&mut pause).await;
     }
+}
+
+/// Sleeps for about `pause` (jittered), then doubles it up to [`MAX_BACKOFF`].
+async fn back_off(pause: &mut Duration) {
+    tokio::time::sleep(crate::random::jittered(*pause)).await;
+    *pause = (*pause * 2).min(MAX_BACKOFF);
 }
 
 /// The filling task, stopped when the last [`Filled`] handle goes.

@@ -37,7 +37,8 @@ enum Inner<L: EventLog> {
 struct Many<L: EventLog> {
     keys: Vec<Arc<str>>,
     feeds: Vec<TopicFeed<L>>,
-    /// Each topic's position as the client knows it: its cursor's, then each delivery's.
+    /// Each topic's position as the client knows it: its cursor's (or where its subscription
+    /// started), then each delivery's.
     positions: Vec<Option<EventId>>,
     /// The topic looked at first next time: the one after the last that delivered.
     next: usize,
@@ -64,9 +65,11 @@ impl<L: EventLog> TopicStream<L> {
             reset_event,
         };
         for (key, feed, position) in topics {
+            // Without a cursor, where the subscription starts; a subscription held while its
+            // backend is away names its position later, by a checkpoint.
+            many.positions.push(position.or_else(|| feed.position()));
             many.keys.push(key);
             many.feeds.push(feed);
-            many.positions.push(position);
         }
         TopicStream {
             inner: Inner::Many(Box::new(many)),
@@ -76,16 +79,10 @@ impl<L: EventLog> TopicStream<L> {
 
 impl<L: EventLog> Many<L> {
     fn cursor(&self) -> EventId {
-        let known = self
-            .positions
-            .iter()
-            .zip(&self.feeds)
-            .map(|(known, feed)| known.clone().or_else(|| feed.position()));
-        let known: Vec<Option<EventId>> = known.collect();
         compose(
             self.keys
                 .iter()
-                .zip(&known)
+                .zip(&self.positions)
                 .filter_map(|(key, position)| Some((&**key, position.as_ref()?))),
         )
     }
