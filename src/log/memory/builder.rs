@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use crate::log::wake::Wakeup;
 
 use super::ids::{validate_name, Ids, LogNameError, Position};
 use super::{Held, MemoryLog, Shared};
@@ -98,7 +98,7 @@ impl MemoryLogBuilder {
                     complete_after: start,
                     gap_recorded: false,
                 }),
-                wake: Arc::new(Notify::new()),
+                wake: Wakeup::new(),
                 ids,
                 capacity: self.capacity,
                 max_age: self.max_age,

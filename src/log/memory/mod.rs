@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::wake::Wakeup;
 use super::ring::{Counted, CountsSubscribers, Follower, Lock, Ring, RingEntry, SubscriberCount};
 use super::{EventLog, ResumeOutcome, SubscribeError};
 use crate::{CursorError, Event, EventId, LastEventId};
@@ -55,7 +55,7 @@ pub struct MemoryLog {
 
 struct Shared {
     held: Lock<Held>,
-    wake: Arc<Notify>,
+    wake: Wakeup,
     ids: Ids,
     capacity: usize,
     max_age: Option<Duration>,
@@ -205,7 +205,7 @@ impl MemoryLog {
             }
             event
         };
-        self.shared.wake.notify_waiters();
+        self.shared.wake.wake_readers(self.shared.subscribers.get());
         stored
     }
 
@@ -286,7 +286,7 @@ impl MemoryLog {
         };
         drop(held);
         // The first poll arms a fresh wake-up and then looks at the ring.
-        let mut follower = Follower::new(Arc::clone(&self.shared.wake), next_seq, at);
+        let mut follower = Follower::new(self.shared.wake.notify(), next_seq, at);
         if outcome == ResumeOutcome::Gap {
             follower.gap_due(at);
         }

@@ -2,6 +2,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use super::*;
@@ -158,6 +159,74 @@ async fn wakes_a_waiting_subscriber() {
         .unwrap()
         .unwrap();
     assert_eq!(data(&[got]), ["late"]);
+}
+
+/// With many subscribers the waking is handed off (see `wake`): every subscriber still
+/// gets every event once and in order, however the appends and the hand-offs interleave,
+/// and a log used after its runtime is gone still wakes its subscribers.
+#[test]
+fn many_subscribers_woken_by_hand_off_see_every_event_once_in_order() {
+    const SUBSCRIBERS: usize = 200;
+    const EVENTS: usize = 2_000;
+    let log = MemoryLog::builder().history(EVENTS).build();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let readers: Vec<_> = (0..SUBSCRIBERS)
+        .map(|_| {
+            let mut sub = log.subscribe_now(None).unwrap();
+            runtime.spawn(async move {
+                let mut seen = Vec::with_capacity(EVENTS);
+                while seen.len() < EVENTS {
+                    match poll_fn(|cx| Pin::new(&mut sub).poll_delivery(cx)).await {
+                        Some(Ok(Delivery::Event(event))) => seen.push(event.data().to_owned()),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let publisher = log.clone();
+    runtime.block_on(async move {
+        for n in 0..EVENTS {
+            publisher.push(Event::new(n.to_string()));
+            if n % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let expected: Vec<String> = (0..EVENTS).map(|n| n.to_string()).collect();
+    for reader in readers {
+        let seen = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), reader).await })
+            .expect("every subscriber is woken for every event")
+            .unwrap();
+        assert_eq!(seen, expected);
+    }
+
+    // The runtime is gone: appends wake in place.
+    let mut late = log.subscribe_now(None).unwrap();
+    let _others: Vec<_> = (0..SUBSCRIBERS).map(|_| log.subscribe_now(None).unwrap()).collect();
+    drop(runtime);
+    let woken = Arc::new(Woken::default());
+    let waker = std::task::Waker::from(Arc::clone(&woken));
+    let mut cx = Context::from_waker(&waker);
+    assert!(Pin::new(&mut late).poll_delivery(&mut cx).is_pending());
+    log.push(Event::new("after"));
+    assert!(woken.0.load(Ordering::Acquire));
+}
+
+/// A waker that records that it was woken.
+#[derive(Default)]
+struct Woken(AtomicBool);
+
+impl std::task::Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 fn encoded_then_ready(sub: &mut MemorySubscription) -> (String, Vec<String>) {
