@@ -15,6 +15,9 @@ impl RedisLog {
     /// Redis assigned.
     pub(super) async fn xadd(&self, event: Option<&Event>) -> Result<StreamId, RedisLogError> {
         let key = &self.inner.key;
+        // Until its answer comes, the reader holds the subscribers' wake-up for this entry
+        // if it is reading on.
+        let _appending = self.inner.window.appending();
         let xadd = self.xadd_command(event);
         let mut connection = self.inner.manager.clone();
         let reply = match self.inner.max_age {

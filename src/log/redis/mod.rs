@@ -16,6 +16,12 @@
 //!   a ring of events, each encoded once, with a [`Notify`](tokio::sync::Notify) that wakes
 //!   the local subscribers. Ten thousand subscribers cost one Redis reader, and so do ten
 //!   thousand streams.
+//! - **Waking subscribers.** A key's first entries after a quiet spell wake its local
+//!   subscribers at once. While more keeps coming (each read finds more, or an append of
+//!   this process to the key is on its way) the reader polls instead of blocking and holds
+//!   the wake-up until the entries stop, for at most 50 ms: ten thousand subscribers are
+//!   woken once per burst of appends rather than once per entry. The entries are in the
+//!   window meanwhile, in order; a subscriber still busy takes them without a wake-up.
 //! - **Following a new key.** When [`RedisLogs::log`] adds a key, the reader sends
 //!   `CLIENT UNBLOCK <its blocking connection's id>` on the shared connection, so that its
 //!   `XREAD` returns at once and the next one includes the new key. The `XREAD` starts after
@@ -55,6 +61,7 @@ mod builder;
 mod catch_up;
 mod error;
 mod family;
+mod hold;
 mod id;
 mod reader;
 mod reply;
@@ -87,6 +94,9 @@ const READER_BLOCK: Duration = Duration::from_secs(2);
 const SWEEP_BATCH: usize = 256;
 /// How soon the reader sends `CLIENT UNBLOCK` again when its `XREAD` was not blocked yet.
 const UNBLOCK_RETRY: Duration = Duration::from_millis(5);
+/// The longest the reader holds a key's wake-up while more entries keep coming (see
+/// `hold`): under a steady stream, waiting subscribers are woken at least this often.
+const WAKE_HOLD: Duration = Duration::from_millis(50);
 /// Entries the reader takes per read.
 const READER_BATCH: usize = 512;
 /// Entries a catching-up subscriber takes per read.

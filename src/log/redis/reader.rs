@@ -4,7 +4,8 @@
 //! Each round it takes up the keys added since, lets go of the keys whose window is gone,
 //! reads every *dirty* key (woken by the last `XREAD`, or due for its periodic check) with
 //! the checked read of [`read_after`], and then waits for any key with one `XREAD BLOCK` on
-//! its blocking connection (see [`xread`](super::xread)).
+//! its blocking connection (see [`xread`](super::xread)); while keys are reading on, that
+//! wait is a poll, and their wake-ups are held (see [`hold`](super::hold)).
 //!
 //! [`RedisLogs`]: super::RedisLogs
 
@@ -19,8 +20,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
+use super::hold::{within_hold, Holds};
 use super::id::StreamId;
-use super::snapshot::{read_after, Continuity};
+use super::snapshot::{read_after, Continuity, Read};
 use super::window::Window;
 use super::xread::Blocking;
 use super::{READER_BACKOFF, READER_BATCH, READER_BLOCK, SWEEP_BATCH};
@@ -74,7 +76,7 @@ impl Follow {
 
 /// One followed key.
 pub(super) struct Followed {
-    window: Weak<Window>,
+    pub(super) window: Weak<Window>,
     /// The newest id read into the window.
     pub(super) last: StreamId,
     /// The stream's count of entries ever added when `last` was its newest id, if it was.
@@ -84,6 +86,10 @@ pub(super) struct Followed {
     /// Its last read failed with an answer about this key alone (say, it holds a value that
     /// is not a stream): left out of the `XREAD` (which it would fail) until a check reads it.
     pub(super) faulty: bool,
+    /// Its last read found entries: the reader reads on, holding the wake-up of what it finds.
+    pub(super) streak: bool,
+    /// Entries added to the window since its subscribers were last woken.
+    pub(super) held: usize,
 }
 
 pub(super) struct Reader {
@@ -93,6 +99,8 @@ pub(super) struct Reader {
     /// The connection the reader blocks on, and its client id.
     pub(super) blocking: Blocking,
     pub(super) keys: BTreeMap<Arc<str>, Followed>,
+    /// The keys whose wake-up is held while they read on.
+    pub(super) holds: Holds,
     /// The last key checked by the periodic sweep; the next sweep goes on after it.
     swept_to: Option<Arc<str>>,
     next_sweep: Instant,
@@ -106,6 +114,7 @@ pub(super) async fn read_loop(mut reader: Reader) {
         match reader.round().await {
             Ok(()) => backoff = READER_BACKOFF.0,
             Err(error) => {
+                reader.quiet_all();
                 crate::trace::warn_event!("event log reader failed; retrying", error = %error);
                 tokio::time::sleep(crate::random::jittered(backoff)).await;
                 backoff = (backoff * 2).min(READER_BACKOFF.1);
@@ -126,6 +135,7 @@ impl Reader {
             manager,
             blocking,
             keys: BTreeMap::new(),
+            holds: Holds::default(),
             swept_to: None,
             next_sweep: Instant::now() + READER_BLOCK,
             command_timeout,
@@ -158,15 +168,10 @@ impl Reader {
             head_added,
         } in added
         {
-            let followed = Followed {
-                window,
-                last,
-                head_added: Some(head_added),
-                // The `XREAD` starts after `last`: anything appended since wakes it.
-                dirty: false,
-                faulty: false,
-            };
-            self.keys.insert(key, followed);
+            let followed = Followed::new(window, last, Some(head_added));
+            if let Some(mut older) = self.keys.insert(key, followed) {
+                older.quiet();
+            }
         }
         self.keys.retain(|_, followed| followed.window.strong_count() > 0);
         self.follow.keys.store(self.keys.len(), Ordering::Release);
@@ -210,10 +215,20 @@ impl Reader {
             .collect();
         let mut more = false;
         for key in dirty {
+            self.wake_held_if_due();
+            let held = self.held();
             let Some(followed) = self.keys.get_mut(&key) else {
                 continue;
             };
-            match followed.step(&mut self.manager, &key, self.command_timeout).await {
+            let read = followed.read(&mut self.manager, &key, self.command_timeout);
+            let (read, woke) = within_hold(held, read).await;
+            if woke {
+                self.held_woken();
+            }
+            let Some(followed) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            match read.map(|read| followed.apply(read, &key, &mut self.holds)) {
                 Ok(again) => {
                     followed.dirty = again;
                     followed.faulty = false;
@@ -224,6 +239,7 @@ impl Reader {
                     crate::trace::warn_event!("event log reader cannot read a stream; skipping it", error = %error);
                     followed.dirty = false;
                     followed.faulty = true;
+                    followed.quiet();
                 }
                 // Redis is unreachable: this key and the rest stay dirty for the next round.
                 Err(error) => return Err(error),
@@ -250,27 +266,39 @@ fn about_the_key(error: &RedisLogError) -> bool {
 }
 
 impl Followed {
-    /// One checked read after `last` into the window: whether to read again at once (a full
-    /// batch came back, or the window started over).
-    async fn step(
-        &mut self,
+    pub(super) fn new(window: Weak<Window>, last: StreamId, head_added: Option<u64>) -> Self {
+        Followed {
+            window,
+            last,
+            head_added,
+            // The `XREAD` starts after `last`: anything appended since wakes it.
+            dirty: false,
+            faulty: false,
+            streak: false,
+            held: 0,
+        }
+    }
+
+    /// One checked read after `last` (`None` when the window is gone: let go of at the next
+    /// round).
+    async fn read(
+        &self,
         manager: &mut ConnectionManager,
         key: &Arc<str>,
         limit: Duration,
-    ) -> Result<bool, RedisLogError> {
+    ) -> Result<Option<Read>, RedisLogError> {
         if self.window.strong_count() == 0 {
-            // Let go of at the next round.
-            return Ok(false);
+            return Ok(None);
         }
-        let read = limited(
-            "XRANGE",
-            key,
-            limit,
-            read_after(manager, key, self.last, self.head_added, READER_BATCH),
-        )
-        .await?;
-        let Some(window) = self.window.upgrade() else {
-            return Ok(false);
+        let read = read_after(manager, key, self.last, self.head_added, READER_BATCH);
+        limited("XRANGE", key, limit, read).await.map(Some)
+    }
+
+    /// Puts what a read found into the window: whether to read again at once (a full batch
+    /// came back, or the window started over).
+    fn apply(&mut self, read: Option<Read>, key: &Arc<str>, holds: &mut Holds) -> bool {
+        let Some((read, window)) = read.zip(self.window.upgrade()) else {
+            return false;
         };
         match read.continuity {
             Continuity::Continuous => {
@@ -278,15 +306,18 @@ impl Followed {
                 if got > 0 {
                     self.last = window.extend(read.entries);
                 }
+                self.added(&window, got, key, holds);
                 self.head_added = (self.last == read.last_generated).then_some(read.entries_added);
-                Ok(got >= READER_BATCH)
+                got >= READER_BATCH
             }
             // Entries after `last` are gone, or the stream was deleted, recreated or rewound.
             Continuity::Gap { restart } | Continuity::Future { restart } => {
+                // Wakes every subscriber: what it held is gone with the rest.
                 window.restart(restart);
+                (self.streak, self.held) = (false, 0);
                 self.last = restart;
                 self.head_added = (restart == read.last_generated).then_some(read.entries_added);
-                Ok(true)
+                true
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The local window: the events this process's reader has read, a ring shared by its
 //! subscribers (the same ring and wake-up as [`MemoryLog`](crate::MemoryLog)'s).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 use tokio::sync::Notify;
@@ -15,6 +16,18 @@ pub(super) struct Window {
     state: Lock<WindowState>,
     pub(super) wake: Arc<Notify>,
     pub(super) capacity: usize,
+    /// Appends of this process to the key that are on their way: the reader expects their
+    /// entries (see [`hold`](super::hold)).
+    appending: AtomicUsize,
+}
+
+/// An append of this process on its way to the window's key, counted while it lives.
+pub(super) struct Appending<'a>(&'a Window);
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.0.appending.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub(super) struct WindowState {
@@ -58,15 +71,32 @@ impl Window {
             }),
             wake: Arc::new(Notify::new()),
             capacity,
+            appending: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts an append until the returned guard is dropped (its answer came, or it failed).
+    pub(super) fn appending(&self) -> Appending<'_> {
+        self.appending.fetch_add(1, Ordering::AcqRel);
+        Appending(self)
+    }
+
+    /// Whether an append of this process is on its way (its entry may be in the stream
+    /// already).
+    pub(super) fn expects_appends(&self) -> bool {
+        self.appending.load(Ordering::Acquire) > 0
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, WindowState> {
         self.state.lock()
     }
 
-    /// Adds the entries the reader read after the newest held, each encoded once, and wakes
-    /// the subscribers. Returns the newest id held.
+    /// Adds the entries the reader read after the newest held, each encoded once. Returns the
+    /// newest id held.
+    ///
+    /// It does not wake the subscribers: the reader does, at once or a little later while
+    /// more keeps coming (see [`hold`](super::hold)). A subscriber that looks meanwhile (it
+    /// is busy, not waiting) takes them anyway.
     pub(super) fn extend(&self, entries: Vec<Entry>) -> StreamId {
         let mut state = self.lock();
         for (id, event) in entries {
@@ -82,10 +112,12 @@ impl Window {
                 state.start = evicted;
             }
         }
-        let end = state.end;
-        drop(state);
+        state.end
+    }
+
+    /// Wakes every subscriber waiting for the window to change.
+    pub(super) fn wake(&self) {
         self.wake.notify_waiters();
-        end
     }
 
     /// What the window held is not the stream's history any more: starts over after `at`.

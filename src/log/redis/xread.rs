@@ -11,6 +11,7 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Cmd, RedisResult, Value};
 
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
+use super::hold::within_hold;
 use super::reader::{Follow, Reader};
 use super::reply::{bytes_of, int_of};
 use super::{READER_BLOCK, UNBLOCK_RETRY};
@@ -88,21 +89,24 @@ impl Blocking {
 impl Reader {
     /// Waits until some followed key has an entry after its `last` (those become dirty), a
     /// key is added, or the block time ends.
+    ///
+    /// While keys are reading on, it only polls (no `BLOCK`; see [`hold`](super::hold)), and
+    /// those it finds nothing for are quiet unless an append of this process to them is on
+    /// its way (their held wake-ups go out).
     pub(super) async fn wait(&mut self) -> Result<(), RedisLogError> {
-        let command = self.xread_command();
+        let poll = self.reading_on();
+        let command = self.xread_command(poll);
         let follow = Arc::clone(&self.follow);
         let manager = self.manager.clone();
         let limit = self.command_timeout;
+        let held = self.held();
         let (connection, client_id) = self.blocking.connection().await?;
         let client_id = *client_id;
-        let reply = until_reply(
-            command.query_async::<Value>(connection),
-            &follow,
-            manager,
-            client_id,
-            limit,
-        )
-        .await;
+        let xread = command.query_async::<Value>(connection);
+        let (reply, woke) = within_hold(held, until_reply(xread, &follow, manager, client_id, limit)).await;
+        if woke {
+            self.held_woken();
+        }
         let prefix = Arc::clone(&self.blocking.prefix);
         let reply = match reply {
             Ok(reply) => reply,
@@ -134,19 +138,22 @@ impl Reader {
                 followed.dirty = true;
             }
         }
+        if poll {
+            self.quiet_unwoken();
+        }
         Ok(())
     }
 
-    /// `XREAD COUNT 1 BLOCK <ms> STREAMS <key>… <last>…` over the keys that can be read.
-    fn xread_command(&self) -> Cmd {
+    /// `XREAD COUNT 1 BLOCK <ms> STREAMS <key>… <last>…` over the keys that can be read
+    /// (without `BLOCK` to `poll`).
+    fn xread_command(&self, poll: bool) -> Cmd {
         let block_ms = u64::try_from(READER_BLOCK.as_millis()).unwrap_or(u64::MAX);
         let mut command = redis::cmd("XREAD");
-        command
-            .arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS");
+        command.arg("COUNT").arg(1);
+        if !poll {
+            command.arg("BLOCK").arg(block_ms);
+        }
+        command.arg("STREAMS");
         let readable = || self.keys.iter().filter(|(_, followed)| !followed.faulty);
         for (key, _) in readable() {
             command.arg(&**key);
