@@ -2,7 +2,7 @@
 //! open-loop publishing, and long pollers.
 
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,6 +171,19 @@ pub async fn long_poller(
     style: PollStyle,
     connecting: Arc<Semaphore>,
 ) {
+    long_poller_counting(group, i, port, path, style, connecting, Arc::default()).await
+}
+
+/// [`long_poller`], counting every answer it gets (with events or not) in `answers`.
+pub async fn long_poller_counting(
+    group: Arc<Group>,
+    i: usize,
+    port: u16,
+    path: Arc<str>,
+    style: PollStyle,
+    connecting: Arc<Semaphore>,
+    answers: Arc<AtomicU64>,
+) {
     let permit = connecting.acquire().await;
     let mut connection = match HttpConnection::open(i, port).await {
         Ok(connection) => connection,
@@ -210,6 +223,7 @@ pub async fn long_poller(
             Ok(response) => response,
             Err(error) => return group.fail(error),
         };
+        answers.fetch_add(1, Ordering::Relaxed);
         match response.status {
             200 => {}
             // Nchan answers a poll that timed out with 304 and the same position.

@@ -15,7 +15,10 @@
 //!
 //! 1. fan-out: 10 000 SSE subscribers; 300 events published by 16 publishers, each POSTing
 //!    the next event as soon as the previous one is answered; deliveries per second until
-//!    every subscriber has every event, and the server's CPU time per delivery;
+//!    every subscriber has every event, the server's CPU time per delivery, write calls per
+//!    subscriber and the publishing time; then "publish under fan-out", the same with one
+//!    publisher (one request at a time) for 5 000 and for 10 000 subscribers, with
+//!    publish-to-receive p50 and p99 too;
 //! 2. latency: 5 000 subscribers, 100 events/s for 5 s (pipelined, so a slow server gets a
 //!    backlog rather than a slower publisher); publish-to-receive p50 and p99 (the publish
 //!    time travels in the event's data);
@@ -32,10 +35,20 @@
 //! 8. churn: 2 000 subscribers join 1 000 fresh topics and leave, topics evicted after
 //!    100 ms idle, one cycle then 10 more; the server's RSS after the first and after the
 //!    last (the crate's two servers only: the baseline never evicts).
+//! 9. pollcap (long-poll capacity): 5 000 long pollers re-polling at once while the publish
+//!    rate (4 pipelined publishers) doubles stage by stage from 5 events/s until deliveries/s
+//!    stop growing;
+//!    deliveries/s at saturation, polls answered/s, server CPU per delivery, p99 at the
+//!    highest rate kept up with (median of three rounds);
+//! 10. reconnect (churn of SSE resumes): 100 events published, then 64 clients for 5 s
+//!     each reconnecting with `Last-Event-ID` 10 events back and reading up to the newest;
+//!     resumes per second and server CPU per connection (median of three rounds; axum
+//!     cannot resume and only takes the response head).
 //!
-//! Fan-out and latency run three times per server, taking turns, and each server's best round
-//! counts (other work on a shared machine comes and goes); notify and churn run three times
-//! too, and count the median of each figure (their targets are on medians). The table gives each server's
+//! Fan-out, latency, notify and churn run three times per server, taking turns (other work
+//! on a shared machine comes and goes); fan-out, notify and churn count the median of each
+//! figure (their targets are on medians: the best round flatters whichever server had a lucky
+//! one), latency the best round. The table gives each server's
 //! figure and the ratios of this crate to axum, the ceiling and Nchan, then the targets.
 //!
 //! Every scenario runs in one skeleton (`scenario::run`): for each round, for each server
@@ -50,7 +63,7 @@
 //! and the targets).
 //!
 //! Options: `--smoke`, `--only crate,crate-h1,crate-server,axum,ceiling,nchan`,
-//! `--scenarios encode,fanout,latency,longpoll,idle,notify,churn`, `--rounds N`, `--publishers N`,
+//! `--scenarios encode,fanout,latency,longpoll,idle,notify,churn,pollcap,reconnect`, `--rounds N`, `--publishers N`,
 //! `--events N` (fan-out), `--idle-secs N`.
 
 #[path = "../../examples/chat/app.rs"]
@@ -72,8 +85,11 @@ mod nchan;
 #[path = "../../tests/support/nginx.rs"]
 mod nginx;
 mod notify;
+mod poll_capacity;
 mod process;
 mod procfs;
+mod reconnect;
+mod report;
 mod scenario;
 mod servers;
 mod settings;
@@ -89,6 +105,8 @@ use kind::Kind;
 use latency::Latency;
 use longpoll::LongPoll;
 use notify::Notify;
+use poll_capacity::PollCapacity;
+use reconnect::Reconnect;
 use scenario::Run;
 use settings::Settings;
 use table::{Cell, Row, Unit};
@@ -181,13 +199,28 @@ async fn run(settings: &Settings, encoded: Option<encode::Encoded>) -> bool {
         started,
         failed: false,
     };
-    rows.extend(scenario::run(&FanOut(settings), &mut run).await);
+    let fan_outs = std::iter::once((settings.fanout_subscribers, settings.fanout_publishers)).chain(
+        settings
+            .publish_subscribers
+            .iter()
+            .map(|&subscribers| (subscribers, 1)),
+    );
+    for (subscribers, publishers) in fan_outs {
+        let fan_out = FanOut {
+            settings,
+            subscribers,
+            publishers,
+        };
+        rows.extend(scenario::run(&fan_out, &mut run).await);
+    }
     rows.extend(scenario::run(&Latency(settings), &mut run).await);
     let poll_rows = scenario::run(&LongPoll(settings), &mut run).await;
     rows.extend(scenario::run(&Idle(settings), &mut run).await);
     rows.extend(poll_rows);
     rows.extend(scenario::run(&Notify(settings), &mut run).await);
     rows.extend(scenario::run(&Churn(settings), &mut run).await);
+    rows.extend(scenario::run(&PollCapacity(settings), &mut run).await);
+    rows.extend(scenario::run(&Reconnect(settings), &mut run).await);
 
     println!();
     println!(
@@ -203,6 +236,9 @@ async fn run(settings: &Settings, encoded: Option<encode::Encoded>) -> bool {
         println!("(a smoke run: too small to judge the targets; run without --smoke)");
     } else {
         print!("{}", table::judge(&rows));
+    }
+    if !report::write(settings, &rows, &skipped, started.elapsed()) {
+        run.failed = true;
     }
     if run.failed {
         eprintln!("compare: some scenarios failed (see above)");

@@ -1,5 +1,6 @@
 //! The run's settings: the sizes of a full or a smoke run, and the command-line options.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::kind::Kind;
@@ -10,7 +11,10 @@ pub struct Settings {
     pub fanout_subscribers: usize,
     pub fanout_events: u64,
     pub fanout_publishers: usize,
-    /// Times fan-out and latency run for each server (the best round counts).
+    /// Subscribers of each "publish under fan-out" run (one publisher, one request at a time).
+    pub publish_subscribers: Vec<usize>,
+    /// Times fan-out and latency run for each server (fan-out counts the median round,
+    /// latency the best).
     pub rounds: usize,
     pub latency_subscribers: usize,
     pub latency_rate: u64,
@@ -28,6 +32,15 @@ pub struct Settings {
     pub churn_cycles: usize,
     /// Subscribers per churn cycle, two to a fresh topic.
     pub churn_subscribers: usize,
+    /// Long-poll capacity: pollers, and the stages of the publish rate (`pollcap.rs`).
+    pub pollcap_clients: usize,
+    pub pollcap_stages: usize,
+    /// Each stage's run-in (not measured), then its measured window.
+    pub pollcap_run_in: Duration,
+    pub pollcap_window: Duration,
+    /// Reconnect churn: concurrent resuming clients, for how long (`reconnect.rs`).
+    pub reconnect_clients: usize,
+    pub reconnect_time: Duration,
     /// Longest wait for every reader to finish after publishing ends.
     pub drain_limit: Duration,
     /// Longest a fan-out round may take; a server still delivering then is measured by
@@ -35,6 +48,8 @@ pub struct Settings {
     pub fanout_limit: Duration,
     pub servers: Vec<Kind>,
     pub scenarios: Vec<String>,
+    /// The folder the report (table and charts) is written to.
+    pub report: PathBuf,
 }
 
 impl Settings {
@@ -47,6 +62,7 @@ impl Settings {
                 fanout_subscribers: 200,
                 fanout_events: 200,
                 fanout_publishers: 4,
+                publish_subscribers: vec![200],
                 rounds: 1,
                 latency_subscribers: 200,
                 latency_rate: 100,
@@ -60,10 +76,17 @@ impl Settings {
                 notify_events: 1_000,
                 churn_cycles: 3,
                 churn_subscribers: 100,
+                pollcap_clients: 200,
+                pollcap_stages: 4,
+                pollcap_run_in: Duration::from_millis(200),
+                pollcap_window: Duration::from_millis(500),
+                reconnect_clients: 64,
+                reconnect_time: Duration::from_secs(1),
                 drain_limit: Duration::from_secs(20),
                 fanout_limit: Duration::from_secs(20),
                 servers: Kind::ALL.to_vec(),
                 scenarios: Vec::new(),
+                report: PathBuf::from("target/compare-report"),
             }
         } else {
             Settings {
@@ -71,6 +94,7 @@ impl Settings {
                 fanout_subscribers: 10_000,
                 fanout_events: 300,
                 fanout_publishers: 16,
+                publish_subscribers: vec![5_000, 10_000],
                 rounds: 3,
                 latency_subscribers: 5_000,
                 latency_rate: 100,
@@ -84,10 +108,17 @@ impl Settings {
                 notify_events: 20_000,
                 churn_cycles: 10,
                 churn_subscribers: 2_000,
+                pollcap_clients: 5_000,
+                pollcap_stages: 10,
+                pollcap_run_in: Duration::from_millis(500),
+                pollcap_window: Duration::from_millis(2_000),
+                reconnect_clients: 64,
+                reconnect_time: Duration::from_secs(5),
                 drain_limit: Duration::from_secs(20),
                 fanout_limit: Duration::from_secs(30),
                 servers: Kind::ALL.to_vec(),
                 scenarios: Vec::new(),
+                report: PathBuf::from("target/compare-report"),
             }
         };
         let mut args = args.iter();
@@ -106,6 +137,7 @@ impl Settings {
                 "--events" => settings.fanout_events = number(arg, value()?)?,
                 "--rounds" => settings.rounds = number(arg, value()?)?,
                 "--idle-secs" => settings.idle_secs = number(arg, value()?)?,
+                "--report" => settings.report = PathBuf::from(value()?),
                 other if other.starts_with("--") => return Err(format!("unknown option {other}")),
                 // cargo bench passes a filter argument through; there is nothing to filter.
                 _ => {}

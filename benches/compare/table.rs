@@ -28,6 +28,8 @@ pub enum Unit {
     KiB,
     Micros,
     Percent,
+    /// A plain count (write calls per subscriber).
+    Count,
 }
 
 /// One metric: its label, its unit and each server's cell.
@@ -44,6 +46,11 @@ impl Row {
             unit,
             cells: Vec::new(),
         }
+    }
+
+    /// `kind`'s cell, if it was set.
+    pub fn cell(&self, kind: Kind) -> Option<&Cell> {
+        self.cells.iter().find(|(k, _)| *k == kind).map(|(_, cell)| cell)
     }
 
     pub fn value(&self, kind: Kind) -> Option<f64> {
@@ -78,7 +85,7 @@ impl Row {
     }
 }
 
-fn format_value(value: f64, unit: Unit) -> String {
+pub fn format_value(value: f64, unit: Unit) -> String {
     if value.is_infinite() {
         return "over the limit: not all delivered".to_owned();
     }
@@ -89,6 +96,7 @@ fn format_value(value: f64, unit: Unit) -> String {
         Unit::KiB => format!("{value:.1} KiB"),
         Unit::Micros => format!("{value:.2} µs"),
         Unit::Percent => format!("{value:.3} %"),
+        Unit::Count => format!("{value:.1}"),
     }
 }
 
@@ -170,15 +178,32 @@ pub fn judge(rows: &[Row]) -> String {
     };
     for kind in [Kind::Crate, Kind::CrateH1, Kind::CrateServer] {
         out.push_str(&format!("targets for {}:\n", kind.column()));
-        if let Some(row) = find("fan-out deliveries") {
+        // Each fan-out size has its row; the targets are the same for all of them.
+        for row in rows
+            .iter()
+            .filter(|row| row.metric.starts_with("fan-out deliveries"))
+        {
             let axum = ratio(row, kind, Kind::Axum);
             let ceiling = ratio(row, kind, Kind::Ceiling);
+            let sizes = row.metric.trim_start_matches("fan-out deliveries/s ");
             out.push_str(&format!(
-                "  fan-out ≥ 3× axum: {} ({}); ≥ 0.7× ceiling: {} ({})\n",
+                "  fan-out {sizes}: ≥ 3× axum: {} ({}); ≥ 0.7× ceiling: {} ({})\n",
                 format_ratio(axum),
                 verdict(axum.map(|r| r >= 3.0)),
                 format_ratio(ceiling),
                 verdict(ceiling.map(|r| r >= 0.7)),
+            ));
+        }
+        for row in rows
+            .iter()
+            .filter(|row| row.metric.starts_with("fan-out publish-to-receive p99"))
+        {
+            let r = ratio(row, kind, Kind::Ceiling);
+            let sizes = row.metric.trim_start_matches("fan-out publish-to-receive p99 ");
+            out.push_str(&format!(
+                "  fan-out p99 {sizes} ≤ 1.2× ceiling's: {} ({})\n",
+                format_ratio(r),
+                verdict(r.map(|r| r <= 1.2))
             ));
         }
         if let Some(row) = find("latency p99") {
@@ -246,6 +271,25 @@ pub fn judge(rows: &[Row]) -> String {
             let r = ratio(row, kind, Kind::Nchan);
             out.push_str(&format!(
                 "  long poll ≥ Nchan's deliveries/s: {} ({})\n",
+                format_ratio(r),
+                verdict(r.map(|r| r >= 1.0))
+            ));
+        }
+        if let Some(row) = find("pollcap: saturation").filter(ran) {
+            let nchan = ratio(row, kind, Kind::Nchan);
+            let ceiling = ratio(row, kind, Kind::Ceiling);
+            out.push_str(&format!(
+                "  long-poll saturation ≥ 2× Nchan's: {} ({}); ≥ 0.7× the ceiling's: {} ({})\n",
+                format_ratio(nchan),
+                verdict(nchan.map(|r| r >= 2.0)),
+                format_ratio(ceiling),
+                verdict(ceiling.map(|r| r >= 0.7)),
+            ));
+        }
+        if let Some(row) = find("reconnect: resumes").filter(ran) {
+            let r = ratio(row, kind, Kind::Axum);
+            out.push_str(&format!(
+                "  connection churn ≥ axum's: {} ({})\n",
                 format_ratio(r),
                 verdict(r.map(|r| r >= 1.0))
             ));
