@@ -148,6 +148,10 @@ struct EventInner {
     topic: Option<Arc<str>>,
     sse: OnceLock<Bytes>,
     json: OnceLock<Bytes>,
+    /// When a log took it in (with the `metrics` feature only): the delay to the frame that
+    /// carries it is measured from here, with no clock read per subscriber.
+    #[cfg(feature = "metrics")]
+    appended_at: Option<crate::measure::Stamp>,
 }
 
 /// An event carrying the text as its data, as [`Event::new`] makes it.
@@ -245,6 +249,26 @@ impl Event {
     pub(crate) fn with_topic(mut self, topic: Arc<str>) -> Self {
         self.edit().topic = Some(topic);
         self
+    }
+
+    /// Stamps the time a log took the event in (see `measure`); kept through later edits,
+    /// and invisible to equality. Nothing is stored without the `metrics` feature.
+    pub(crate) fn stamp_appended(&mut self, at: Option<crate::measure::Stamp>) {
+        #[cfg(feature = "metrics")]
+        if at.is_some() {
+            Arc::make_mut(&mut self.0).appended_at = at;
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = at;
+    }
+
+    /// When a log took the event in, if stamped (never without the `metrics` feature).
+    #[inline(always)]
+    pub(crate) fn appended_at(&self) -> Option<crate::measure::Stamp> {
+        #[cfg(feature = "metrics")]
+        return self.0.appended_at;
+        #[cfg(not(feature = "metrics"))]
+        None
     }
 
     /// The topic of a multiplexed stream this event was delivered on, if any.

@@ -111,6 +111,9 @@ impl std::error::Error for LastEventIdRejection {
 
 impl IntoResponse for LastEventIdRejection {
     fn into_response(self) -> Response {
+        if let LastEventIdRejection::Invalid(_) = self {
+            crate::measure::refused(crate::measure::Refused::BadCursor);
+        }
         text_response::<crate::feed::NoEvents>(StatusCode::BAD_REQUEST, self).into_response()
     }
 }
@@ -131,6 +134,7 @@ impl IntoResponse for CursorError {
 
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
+        crate::measure::refused_request(&self);
         text_response::<crate::feed::NoEvents>(StatusCode::BAD_REQUEST, self).into_response()
     }
 }
@@ -150,8 +154,12 @@ fn subscribe_error_response<S, E: std::error::Error>(
     error: SubscribeError<E>,
 ) -> http::Response<crate::EventStreamBody<S>> {
     match error {
-        SubscribeError::InvalidCursor(error) => crate::service::bad_request(RequestError::Cursor(error)),
+        SubscribeError::InvalidCursor(error) => {
+            crate::measure::refused(crate::measure::Refused::BadCursor);
+            crate::service::bad_request(RequestError::Cursor(error))
+        }
         SubscribeError::Backend(error) => {
+            crate::measure::refused(crate::measure::Refused::BackendUnavailable);
             crate::trace::warn_event!("event log unavailable", error = %error);
             crate::failure::come_back_later(
                 crate::Transport::LongPoll,

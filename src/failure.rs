@@ -135,6 +135,8 @@ impl<L: EventLog> Waiting<L> {
                     self.attempt = None;
                     let announce = subscription.position().and_then(|position| {
                         if self.cursor_refused {
+                            // Checked only now that the backend answers: not this log's cursor.
+                            crate::measure::reset(crate::measure::GapCause::OtherEpoch);
                             Some(Delivery::Gap(Some(position)))
                         } else if self.cursor.as_ref().map(LastEventId::as_str) == Some(position.as_str()) {
                             None

@@ -112,7 +112,13 @@
 //! - `axum` (default): [`StreamRequest`] and [`LastEventId`] extractors and
 //!   `IntoResponse` for the error types.
 //! - `json`: [`Event::json`].
-//! - `tracing`: warnings when a log backend or event source fails.
+//! - `tracing`: warnings when a log backend or event source fails, and a span per SSE stream
+//!   and long poll (at `DEBUG`) that ends with what it delivered and why it ended.
+//! - `metrics`: gauges, counters and a histogram through the `metrics` facade (the
+//!   application installs the exporter): open subscriptions, live topics, events appended
+//!   and delivered, bytes written, resets by cause, long-poll outcomes, refusals by reason,
+//!   append-to-write delay. The README's "Operating it" lists them all. Without any feature,
+//!   [`MemoryLog::stats`] and [`Topics::stats`] give a snapshot for health checks.
 //! - `redis`: [`RedisLog`], an event log on a Redis stream shared by several processes
 //!   (Redis 7.0 or later).
 //! - `server`: [`server::Server`], an HTTP/1.1 server that keeps no buffer per idle
@@ -141,6 +147,7 @@ mod feed;
 mod fill;
 mod layer;
 mod log;
+mod measure;
 mod random;
 mod request;
 mod respond;
@@ -148,6 +155,7 @@ mod respond;
 pub mod server;
 mod service;
 mod shutdown;
+mod stats;
 mod topics;
 mod trace;
 mod transport;
@@ -174,6 +182,7 @@ pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};
 pub use shutdown::{Shutdown, ShutdownSignal};
+pub use stats::{LogStats, TopicsStats};
 pub use topics::{
     Access, MakeLog, Refusal, TopicError, TopicFeed, TopicKeyError, TopicStream, Topics, TopicsBuilder,
     TopicsFuture, TopicsService, DEFAULT_IDLE_EVICTION, DEFAULT_MAX_SUBSCRIBERS,

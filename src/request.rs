@@ -7,8 +7,10 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{header, Method, Response};
 
+use crate::measure::{self, GapCause};
 use crate::respond::RespondFuture;
 use crate::transport::long_poll::LongPollFuture;
+use crate::transport::watch::{Resume, Watch};
 use crate::{CursorError, EventFeed, EventStreamBody, LastEventId, StreamConfig};
 
 /// Which transport answers a request.
@@ -80,6 +82,9 @@ pub struct StreamRequest {
     pub(crate) wait: Duration,
     pub(crate) head: bool,
     pub(crate) config: Arc<StreamConfig>,
+    /// The `topic` label of this request's metrics, when the application asked for one.
+    #[cfg(feature = "metrics")]
+    pub(crate) topic_label: Option<Arc<str>>,
 }
 
 impl StreamRequest {
@@ -111,6 +116,8 @@ impl StreamRequest {
             wait,
             head: parts.method == Method::HEAD,
             config,
+            #[cfg(feature = "metrics")]
+            topic_label: None,
         })
     }
 
@@ -147,13 +154,34 @@ impl StreamRequest {
             return RespondFuture::ready(response);
         }
         let reset_first = self.cursor.is_some() && !source.honours_cursor();
+        let resume = match (reset_first, &self.cursor) {
+            (true, _) => {
+                // A live-only feed holds no history for the client's cursor.
+                measure::reset(GapCause::Trimmed);
+                Resume::Gap
+            }
+            (false, Some(_)) => Resume::Resumed,
+            (false, None) => Resume::Fresh,
+        };
+        #[cfg(feature = "metrics")]
+        let topic = self.topic_label.as_deref();
+        #[cfg(not(feature = "metrics"))]
+        let topic = None;
+        let watch = Watch::open(self.transport, resume, topic);
         match self.transport {
-            Transport::Sse => {
-                RespondFuture::ready(crate::transport::sse::response(source, &self.config, reset_first))
-            }
-            Transport::LongPoll => {
-                RespondFuture::long_poll(LongPollFuture::new(source, self.cursor, self.wait, &self.config))
-            }
+            Transport::Sse => RespondFuture::ready(crate::transport::sse::response(
+                source,
+                &self.config,
+                reset_first,
+                watch,
+            )),
+            Transport::LongPoll => RespondFuture::long_poll(LongPollFuture::new(
+                source,
+                self.cursor,
+                self.wait,
+                &self.config,
+                watch,
+            )),
         }
     }
 }

@@ -10,6 +10,7 @@ use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
 use crate::failure::{come_back_later, RetryingSubscription};
+use crate::measure::{self, Refused};
 use crate::respond::{refuse_method, text_response};
 use crate::{
     CursorError, EventLog, EventStreamBody, LastEventId, RequestError, StreamConfig, StreamRequest,
@@ -118,9 +119,10 @@ impl<L: EventLog, B> Service<Request<B>> for EventLogService<L> {
         let stream_request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {
             Ok(stream_request) => stream_request,
             Err(error) => {
+                measure::refused_request(&error);
                 return EventLogFuture {
                     answer: Box::pin(std::future::ready(Ok(bad_request(error)))),
-                }
+                };
             }
         };
         let log = self.log.clone();
@@ -183,18 +185,24 @@ impl StreamRequest {
     ) -> Result<RetryingSubscription<L>, Response<EventStreamBody<S>>> {
         match log.subscribe(cursor).await {
             Ok(subscription) => Ok(RetryingSubscription::live(subscription)),
-            Err(SubscribeError::InvalidCursor(error)) => Err(bad_request(RequestError::Cursor(error))),
+            Err(SubscribeError::InvalidCursor(error)) => {
+                measure::refused(Refused::BadCursor);
+                Err(bad_request(RequestError::Cursor(error)))
+            }
             Err(SubscribeError::Backend(error)) => {
                 crate::trace::warn_event!("event log unavailable", error = %error, transport = ?self.transport);
                 match self.transport {
                     Transport::Sse if !self.head => {
                         Ok(RetryingSubscription::waiting(log.clone(), cursor.cloned()))
                     }
-                    transport => Err(come_back_later(
-                        transport,
-                        self.config.retry.unwrap_or(crate::DEFAULT_RETRY),
-                        format_args!("event log unavailable: {error}"),
-                    )),
+                    transport => Err({
+                        measure::refused(Refused::BackendUnavailable);
+                        come_back_later(
+                            transport,
+                            self.config.retry.unwrap_or(crate::DEFAULT_RETRY),
+                            format_args!("event log unavailable: {error}"),
+                        )
+                    }),
                 }
             }
         }

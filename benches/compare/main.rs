@@ -1,4 +1,5 @@
-//! `cargo bench --features server --bench compare [-- --smoke]`: this crate against its peers, in one run.
+//! `cargo bench --features server,metrics --bench compare [-- --smoke]`: this crate against its
+//! peers, in one run (without `metrics`, the `crate-metrics` server is left out).
 //!
 //! Servers, one after another on loopback ports, each in a process of its own (this binary
 //! re-executed as `--serve <kind> <port>`, or nginx) so that its memory and CPU time are read
@@ -7,6 +8,8 @@
 //! - `crate`: the chat example's router (`examples/chat/app.rs`) under `axum::serve`;
 //! - `crate-h1`: the same router on hyper's HTTP/1 connection builder, with `TCP_NODELAY`;
 //! - `crate-server`: the same router on this crate's own `server::Server`;
+//! - `crate-metrics`: `crate` with a Prometheus recorder installed (fan-out only: the cost of
+//!   the `metrics` feature);
 //! - `axum`: axum's `Sse` over a `tokio::sync::broadcast` channel, 15 s keep-alive;
 //! - `ceiling`: raw tokio, no HTTP framework, events encoded once and written batched;
 //! - `nchan`: nginx + Nchan from `benches/nchan.conf.template` (skipped when not installed).
@@ -62,14 +65,16 @@
 //! `load.rs` and `client.rs` (the load generator), `procfs.rs`, and `table.rs` (the table
 //! and the targets).
 //!
-//! Options: `--smoke`, `--only crate,crate-h1,crate-server,axum,ceiling,nchan`,
-//! `--scenarios encode,fanout,latency,longpoll,idle,notify,churn,pollcap,reconnect`, `--rounds N`, `--publishers N`,
-//! `--events N` (fan-out), `--idle-secs N`.
+//! Options: `--smoke`, `--only crate,crate-h1,crate-server,crate-metrics,axum,ceiling,nchan`,
+//! `--scenarios encode,fanout,latency,longpoll,idle,notify,churn,pollcap,reconnect`,
+//! `--rounds N`, `--publishers N`, `--events N` (fan-out), `--idle-secs N`, `--report DIR`
+//! (where the table and the charts go; `target/compare-report` by default).
 
 #[path = "../../examples/chat/app.rs"]
 #[allow(dead_code)]
 mod app;
 mod ceiling;
+mod chart;
 mod churn;
 mod client;
 #[path = "../encode.rs"]
@@ -134,7 +139,7 @@ fn main() {
         procfs::machine()
     );
     // Nothing here may run unbounded: past this limit, stop every server and give up.
-    let limit = Duration::from_secs(if settings.smoke { 300 } else { 1200 });
+    let limit = Duration::from_secs(if settings.smoke { 300 } else { 2700 });
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         eprintln!("compare: still running after {limit:?}; stopping the servers and giving up");
@@ -253,7 +258,7 @@ fn encode_rows(encoded: &encode::Encoded, kinds: &[Kind]) -> Vec<Row> {
     let mut body = Row::new("encode: through the SSE body (events/s)", Unit::PerSecond);
     for &kind in kinds {
         let (d, b) = match kind {
-            Kind::Crate | Kind::CrateH1 | Kind::CrateServer => {
+            Kind::Crate | Kind::CrateH1 | Kind::CrateServer | Kind::CrateMetrics => {
                 (Some(encoded.crate_direct), Some(encoded.crate_body))
             }
             Kind::Axum => (Some(encoded.axum_body), Some(encoded.axum_body)),

@@ -105,13 +105,14 @@ pub async fn run<S: Scenario>(scenario: &S, run: &mut Run<'_>) -> Vec<Row> {
     let mut figured: Vec<(Kind, Vec<S::Figures>)> = Vec::new();
     // Servers not run again: failed, or could not finish a round in time.
     let mut retired: Vec<Kind> = Vec::new();
-    for &kind in run.kinds.iter().filter(|&&kind| !scenario.applies(kind)) {
+    let applies = |kind: Kind| scenario.applies(kind) && kind.runs_in(S::NAME);
+    for &kind in run.kinds.iter().filter(|&&kind| !applies(kind)) {
         rows.iter_mut().for_each(|row| row.set(kind, Cell::NotApplicable));
     }
     let rounds = scenario.rounds();
     for round in 1..=rounds {
         let kinds: Vec<Kind> = (run.kinds.iter().copied())
-            .filter(|&kind| scenario.applies(kind) && !retired.contains(&kind))
+            .filter(|&kind| applies(kind) && !retired.contains(&kind))
             .collect();
         let batches: Vec<&[Kind]> = if S::AT_ONCE {
             vec![&kinds]

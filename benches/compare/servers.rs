@@ -51,6 +51,7 @@ pub fn serve(kind: &str, port: u16, app: Option<&str>) -> ! {
             "crate" => crate_axum_serve(listener).await,
             "crate-h1" => crate_hyper_http1(listener).await,
             "crate-server" => crate_own_server(listener).await,
+            "crate-metrics" => crate_with_metrics(listener).await,
             "axum" => axum_sse(listener).await,
             "ceiling" => crate::ceiling::serve(listener).await,
             other => Err(io::Error::other(format!("unknown server kind {other}"))),
@@ -79,6 +80,30 @@ async fn crate_axum_serve(listener: TcpListener) -> io::Result<()> {
     let log = MemoryLog::builder().history(HISTORY).build();
     let app = chat_router(&log);
     axum::serve(listener, app).await
+}
+
+/// `crate` with the metrics on: a Prometheus recorder installed, as the chat example's `main`
+/// does (the `metrics` feature), its histograms summarised every 5 s.
+#[cfg(feature = "metrics")]
+async fn crate_with_metrics(listener: TcpListener) -> io::Result<()> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(io::Error::other)?;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    });
+    crate_axum_serve(listener).await
+}
+
+#[cfg(not(feature = "metrics"))]
+async fn crate_with_metrics(_listener: TcpListener) -> io::Result<()> {
+    Err(io::Error::other(
+        "crate-metrics needs the bench built with `--features metrics`",
+    ))
 }
 
 /// The same router served by hyper's HTTP/1 connection builder directly, as a

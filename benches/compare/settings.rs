@@ -84,7 +84,7 @@ impl Settings {
                 reconnect_time: Duration::from_secs(1),
                 drain_limit: Duration::from_secs(20),
                 fanout_limit: Duration::from_secs(20),
-                servers: Kind::ALL.to_vec(),
+                servers: Kind::ALL.into_iter().filter(|kind| kind.built()).collect(),
                 scenarios: Vec::new(),
                 report: PathBuf::from("target/compare-report"),
             }
@@ -116,7 +116,7 @@ impl Settings {
                 reconnect_time: Duration::from_secs(5),
                 drain_limit: Duration::from_secs(20),
                 fanout_limit: Duration::from_secs(30),
-                servers: Kind::ALL.to_vec(),
+                servers: Kind::ALL.into_iter().filter(|kind| kind.built()).collect(),
                 scenarios: Vec::new(),
                 report: PathBuf::from("target/compare-report"),
             }

@@ -295,5 +295,16 @@ pub fn judge(rows: &[Row]) -> String {
             ));
         }
     }
+    // The cost of the `metrics` feature: the same server with a recorder, beside it.
+    for row in rows.iter().filter(|row| row.metric.starts_with("fan-out deliveries")) {
+        if let Some(r) = ratio(row, Kind::CrateMetrics, Kind::Crate) {
+            let sizes = row.metric.trim_start_matches("fan-out deliveries/s ");
+            out.push_str(&format!(
+                "metrics on, fan-out {sizes}: ≥ 0.95× without: {} ({})\n",
+                format_ratio(Some(r)),
+                verdict(Some(r >= 0.95))
+            ));
+        }
+    }
     out
 }

@@ -24,6 +24,12 @@
 //!   data is the room's name (the long poll's top-level `"reset"` stays `false`). `400` if a
 //!   name is not a room name, or if the rooms' cursor could outgrow the cursor limit (256
 //!   bytes by default: about five rooms of eight characters; the message gives the numbers).
+//! - `GET /api/stats`: the page's live panel, a `stats` event once a second whose data is
+//!   `{"readers":<connected readers>,"rooms":<open rooms>,"messagesPerSecond":<n>}`, live
+//!   only: SSE, or a poll answered at once with the latest (the page asks with `timeout=0`
+//!   once a second).
+//! - `GET /metrics` (added by `main`, see [`metrics`]): the process's metrics in Prometheus'
+//!   text format; the crate's own (`eventstream_*`) with the `metrics` feature.
 //! - A room name is 1 to 64 ASCII letters, digits, `-`, `_` or `.`. A room is opened on first
 //!   use; a memory room with no reader and no message for a while is closed, and a cursor
 //!   from before then gets `reset`.
@@ -35,6 +41,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_eventstream::{Event, MakeLog, StreamConfig, TopicError, Topics, TopicsService};
+
+#[path = "panel.rs"]
+mod panel;
 
 /// The largest message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -52,7 +61,7 @@ pub fn router<M: MakeLog>(rooms: Topics<M>, config: StreamConfig) -> Router {
         .key_from_path(2);
     // `/api/events?room=a&room=b`: every `room` of the query, the lobby without one.
     let lobby_events = TopicsService::new(rooms.clone())
-        .with_config(config)
+        .with_config(config.clone())
         .key_from_query("room")
         .default_topic(LOBBY);
     let limit = DefaultBodyLimit::max(MAX_MESSAGE_BYTES);
@@ -62,7 +71,20 @@ pub fn router<M: MakeLog>(rooms: Topics<M>, config: StreamConfig) -> Router {
         .route("/api/rooms/{room}/messages", post(post_to_room::<M>).layer(limit))
         .route_service("/api/events", lobby_events)
         .route_service("/api/rooms/{room}/events", room_events)
-        .with_state(rooms)
+        .with_state(rooms.clone())
+        .merge(panel::routes(rooms, config))
+}
+
+/// `GET /metrics`: what `handle`'s recorder holds, in Prometheus' text format.
+#[allow(dead_code)] // for `main` and the metrics tests
+pub fn metrics(handle: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = handle.render();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+        }),
+    )
 }
 
 /// Rooms in memory, none ever closed, whose `lobby` is `lobby`: what a test pushes to `lobby`

@@ -13,6 +13,10 @@
 //! ```
 //!
 //! A page can then reconnect to either instance and resume with `Last-Event-ID`.
+//!
+//! `GET /metrics` serves the process's metrics in Prometheus' text format; built with
+//! `--features metrics` they include the crate's own (`eventstream_*`, listed in the README's
+//! "Operating it"). The page's panel shows connected readers and messages per second.
 //! `REDIS_STREAM` sets the prefix of the rooms' stream keys (default `chat`: the room `lobby`
 //! is the stream `chat:lobby`). Without `REDIS_URL` the rooms live in this process's memory,
 //! each closed (and its history dropped) after ten minutes without readers or messages.
@@ -56,7 +60,20 @@ async fn serve_redis(_addr: SocketAddr, _url: &str) -> std::io::Result<()> {
 
 async fn serve<M: MakeLog>(addr: SocketAddr, rooms: Topics<M>, store: &str) -> std::io::Result<()> {
     let shutdown = Shutdown::new();
-    let app = app::router(rooms, StreamConfig::default().shutdown(shutdown.clone()));
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| std::io::Error::other(format!("metrics recorder: {e}")))?;
+    // Histograms are summarised as they are rendered; keep them from growing between scrapes.
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app =
+        app::router(rooms, StreamConfig::default().shutdown(shutdown.clone())).merge(app::metrics(metrics));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(

@@ -80,8 +80,12 @@ where
 /// back (`200`, `retry:`) and a long poll gets `503` with `Retry-After`.
 pub(crate) fn refusal<S>(request: &StreamRequest, error: BoxError) -> Response<EventStreamBody<S>> {
     match error.downcast::<RequestError>() {
-        Ok(error) => text_response(StatusCode::BAD_REQUEST, error),
+        Ok(error) => {
+            crate::measure::refused_request(&error);
+            text_response(StatusCode::BAD_REQUEST, error)
+        }
         Err(error) => {
+            crate::measure::refused(crate::measure::Refused::BackendUnavailable);
             crate::trace::warn_event!("inner service failed", error = %error, transport = ?request.transport());
             let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
             come_back_later(

@@ -81,7 +81,10 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
         match StreamRequest::parse(&parts, Arc::clone(&self.config), self.forced) {
-            Err(error) => EventStreamFuture::rejected(text_response(StatusCode::BAD_REQUEST, error)),
+            Err(error) => {
+                crate::measure::refused_request(&error);
+                EventStreamFuture::rejected(text_response(StatusCode::BAD_REQUEST, error))
+            }
             Ok(stream_request) => {
                 if let Some(error) = self.not_ready.take() {
                     return EventStreamFuture::rejected(refusal(&stream_request, error));

@@ -8,18 +8,32 @@ use tokio::sync::Notify;
 
 use super::ring::{Ring, RingEntry, TAKE_PER_LOCK};
 use super::wake::WakeSlot;
+use crate::measure::{self, GapCause};
+use crate::stats::LogCounters;
 use crate::{Delivery, Event, EventId};
 
-/// A gap the reader has to report before anything it takes afterwards.
+/// A gap the reader has to report before anything it takes afterwards, and why it is owed
+/// (counted when it is handed out).
 #[derive(Clone, Copy)]
 enum GapState<P> {
     None,
     /// Owed, but where reading goes on after it is not settled yet: it is reported once
     /// reading there is known to work, so gaps in a row are reported as one.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
-    Owed,
+    Owed(GapCause),
     /// Handed out next, naming the position just before the events that follow it.
-    Due(P),
+    Due(P, GapCause),
+}
+
+impl<P> GapState<P> {
+    /// The cause of a gap already owed wins over a later one: the client hears one reset,
+    /// and the first loss is what made it.
+    fn cause_or(&self, cause: GapCause) -> GapCause {
+        match self {
+            GapState::None => cause,
+            GapState::Owed(first) | GapState::Due(_, first) => *first,
+        }
+    }
 }
 
 /// A subscriber's place in a ring: the next sequence number to take, what was taken but not
@@ -42,7 +56,8 @@ pub(super) struct Follower<P> {
 /// What a reader took from the ring and has yet to hand out.
 enum Taken<P> {
     Event(P, Event),
-    /// A gap recorded in the log, reported naming this position.
+    /// A gap recorded in the log (a loss on the way in, or entries the backend lost),
+    /// reported naming this position.
     Gap(P),
 }
 
@@ -70,11 +85,17 @@ impl<P: Copy> Follower<P> {
         self.delivered
     }
 
-    /// Hands out the owed gap, then what was taken, in order.
-    pub(super) fn pop(&mut self, id_of: impl FnOnce(P) -> EventId) -> Option<Delivery> {
-        if let GapState::Due(at) = self.gap {
+    /// Hands out the owed gap, then what was taken, in order; each gap handed out is
+    /// counted in `counters` with its cause.
+    pub(super) fn pop(
+        &mut self,
+        counters: &LogCounters,
+        id_of: impl FnOnce(P) -> EventId,
+    ) -> Option<Delivery> {
+        if let GapState::Due(at, cause) = self.gap {
             self.gap = GapState::None;
             self.delivered = at;
+            counters.gap_reported(cause);
             return Some(Delivery::Gap(Some(id_of(at))));
         }
         match self.taken.pop_front()? {
@@ -84,6 +105,7 @@ impl<P: Copy> Follower<P> {
             }
             Taken::Gap(at) => {
                 self.delivered = at;
+                counters.gap_reported(GapCause::BackendLost);
                 Some(Delivery::Gap(Some(id_of(at))))
             }
         }
@@ -102,21 +124,21 @@ impl<P: Copy> Follower<P> {
     }
 
     /// A gap is to be reported before the next event, naming `at`.
-    pub(super) fn gap_due(&mut self, at: P) {
-        self.gap = GapState::Due(at);
+    pub(super) fn gap_due(&mut self, at: P, cause: GapCause) {
+        self.gap = GapState::Due(at, self.gap.cause_or(cause));
     }
 
     /// A gap is to be reported once where reading goes on is settled.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
-    pub(super) fn owe_gap(&mut self) {
-        self.gap = GapState::Owed;
+    pub(super) fn owe_gap(&mut self, cause: GapCause) {
+        self.gap = GapState::Owed(self.gap.cause_or(cause));
     }
 
     /// Reading after `at` works: an owed gap is reported next, naming `at`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
     pub(super) fn settle_gap(&mut self, at: P) {
-        if let GapState::Owed = self.gap {
-            self.gap = GapState::Due(at);
+        if let GapState::Owed(cause) = self.gap {
+            self.gap = GapState::Due(at, cause);
         }
     }
 
@@ -131,7 +153,9 @@ impl<P: Copy> Follower<P> {
     pub(super) fn push_gap(&mut self, at: P) {
         match self.taken.back_mut() {
             Some(Taken::Gap(last)) => *last = at,
-            None if matches!(self.gap, GapState::Due(_)) => self.gap = GapState::Due(at),
+            None if matches!(self.gap, GapState::Due(..)) => {
+                self.gap = GapState::Due(at, self.gap.cause_or(GapCause::BackendLost))
+            }
             _ => self.taken.push_back(Taken::Gap(at)),
         }
     }
@@ -156,7 +180,7 @@ impl<P: Copy> Follower<P> {
         if !self.behind(ring) {
             return false;
         }
-        self.gap_due(before_oldest);
+        self.gap_due(before_oldest, GapCause::FellBehind);
         self.next_seq = ring.first_seq();
         true
     }
@@ -201,7 +225,8 @@ impl<P: Copy> Follower<P> {
     /// `out` (stopping once it grew by `max_bytes`), under the caller's one lock: no
     /// per-event clone, no refcount traffic on the bytes every subscriber shares. Returns the
     /// bytes copied; when more were ready than fit, the next look comes at once. The reader
-    /// must not be [`behind`](Follower::behind).
+    /// must not be [`behind`](Follower::behind). With the `metrics` feature, how many events
+    /// went and the first one's append stamp are noted for the frame that carries them.
     ///
     /// A recorded gap, or entries to skip, stop the copy: when nothing was copied before
     /// them, they are [taken](Follower::take) instead, and the reader
@@ -217,6 +242,7 @@ impl<P: Copy> Follower<P> {
     {
         let start = out.len();
         let mut copied = 0u64;
+        let mut first_stamp = None;
         if self.skip_through.is_none() {
             for entry in ring.iter_from(self.next_seq) {
                 let seq = self.next_seq + copied;
@@ -226,6 +252,9 @@ impl<P: Copy> Follower<P> {
                 };
                 if out.len() - start >= max_bytes {
                     break;
+                }
+                if copied == 0 {
+                    first_stamp = event.appended_at();
                 }
                 out.extend_from_slice(event.encoded());
                 copied += 1;
@@ -237,6 +266,7 @@ impl<P: Copy> Follower<P> {
             }
             return 0;
         }
+        measure::note_copied(copied, first_stamp);
         let last = self.next_seq + copied - 1;
         if let Some(entry) = ring.iter_from(last).next() {
             self.delivered = entry.position(last);

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::*;
+use crate::measure::GapCause;
+use crate::stats::LogCounters;
 use crate::{Delivery, EventId};
 
 struct Numbered(Event);
@@ -35,8 +37,8 @@ fn follower(next_seq: u64) -> Follower<u64> {
     Follower::new(Arc::new(Notify::new()), next_seq, next_seq - 1)
 }
 
-fn drain(follower: &mut Follower<u64>) -> Vec<String> {
-    std::iter::from_fn(|| follower.pop(|seq| EventId::new(seq.to_string()).unwrap()))
+fn drain(follower: &mut Follower<u64>, counters: &LogCounters) -> Vec<String> {
+    std::iter::from_fn(|| follower.pop(counters, |seq| EventId::new(seq.to_string()).unwrap()))
         .map(|delivery| match delivery {
             Delivery::Gap(at) => format!("<gap {}>", at.unwrap().as_str()),
             Delivery::Event(event) => event.data().to_owned(),
@@ -69,7 +71,9 @@ fn a_lagging_reader_owes_a_gap_before_the_oldest_held() {
         "no position while a gap is due"
     );
     reader.take(&ring);
-    assert_eq!(drain(&mut reader), ["<gap 7>", "8", "9", "10"]);
+    let counters = LogCounters::default();
+    assert_eq!(drain(&mut reader, &counters), ["<gap 7>", "8", "9", "10"]);
+    assert_eq!(gaps_reported(&counters), 1);
     assert_eq!(reader.delivered(), 10);
     assert!(!reader.skip_lag(&ring, ring.first_seq() - 1));
 }
@@ -77,13 +81,20 @@ fn a_lagging_reader_owes_a_gap_before_the_oldest_held() {
 #[test]
 fn an_owed_gap_waits_until_it_is_settled() {
     let mut reader = follower(1);
-    reader.owe_gap();
+    let counters = LogCounters::default();
+    reader.owe_gap(GapCause::BackendLost);
     assert!(reader.has_ready());
-    assert!(reader.pop(|_| unreachable!()).is_none());
+    assert!(reader.pop(&counters, |_| unreachable!()).is_none());
+    assert_eq!(
+        gaps_reported(&counters),
+        0,
+        "an owed gap is counted once handed out"
+    );
     assert!(reader.position(|_| unreachable!()).is_none());
     reader.settle_gap(4);
     reader.push_taken(5, Event::new("5"));
-    assert_eq!(drain(&mut reader), ["<gap 4>", "5"]);
+    assert_eq!(drain(&mut reader, &counters), ["<gap 4>", "5"]);
+    assert_eq!(gaps_reported(&counters), 1);
     reader.settle_gap(9);
     assert!(!reader.has_ready(), "settling owes nothing when no gap was owed");
 }
@@ -103,7 +114,7 @@ fn takes_one_batch_per_look_and_copies_what_fits() {
         reader.wake.poll_rearm(&mut cx).is_pending(),
         "then waits for a change"
     );
-    drain(&mut reader);
+    drain(&mut reader, &LogCounters::default());
     let mut out = bytes::BytesMut::new();
     let copied = reader.copy_encoded(&ring, &mut out, 1);
     assert_eq!(copied, out.len());
@@ -111,4 +122,20 @@ fn takes_one_batch_per_look_and_copies_what_fits() {
     assert!(reader.copy_encoded(&ring, &mut out, 1 << 16) > 0);
     assert_eq!(reader.delivered(), TAKE_PER_LOCK as u64 + 2);
     assert_eq!(reader.copy_encoded(&ring, &mut out, 1 << 16), 0);
+}
+
+fn gaps_reported(counters: &LogCounters) -> u64 {
+    counters.snapshot(0, 0, EventId::new("0").unwrap()).gaps_reported
+}
+
+#[test]
+fn gaps_in_a_row_are_one_reset_with_the_first_cause() {
+    let mut reader = follower(1);
+    let counters = LogCounters::default();
+    reader.owe_gap(GapCause::Trimmed);
+    reader.owe_gap(GapCause::FellBehind);
+    reader.settle_gap(3);
+    reader.push_gap(4);
+    assert_eq!(drain(&mut reader, &counters), ["<gap 4>"]);
+    assert_eq!(gaps_reported(&counters), 1);
 }

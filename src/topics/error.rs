@@ -7,6 +7,7 @@ use http::Response;
 use super::access::Refusal;
 use super::key::TopicKeyError;
 use crate::failure::come_back_later;
+use crate::measure::{self, Refused};
 use crate::respond::text_response;
 use crate::{CursorError, EventStreamBody, StreamRequest};
 
@@ -78,11 +79,20 @@ impl<E: fmt::Display> TopicError<E> {
     /// is told to come back rather than closed for good.
     pub(crate) fn answer<S>(&self, request: &StreamRequest) -> Response<EventStreamBody<S>> {
         match self {
-            TopicError::InvalidKey(_) | TopicError::InvalidCursor(_) => {
+            TopicError::InvalidKey(_) => text_response(http::StatusCode::BAD_REQUEST, self),
+            TopicError::InvalidCursor(_) => {
+                measure::refused(Refused::BadCursor);
                 text_response(http::StatusCode::BAD_REQUEST, self)
             }
-            TopicError::Refused(refusal) => text_response(refusal.status, self),
+            TopicError::Refused(refusal) => {
+                measure::refused(Refused::Auth);
+                text_response(refusal.status, self)
+            }
             _ => {
+                measure::refused(match self {
+                    TopicError::Backend(_) => Refused::BackendUnavailable,
+                    _ => Refused::Limit,
+                });
                 crate::trace::debug_event!("topic refused a subscriber for now", reason = %self);
                 let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
                 come_back_later(request.transport(), retry, self)

@@ -13,7 +13,7 @@ use http::Response;
 use crate::respond::text_response;
 use crate::{
     Event, EventId, EventLog, EventStreamBody, LastEventId, RetryingSubscription, StreamRequest,
-    SubscribeError,
+    SubscribeError, TopicsStats,
 };
 
 /// What [`Topics::serve`] and [`TopicsService`] answer with.
@@ -123,6 +123,8 @@ pub struct TopicsBuilder<M> {
     make: M,
     limits: TopicLimits,
     idle: Option<Duration>,
+    #[cfg(feature = "metrics")]
+    label_topics: bool,
 }
 
 impl<M: MakeLog> TopicsBuilder<M> {
@@ -158,10 +160,31 @@ impl<M: MakeLog> TopicsBuilder<M> {
         self
     }
 
+    /// Labels the subscription gauge and the delivered-events counter of this registry's
+    /// streams with their `topic` (a stream of several topics is labelled `*`).
+    ///
+    /// **Cardinality risk**: every topic key becomes a time series of the exporter, kept
+    /// after the topic is evicted. With keys made per user, per document or per session this
+    /// grows without bound and can exhaust the exporter's (and the metrics store's) memory.
+    /// Turn it on only for a small, fixed set of topics (a few chat rooms, a few feeds); the
+    /// default, no topic label, keeps the number of series fixed.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics_per_topic(mut self) -> Self {
+        self.label_topics = true;
+        self
+    }
+
     /// Creates the registry; with eviction, its sweeper task starts (so this needs a Tokio
     /// runtime, as `tokio::spawn` does).
     pub fn build(self) -> Topics<M> {
-        let registry = Arc::new(Registry::new(self.make, self.limits));
+        #[allow(unused_mut)] // set only with the metrics feature
+        let mut registry = Registry::new(self.make, self.limits);
+        #[cfg(feature = "metrics")]
+        {
+            registry.label_topics = self.label_topics;
+        }
+        let registry = Arc::new(registry);
         let sweeper = self.idle.map(|idle| {
             let task = tokio::spawn(registry::sweep(Arc::downgrade(&registry), idle));
             Arc::new(AbortOnDrop(task.abort_handle()))
@@ -191,6 +214,8 @@ impl<M: MakeLog> Topics<M> {
                 max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             },
             idle: Some(DEFAULT_IDLE_EVICTION),
+            #[cfg(feature = "metrics")]
+            label_topics: false,
         }
     }
 
@@ -207,6 +232,16 @@ impl<M: MakeLog> Topics<M> {
     /// The number of subscribers of all topics.
     pub fn subscriber_count(&self) -> usize {
         self.registry.subscriber_count()
+    }
+
+    /// A snapshot of the registry (see [`TopicsStats`]): one short lock of the topic map.
+    /// Each topic's log has its own (`MemoryLog::stats`, through [`log`](Topics::log)).
+    pub fn stats(&self) -> TopicsStats {
+        TopicsStats {
+            topics: self.len(),
+            subscribers: self.subscriber_count(),
+            appended: (self.registry.appended).load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// Evicts the topics idle for `idle` now (the sweeper does this on its own).
@@ -230,7 +265,9 @@ impl<M: MakeLog> Topics<M> {
     /// Appends `event` to the topic `key` (created if it is not live).
     pub async fn append(&self, key: &str, event: Event) -> Result<Event, TopicError<LogError<M>>> {
         let log = self.log(key).await?;
-        log.append(event).await.map_err(TopicError::Backend)
+        let appended = log.append(event).await.map_err(TopicError::Backend)?;
+        (self.registry.appended).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(appended)
     }
 
     /// A subscriber's feed of the topic `key` after `cursor`, counted against the limits,
@@ -286,6 +323,8 @@ impl<M: MakeLog> Topics<M> {
     /// of position (a Redis stream id): 5 topics of 8-character keys by default, about 20
     /// with 1 024 bytes. A request for more is answered `400` with the numbers.
     pub async fn serve_many(&self, topics: Vec<(String, Access)>, request: StreamRequest) -> Answer<M::Log> {
+        #[cfg(feature = "metrics")]
+        let request = self.registry.label(request, &topics);
         let budget = cursor::budget(topics.iter().map(|(key, _)| key.as_str()));
         if topics.len() > 1 && budget > request.config().max_cursor_len {
             let message = format!(
@@ -297,7 +336,10 @@ impl<M: MakeLog> Topics<M> {
         }
         let positions = match request.cursor().map(cursor::parse).transpose() {
             Ok(positions) => positions.unwrap_or_default(),
-            Err(error) => return text_response(http::StatusCode::BAD_REQUEST, error),
+            Err(error) => {
+                crate::measure::refused(crate::measure::Refused::BadCursor);
+                return text_response(http::StatusCode::BAD_REQUEST, error);
+            }
         };
         let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
         let single = topics.len() == 1;

@@ -36,7 +36,19 @@ pub(crate) struct Registry<M: MakeLog> {
     topics: Mutex<TopicMap<M::Log>>,
     pub(crate) limits: TopicLimits,
     subscribers: Arc<AtomicUsize>,
+    /// Events appended through [`Topics::append`](super::Topics::append).
+    pub(crate) appended: AtomicU64,
     began: Instant,
+    /// Streams are labelled with their topic ([`TopicsBuilder::metrics_per_topic`](super::TopicsBuilder::metrics_per_topic)).
+    #[cfg(feature = "metrics")]
+    pub(crate) label_topics: bool,
+}
+
+/// A registry that goes takes its topics out of the live-topics gauge with it.
+impl<M: MakeLog> Drop for Registry<M> {
+    fn drop(&mut self) {
+        crate::measure::topics(-(self.map().len() as isize));
+    }
 }
 
 /// A subscriber's place in the counts; released when its feed is dropped.
@@ -63,8 +75,27 @@ impl<M: MakeLog> Registry<M> {
             topics: Mutex::new(HashMap::new()),
             limits,
             subscribers: Arc::new(AtomicUsize::new(0)),
+            appended: AtomicU64::new(0),
             began: Instant::now(),
+            #[cfg(feature = "metrics")]
+            label_topics: false,
         }
+    }
+
+    /// `request` with the `topic` label of its metrics, when the application asked for one.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label<A>(
+        &self,
+        mut request: crate::StreamRequest,
+        topics: &[(String, A)],
+    ) -> crate::StreamRequest {
+        if self.label_topics {
+            request.topic_label = Some(match topics {
+                [(key, _)] => key.as_str().into(),
+                _ => "*".into(),
+            });
+        }
+        request
     }
 
     fn map(&self) -> MutexGuard<'_, TopicMap<M::Log>> {
@@ -128,6 +159,7 @@ impl<M: MakeLog> Registry<M> {
                 last_used_ms: AtomicU64::new(self.now_ms()),
             };
             map.insert(key.into(), Arc::new(topic));
+            crate::measure::topics(1);
         }
         drop(map);
         // Created here or, meanwhile, by another caller; evicted again already only if the
@@ -180,7 +212,9 @@ impl<M: MakeLog> Registry<M> {
             subscribers: AtomicUsize::new(0),
             last_used_ms: AtomicU64::new(self.now_ms()),
         };
-        self.map().insert(key.into(), Arc::new(topic));
+        if self.map().insert(key.into(), Arc::new(topic)).is_none() {
+            crate::measure::topics(1);
+        }
         Ok(())
     }
 
@@ -195,7 +229,11 @@ impl<M: MakeLog> Registry<M> {
                 || topic.subscribers.load(Ordering::Acquire) > 0
                 || now.saturating_sub(topic.last_used_ms.load(Ordering::Acquire)) < idle_ms
         });
-        before - map.len()
+        let evicted = before - map.len();
+        if evicted > 0 {
+            crate::measure::topics(-(evicted as isize));
+        }
+        evicted
     }
 }
 

@@ -216,7 +216,10 @@ impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
         }
         let request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {
             Ok(request) => request,
-            Err(error) => return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error)),
+            Err(error) => {
+                crate::measure::refused_request(&error);
+                return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error));
+            }
         };
         let mut topics = Vec::with_capacity(keys.len());
         for key in keys {
@@ -225,7 +228,10 @@ impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
             }
             match (self.authorize)(&parts, &key) {
                 Ok(access) => topics.push((key, access)),
-                Err(refusal) => return TopicsFuture::ready(text_response(refusal.status, refusal)),
+                Err(refusal) => {
+                    crate::measure::refused(crate::measure::Refused::Auth);
+                    return TopicsFuture::ready(text_response(refusal.status, refusal));
+                }
             }
         }
         let registry = self.topics.clone();

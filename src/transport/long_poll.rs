@@ -11,13 +11,16 @@ use http::{header, HeaderValue, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
+use crate::measure::PollOutcome;
 use crate::shutdown::ShutdownSignal;
+use crate::transport::watch::{Ending, Watch};
 use crate::transport::wire;
 use crate::{Delivery, Event, EventFeed, EventId, EventStreamBody, LastEventId, StreamConfig};
 
 pin_project! {
     /// Waits until the source has events (or a gap), the wait ends, or shutdown begins, then
-    /// answers with every event that is ready, up to the batch limit.
+    /// answers with every event that is ready, up to the batch limit. Its [`Watch`] counts
+    /// the answer and its outcome, or a client that left before it.
     #[must_use = "a long poll answers only once this future is awaited"]
     pub(crate) struct LongPollFuture<S> {
         #[pin]
@@ -32,6 +35,8 @@ pin_project! {
         shutdown: Option<ShutdownSignal>,
         batch_limit: usize,
         ended: bool,
+        // Dropped once answered; dropped unanswered, the client left.
+        watch: Option<Watch>,
     }
 }
 
@@ -42,6 +47,7 @@ impl<S: EventFeed> LongPollFuture<S> {
         cursor: Option<LastEventId>,
         wait: std::time::Duration,
         config: &StreamConfig,
+        watch: Watch,
     ) -> Self {
         // A live-only feed cannot say what a client that polled before has missed.
         let live_only = !source.honours_cursor();
@@ -56,6 +62,7 @@ impl<S: EventFeed> LongPollFuture<S> {
             shutdown: config.shutdown.as_ref().map(|s| s.triggered()),
             batch_limit: config.batch_limit,
             ended: false,
+            watch: Some(watch),
         }
     }
 }
@@ -80,6 +87,9 @@ impl<S: EventFeed> Future for LongPollFuture<S> {
                 Poll::Ready(Some(Ok(Delivery::Gap(position)))) => {
                     // Events gathered before the gap belong to the lost past.
                     this.events.clear();
+                    if let Some(watch) = this.watch.as_mut() {
+                        watch.gap();
+                    }
                     *this.reset = true;
                     *this.position = position;
                 }
@@ -116,7 +126,20 @@ impl<S: EventFeed> Future for LongPollFuture<S> {
             .or_else(|| this.cursor.as_ref().map(|c| c.as_str().to_owned()))
             .or_else(|| this.live_only.then(|| LIVE_ONLY_CURSOR.to_owned()))
             .unwrap_or_default();
-        Poll::Ready(response(this.events, &last_event_id, *this.reset))
+        let body = wire::long_poll_answer(this.events, &last_event_id, *this.reset);
+        if let Some(mut watch) = this.watch.take() {
+            let outcome = if has_answer && (*this.reset || !this.events.is_empty()) {
+                PollOutcome::Events
+            } else if shutting_down {
+                PollOutcome::Shutdown
+            } else {
+                PollOutcome::TimedOut
+            };
+            let first = this.events.first().and_then(Event::appended_at);
+            watch.wrote(this.events.len() as u64, body.len(), first);
+            watch.ending(Ending::Answered(outcome));
+        }
+        Poll::Ready(answer(body))
     }
 }
 
@@ -137,16 +160,8 @@ pub(crate) fn headers<B>(response: &mut Response<B>) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-pub(crate) fn response<S>(
-    events: &[Event],
-    last_event_id: &str,
-    reset: bool,
-) -> Response<EventStreamBody<S>> {
-    let mut response = Response::new(EventStreamBody::complete(wire::long_poll_answer(
-        events,
-        last_event_id,
-        reset,
-    )));
+fn answer<S>(body: bytes::Bytes) -> Response<EventStreamBody<S>> {
+    let mut response = Response::new(EventStreamBody::complete(body));
     headers(&mut response);
     response
 }
@@ -169,7 +184,12 @@ mod tests {
         ];
         let source = futures_util::stream::iter(events);
         let config = StreamConfig::default();
-        let response = LongPollFuture::new(source, None, std::time::Duration::ZERO, &config).await;
+        let watch = Watch::open(
+            crate::Transport::LongPoll,
+            crate::transport::watch::Resume::Fresh,
+            None,
+        );
+        let response = LongPollFuture::new(source, None, std::time::Duration::ZERO, &config, watch).await;
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["events"].as_array().unwrap().len(), 1, "{json}");

@@ -3,4 +3,5 @@
 
 pub(crate) mod long_poll;
 pub(crate) mod sse;
+pub(crate) mod watch;
 pub(crate) mod wire;

@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::shutdown::ShutdownSignal;
+use crate::transport::watch::{Ending, Watch};
 use crate::transport::wire::{self, put_ending, put_marker, KEEP_ALIVE};
 use crate::{BoxError, Delivery, EventFeed, EventStreamBody, StreamConfig};
 
@@ -25,7 +26,8 @@ pin_project! {
     /// It opens with a comment, the `retry:` hint and the current position, then writes each
     /// event's shared wire bytes, gathering every delivery that is ready into one frame. It
     /// sends a keep-alive comment after each idle interval, ends after the maximum
-    /// connection age, and ends with a jittered `retry:` hint on shutdown.
+    /// connection age, and ends with a jittered `retry:` hint on shutdown. Its [`Watch`]
+    /// counts what it writes and reports how it ended.
     pub(crate) struct SseBody<S> {
         #[pin]
         source: S,
@@ -38,6 +40,7 @@ pin_project! {
         checkpoint_event: Arc<str>,
         frame_bytes: usize,
         finished: bool,
+        watch: Watch,
     }
 }
 
@@ -52,7 +55,7 @@ struct KeepAlive {
 impl<S: EventFeed> SseBody<S> {
     /// With `reset_first`, the stream tells the client at once that it may have missed
     /// events (it came back to a live-only feed).
-    pub(crate) fn new(source: S, config: &StreamConfig, reset_first: bool) -> Self {
+    pub(crate) fn new(source: S, config: &StreamConfig, reset_first: bool, watch: Watch) -> Self {
         // The position goes out at once so that a client that reconnects before any event
         // arrives resumes from here instead of from the live end.
         let opening = wire::opening(
@@ -79,6 +82,7 @@ impl<S: EventFeed> SseBody<S> {
             checkpoint_event: Arc::clone(&config.checkpoint_event),
             frame_bytes: config.frame_bytes,
             finished: false,
+            watch,
         }
     }
 }
@@ -106,6 +110,30 @@ fn frame(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     Poll::Ready(Some(Ok(Frame::data(bytes))))
 }
 
+/// A frame that carries no event (the opening, a hint, a keep-alive), counted as bytes.
+fn counted(watch: &mut Watch, bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    watch.wrote(0, bytes.len(), None);
+    frame(bytes)
+}
+
+/// A keep-alive once the stream has been idle long enough, else `Pending`.
+fn tick(
+    keep_alive: Option<&mut KeepAlive>,
+    watch: &mut Watch,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    match keep_alive {
+        Some(keep_alive) => {
+            let polled = keep_alive.poll_tick(cx);
+            if polled.is_ready() {
+                watch.wrote(0, KEEP_ALIVE.len(), None);
+            }
+            polled
+        }
+        None => Poll::Pending,
+    }
+}
+
 /// Why a stream ends with [`wire::put_ending`] after its source failed; the failure itself is not
 /// the client's business, and an error ending the body would reset the connection.
 fn source_failed(error: impl Into<BoxError>) {
@@ -126,19 +154,21 @@ impl<S: EventFeed> Body for SseBody<S> {
             return Poll::Ready(None);
         }
         if let Some(opening) = this.opening.take() {
-            return frame(opening);
+            return counted(this.watch, opening);
         }
         if let Some(shutdown) = this.shutdown.as_mut() {
             if Pin::new(shutdown).poll(cx).is_ready() {
                 *this.finished = true;
+                this.watch.ending(Ending::Shutdown);
                 let mut hint = BytesMut::new();
                 put_ending(&mut hint, *this.retry, "shutting down");
-                return frame(hint.freeze());
+                return counted(this.watch, hint.freeze());
             }
         }
         if let Some(max_age) = this.max_age.as_mut() {
             if max_age.as_mut().poll(cx).is_ready() {
                 *this.finished = true;
+                this.watch.ending(Ending::MaxAge);
                 return Poll::Ready(None);
             }
         }
@@ -146,31 +176,32 @@ impl<S: EventFeed> Body for SseBody<S> {
         // Sources that can copy their ready events' bytes straight into the frame do so.
         let mut direct = BytesMut::new();
         let frame_bytes = *this.frame_bytes;
+        // What a log's copy carries is noted beside the bytes (see `measure`).
+        crate::measure::take_copied();
         match this.source.as_mut().poll_encoded(cx, &mut direct, frame_bytes) {
             Poll::Ready(Some(Ok(0))) => {}
             Poll::Ready(Some(Ok(_))) => {
                 if let Some(keep_alive) = this.keep_alive.as_mut() {
                     keep_alive.last_write = Instant::now();
                 }
+                let (events, first) = crate::measure::take_copied();
+                this.watch.wrote(events, direct.len(), first);
                 return frame(direct.freeze());
             }
             Poll::Ready(Some(Err(error))) => {
                 source_failed(error);
                 *this.finished = true;
+                this.watch.ending(Ending::Error);
                 let mut hint = BytesMut::new();
                 put_ending(&mut hint, *this.retry, "source failed");
-                return frame(hint.freeze());
+                return counted(this.watch, hint.freeze());
             }
             Poll::Ready(None) => {
                 *this.finished = true;
+                this.watch.ending(Ending::SourceEnded);
                 return Poll::Ready(None);
             }
-            Poll::Pending => {
-                return this
-                    .keep_alive
-                    .as_mut()
-                    .map_or(Poll::Pending, |k| k.poll_tick(cx))
-            }
+            Poll::Pending => return tick(this.keep_alive.as_mut(), this.watch, cx),
         }
 
         // Gather everything ready into one frame: one shared buffer when a single event is
@@ -178,12 +209,23 @@ impl<S: EventFeed> Body for SseBody<S> {
         let mut single: Option<Bytes> = None;
         let mut gathered = BytesMut::new();
         let mut count = 0;
+        let mut events = 0;
+        let mut first_stamp = None;
         while count < DELIVERIES_PER_FRAME
             && single.as_ref().map_or(0, Bytes::len) + gathered.len() < *this.frame_bytes
         {
             let bytes = match this.source.as_mut().poll_delivery(cx) {
-                Poll::Ready(Some(Ok(Delivery::Event(event)))) => event.to_bytes(),
+                Poll::Ready(Some(Ok(Delivery::Event(event)))) => {
+                    if events == 0 {
+                        first_stamp = event.appended_at();
+                    }
+                    events += 1;
+                    event.to_bytes()
+                }
                 Poll::Ready(Some(Ok(Delivery::Gap(position)))) => {
+                    if events == 0 {
+                        this.watch.gap();
+                    }
                     let mut reset = BytesMut::new();
                     put_marker(&mut reset, position.as_ref(), this.reset_event);
                     reset.freeze()
@@ -198,10 +240,12 @@ impl<S: EventFeed> Body for SseBody<S> {
                     let mut hint = BytesMut::new();
                     put_ending(&mut hint, *this.retry, "source failed");
                     *this.finished = true;
+                    this.watch.ending(Ending::Error);
                     hint.freeze()
                 }
                 Poll::Ready(None) => {
                     *this.finished = true;
+                    this.watch.ending(Ending::SourceEnded);
                     break;
                 }
                 Poll::Pending => break,
@@ -225,16 +269,14 @@ impl<S: EventFeed> Body for SseBody<S> {
             if let Some(keep_alive) = this.keep_alive.as_mut() {
                 keep_alive.last_write = Instant::now();
             }
+            this.watch.wrote(events, out.len(), first_stamp);
             return frame(out);
         }
         if *this.finished {
             return Poll::Ready(None);
         }
 
-        match this.keep_alive.as_mut() {
-            Some(keep_alive) => keep_alive.poll_tick(cx),
-            None => Poll::Pending,
-        }
+        tick(this.keep_alive.as_mut(), this.watch, cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -271,8 +313,10 @@ pub(crate) fn response<S: EventFeed>(
     source: S,
     config: &StreamConfig,
     reset_first: bool,
+    watch: Watch,
 ) -> Response<EventStreamBody<S>> {
-    let mut response = Response::new(EventStreamBody::stream(SseBody::new(source, config, reset_first)));
+    let body = SseBody::new(source, config, reset_first, watch);
+    let mut response = Response::new(EventStreamBody::stream(body));
     headers(&mut response);
     response
 }

@@ -104,6 +104,7 @@ impl MemoryLogBuilder {
                 max_age: self.max_age,
                 replay_on_fresh: self.replay_on_fresh,
                 subscribers: SubscriberCount::default(),
+                counters: Default::default(),
             }),
         }
     }

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::wake::Wakeup;
 use super::ring::{Counted, CountsSubscribers, Follower, Lock, Ring, RingEntry, SubscriberCount};
+use super::wake::Wakeup;
 use super::{EventLog, ResumeOutcome, SubscribeError};
+use crate::measure::{self, GapCause};
+use crate::stats::{LogCounters, LogStats};
 use crate::{CursorError, Event, EventId, LastEventId};
 
 mod builder;
@@ -61,6 +63,7 @@ struct Shared {
     max_age: Option<Duration>,
     replay_on_fresh: usize,
     subscribers: SubscriberCount,
+    counters: LogCounters,
 }
 
 /// What the lock guards: the ring and where it stands.
@@ -160,6 +163,23 @@ impl MemoryLog {
         self.shared.subscribers.get()
     }
 
+    /// A snapshot of what the log holds and has done (see [`LogStats`]): one short lock, no
+    /// more than [`len`](MemoryLog::len) takes.
+    pub fn stats(&self) -> LogStats {
+        let (held, newest) = {
+            let held = self.shared.held.lock();
+            (held.ring.len(), held.newest)
+        };
+        let position = self.id_for(newest);
+        self.shared
+            .counters
+            .snapshot(self.subscriber_count(), held, position)
+    }
+
+    pub(super) fn counters(&self) -> &LogCounters {
+        &self.shared.counters
+    }
+
     /// The position after the newest event (also defined for an empty log): a client that
     /// resumes from it receives exactly what is appended afterwards.
     pub fn position(&self) -> EventId {
@@ -190,7 +210,8 @@ impl MemoryLog {
                     },
                 },
             };
-            let event = event.with_event_id(self.id_for(position));
+            let mut event = event.with_event_id(self.id_for(position));
+            event.stamp_appended(measure::append_stamp());
             // Encode now, once: every subscriber shares these bytes.
             event.to_bytes();
             let stored = Stored {
@@ -205,6 +226,7 @@ impl MemoryLog {
             }
             event
         };
+        self.shared.counters.appended(1);
         self.shared.wake.wake_readers(self.shared.subscribers.get());
         stored
     }
@@ -237,7 +259,10 @@ impl MemoryLog {
     /// # });
     /// ```
     pub fn record_gap(&self) {
-        self.shared.held.lock().gap_recorded = true;
+        let already = std::mem::replace(&mut self.shared.held.lock().gap_recorded, true);
+        if !already {
+            self.shared.counters.gap_recorded();
+        }
     }
 
     /// Subscribes without waiting (the [`EventLog::subscribe`] future is ready at once).
@@ -253,6 +278,11 @@ impl MemoryLog {
             None => before_oldest,
         };
         let mut skip_through = None;
+        // Another instance's cursor, or one older than the history held.
+        let cause = match parsed {
+            Some(None) => GapCause::OtherEpoch,
+            _ => GapCause::Trimmed,
+        };
         let (outcome, next_seq, at) = match parsed {
             None => {
                 let replay = self.shared.replay_on_fresh.min(ring.len()) as u64;
@@ -288,7 +318,7 @@ impl MemoryLog {
         // The first poll arms a fresh wake-up and then looks at the ring.
         let mut follower = Follower::new(self.shared.wake.notify(), next_seq, at);
         if outcome == ResumeOutcome::Gap {
-            follower.gap_due(at);
+            follower.gap_due(at, cause);
         }
         if let Some(seen) = skip_through {
             follower.skip_through(seen);

@@ -38,7 +38,7 @@ impl EventFeed for MemorySubscription {
     ) -> Poll<Option<Result<Delivery, Infallible>>> {
         let this = self.get_mut();
         loop {
-            if let Some(delivery) = this.follower.pop(|at| this.log.id_for(at)) {
+            if let Some(delivery) = this.follower.pop(this.log.counters(), |at| this.log.id_for(at)) {
                 return Poll::Ready(Some(Ok(delivery)));
             }
             ready!(this.follower.wake.poll_rearm(cx));

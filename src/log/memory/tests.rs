@@ -209,7 +209,9 @@ fn many_subscribers_woken_by_hand_off_see_every_event_once_in_order() {
 
     // The runtime is gone: appends wake in place.
     let mut late = log.subscribe_now(None).unwrap();
-    let _others: Vec<_> = (0..SUBSCRIBERS).map(|_| log.subscribe_now(None).unwrap()).collect();
+    let _others: Vec<_> = (0..SUBSCRIBERS)
+        .map(|_| log.subscribe_now(None).unwrap())
+        .collect();
     drop(runtime);
     let woken = Arc::new(Woken::default());
     let waker = std::task::Waker::from(Arc::clone(&woken));
@@ -336,4 +338,30 @@ fn a_log_name_must_fit_in_a_cursor() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn stats_count_appends_and_gaps_recorded_and_reported() {
+    let log = MemoryLog::builder().history(2).build();
+    let mut live = log.subscribe_now(None).unwrap();
+    log.push(Event::new("a"));
+    log.record_gap();
+    log.record_gap(); // one gap, as it is reported once
+    log.push(Event::new("b"));
+    assert_eq!(data(&ready(&mut live)), ["a", "<gap>", "b"]);
+    // Another instance's cursor: a gap first, then the history with its recorded gap.
+    let other = if log.epoch() == "0badcafe" {
+        "0badbeef-1"
+    } else {
+        "0badcafe-1"
+    };
+    let mut stranger = log
+        .subscribe_now(Some(&LastEventId::parse(other).unwrap()))
+        .unwrap();
+    assert_eq!(data(&ready(&mut stranger)), ["<gap>", "a", "<gap>", "b"]);
+    let stats = log.stats();
+    assert_eq!((stats.appended, stats.held, stats.subscribers), (2, 2, 2));
+    assert_eq!(stats.gaps_recorded, 1);
+    assert_eq!(stats.gaps_reported, 3, "each reset a reader hands out");
+    assert_eq!(stats.position, log.position());
 }

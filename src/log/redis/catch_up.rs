@@ -10,6 +10,7 @@ use super::snapshot::{read_after, Continuity, Read};
 use super::subscription::{Mode, RedisSubscription};
 use super::{Inner, RedisLog, FETCH_BACKOFF, FETCH_BATCH, READER_BLOCK};
 use crate::log::{ResumeOutcome, SubscribeError};
+use crate::measure::GapCause;
 use crate::CursorError;
 
 impl Inner {
@@ -55,7 +56,7 @@ impl RedisLog {
             Continuity::Gap { restart } => {
                 let outcome = ResumeOutcome::Gap;
                 let mut subscription = self.subscription(restart, next_seq, generation, Mode::Join, outcome);
-                subscription.follower.owe_gap();
+                subscription.follower.owe_gap(GapCause::Trimmed);
                 subscription.mode = subscription.start_fetch();
                 Ok(subscription)
             }
@@ -113,8 +114,14 @@ impl RedisSubscription {
             // (history lost) since. The gap is reported once the position after it is known
             // to hold, so gaps in a row are reported as one.
             Continuity::Gap { restart } | Continuity::Future { restart } => {
+                // Trimmed before this subscriber read it: it fell behind; a rewound stream
+                // lost what it had.
+                let cause = match read.continuity {
+                    Continuity::Gap { .. } => GapCause::FellBehind,
+                    _ => GapCause::BackendLost,
+                };
                 self.cursor = restart;
-                self.follower.owe_gap();
+                self.follower.owe_gap(cause);
                 self.mode = self.start_fetch();
             }
         }

@@ -136,6 +136,7 @@ impl RedisLogs {
             max_age: family.settings.max_age,
             command_timeout: timeout,
             subscribers: SubscriberCount::default(),
+            counters: Default::default(),
             family: Arc::clone(family),
         });
         logs.insert(Arc::clone(&key), Arc::downgrade(&inner));

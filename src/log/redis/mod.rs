@@ -54,6 +54,7 @@ use redis::aio::ConnectionManager;
 
 use super::ring::{CountsSubscribers, SubscriberCount};
 use super::{EventLog, ResumeOutcome, SubscribeError};
+use crate::stats::{LogCounters, LogStats};
 use crate::{CursorError, Event, EventId, LastEventId};
 
 mod append;
@@ -175,6 +176,8 @@ struct Inner {
     max_age: Option<Duration>,
     command_timeout: Duration,
     subscribers: SubscriberCount,
+    /// What this process appended, recorded and reported.
+    counters: LogCounters,
     /// Keeps the family's reader running; forgets this key when dropped.
     family: Arc<Family>,
 }
@@ -221,6 +224,20 @@ impl RedisLog {
     pub fn position(&self) -> EventId {
         self.inner.window.lock().end.event_id()
     }
+
+    /// A snapshot of this process's side of the log (see [`LogStats`]): its local
+    /// subscribers, the events its window holds, the position its reader reached, and the
+    /// appends, recorded gaps and reported gaps of this process. What other processes did
+    /// is Redis's to tell (`XINFO STREAM`).
+    pub fn stats(&self) -> LogStats {
+        let (held, end) = {
+            let window = self.inner.window.lock();
+            (window.ring.len(), window.end)
+        };
+        self.inner
+            .counters
+            .snapshot(self.subscriber_count(), held, end.event_id())
+    }
 }
 
 impl CountsSubscribers for RedisLog {
@@ -252,6 +269,7 @@ impl EventLog for RedisLog {
             self.xadd(Some(&event)),
         )
         .await?;
+        self.inner.counters.appended(1);
         Ok(event.with_event_id(id.event_id()))
     }
 
@@ -264,8 +282,9 @@ impl EventLog for RedisLog {
             self.inner.command_timeout,
             self.xadd(None),
         )
-        .await
-        .map(drop)
+        .await?;
+        self.inner.counters.gap_recorded();
+        Ok(())
     }
 
     fn subscribe(

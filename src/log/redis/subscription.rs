@@ -15,6 +15,7 @@ use super::snapshot::Read;
 use super::{RedisLog, FETCH_BACKOFF};
 use crate::log::ring::{Counted, Follower};
 use crate::log::{ResumeOutcome, Subscription};
+use crate::measure::GapCause;
 use crate::{Delivery, EventFeed, EventId};
 
 pub(super) type ReadFuture = Pin<Box<dyn Future<Output = Result<Read, RedisLogError>> + Send>>;
@@ -85,7 +86,7 @@ impl RedisSubscription {
             // where the reader started over.
             self.generation = state.generation;
             self.cursor = state.restart_at;
-            self.follower.owe_gap();
+            self.follower.owe_gap(GapCause::BackendLost);
             match state.seq_after(self.cursor) {
                 Some(seq) => self.follower.join(seq),
                 None => {
@@ -146,7 +147,7 @@ impl EventFeed for RedisSubscription {
     ) -> Poll<Option<Result<Delivery, Self::Error>>> {
         let this = self.get_mut();
         loop {
-            if let Some(delivery) = this.follower.pop(StreamId::event_id) {
+            if let Some(delivery) = this.follower.pop(&this.log.inner.counters, StreamId::event_id) {
                 return Poll::Ready(Some(Ok(delivery)));
             }
             ready!(this.poll_mode(cx));

@@ -98,13 +98,16 @@ impl Window {
     /// more keeps coming (see [`hold`](super::hold)). A subscriber that looks meanwhile (it
     /// is busy, not waiting) takes them anyway.
     pub(super) fn extend(&self, entries: Vec<Entry>) -> StreamId {
+        // One stamp for the batch: the delay is measured from when this process read it.
+        let stamp = crate::measure::append_stamp();
         let mut state = self.lock();
-        for (id, event) in entries {
+        for (id, mut event) in entries {
             if id <= state.end {
                 continue;
             }
             // Encode now, once: every local subscriber shares these bytes.
-            if let Some(event) = &event {
+            if let Some(event) = &mut event {
+                event.stamp_appended(stamp);
                 event.to_bytes();
             }
             state.end = id;
