@@ -153,7 +153,10 @@ async fn the_page_panel_reports_the_connected_readers() {
             assert!(figures.contains("\"rooms\":"), "{figures}");
             break;
         }
-        assert!(Instant::now() < deadline, "the panel never counted the reader: {answer}");
+        assert!(
+            Instant::now() < deadline,
+            "the panel never counted the reader: {answer}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut panel = SseReader::connect(addr, "/api/stats", None).await;

@@ -296,7 +296,10 @@ pub fn judge(rows: &[Row]) -> String {
         }
     }
     // The cost of the `metrics` feature: the same server with a recorder, beside it.
-    for row in rows.iter().filter(|row| row.metric.starts_with("fan-out deliveries")) {
+    for row in rows
+        .iter()
+        .filter(|row| row.metric.starts_with("fan-out deliveries"))
+    {
         if let Some(r) = ratio(row, Kind::CrateMetrics, Kind::Crate) {
             let sizes = row.metric.trim_start_matches("fan-out deliveries/s ");
             out.push_str(&format!(
