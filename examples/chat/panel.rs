@@ -18,7 +18,7 @@ use axum::Router;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
-use tower_eventstream::{Event, MakeLog, StreamConfig, StreamRequest, Topics, TopicsStats};
+use tower_eventstream::{Event, MakeLog, StreamConfig, StreamRequest, Topics};
 
 /// How often the panel's figures are taken.
 const EVERY: Duration = Duration::from_secs(1);
@@ -86,7 +86,7 @@ async fn stats<M: MakeLog>(State(panel): State<Panel<M>>, request: StreamRequest
     let latest = panel
         .shared
         .latest
-        .get_or_init(|| take_figures(Arc::downgrade(&panel.shared)))
+        .get_or_init(|| take_figures(&panel.shared))
         .clone();
     let figures = WatchStream::new(latest).map(|figures| {
         let event = Event::new(figures.json())
@@ -97,26 +97,33 @@ async fn stats<M: MakeLog>(State(panel): State<Panel<M>>, request: StreamRequest
     request.respond(figures).await
 }
 
-/// Starts the task that takes the figures every second while the router lives.
-fn take_figures<M: MakeLog>(shared: Weak<Shared<M>>) -> watch::Receiver<Figures> {
-    let (sender, receiver) = watch::channel(Figures::default());
+/// Starts the task that takes the figures every second while the router lives; the first
+/// panel gets the readers and rooms of now at once (and a rate from the next second on).
+fn take_figures<M: MakeLog>(shared: &Arc<Shared<M>>) -> watch::Receiver<Figures> {
+    let first = shared.rooms.stats();
+    let (sender, receiver) = watch::channel(Figures {
+        readers: first.subscribers,
+        rooms: first.topics,
+        messages_per_second: 0.0,
+    });
+    let shared: Weak<Shared<M>> = Arc::downgrade(shared);
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(EVERY);
-        let mut before: Option<TopicsStats> = None;
+        // The first tick is at once: the first rate is taken a second later.
+        ticks.tick().await;
+        let mut before = first;
         loop {
             ticks.tick().await;
             let Some(shared) = shared.upgrade() else { return };
             let now = shared.rooms.stats();
             drop(shared);
-            let appended = before
-                .as_ref()
-                .map_or(0, |before| now.appended.saturating_sub(before.appended));
+            let appended = now.appended.saturating_sub(before.appended);
             sender.send_replace(Figures {
                 readers: now.subscribers,
                 rooms: now.topics,
                 messages_per_second: appended as f64 / EVERY.as_secs_f64(),
             });
-            before = Some(now);
+            before = now;
         }
     });
     receiver
