@@ -218,7 +218,7 @@ impl Meters {
     }
 }
 
-#[cfg(feature = "metrics")]
+#[cfg(any(feature = "metrics", feature = "tracing"))]
 thread_local! {
     /// What the last copy of encoded bytes took: its event count and its first event's
     /// stamp. The copy happens inside the SSE body's own call to `poll_encoded`, on this
@@ -230,17 +230,18 @@ thread_local! {
 /// A log copied `events` encoded events into a frame, the first stamped `first`.
 #[inline(always)]
 pub(crate) fn note_copied(events: u64, first: Option<Stamp>) {
-    #[cfg(feature = "metrics")]
+    // The metrics count the events and time the first; a stream's span counts them too.
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
     COPIED.with(|copied| copied.set((events, first)));
-    #[cfg(not(feature = "metrics"))]
+    #[cfg(not(any(feature = "metrics", feature = "tracing")))]
     let _ = (events, first);
 }
 
 /// What the last copy noted (and forgets it): `(0, None)` when none did.
 #[inline(always)]
 pub(crate) fn take_copied() -> (u64, Option<Stamp>) {
-    #[cfg(feature = "metrics")]
+    #[cfg(any(feature = "metrics", feature = "tracing"))]
     return COPIED.with(|copied| copied.replace((0, None)));
-    #[cfg(not(feature = "metrics"))]
+    #[cfg(not(any(feature = "metrics", feature = "tracing")))]
     (0, None)
 }
