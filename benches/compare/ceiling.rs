@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::servers::KEEP_ALIVE;
+use crate::settings::KEEP_ALIVE;
 
 /// The longest a long poll is held.
 const LONG_POLL_WAIT: Duration = Duration::from_secs(25);

@@ -60,7 +60,7 @@
 //! (`fanout.rs`, `latency.rs`, `idle.rs`, `longpoll.rs`, `notify.rs`, `churn.rs`) supplies only its load, its
 //! figures and its rows, by implementing `scenario::Scenario`. Around them: `settings.rs`
 //! (sizes and options), `kind.rs` and `process.rs` (the servers and their processes),
-//! `servers.rs` and `ceiling.rs` (the servers' own code), `nchan.rs` (over the nginx runner
+//! `servers.rs`, `axum_sse.rs` and `ceiling.rs` (the servers' own code), `nchan.rs` (over the nginx runner
 //! shared with the tests, `tests/support/nginx.rs`),
 //! `load.rs` and `client.rs` (the load generator), `procfs.rs`, and `table.rs` (the table
 //! and the targets).
@@ -73,6 +73,7 @@
 #[path = "../../examples/chat/app.rs"]
 #[allow(dead_code)]
 mod app;
+mod axum_sse;
 mod ceiling;
 mod chart;
 mod churn;

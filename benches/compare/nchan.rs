@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::nginx::{self, Nginx};
 use crate::procfs;
-use crate::servers::{HISTORY, KEEP_ALIVE};
+use crate::settings::{HISTORY, KEEP_ALIVE};
 
 const TEMPLATE: &str = include_str!("../nchan.conf.template");
 

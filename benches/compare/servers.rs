@@ -1,30 +1,17 @@
 //! The servers under test. Each runs in a process of its own (`compare --serve <kind> <port>`)
 //! so that its memory and CPU time can be read from `/proc` apart from the load generator.
-//! The ceiling, raw tokio with no HTTP framework, is in `ceiling.rs`.
+//! The ceiling, raw tokio with no HTTP framework, is in `ceiling.rs`; axum's `Sse` in
+//! `axum_sse.rs`.
 
-use std::convert::Infallible;
 use std::io::{self, Read as _};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::sse::{Event as AxumEvent, KeepAlive, Sse};
-use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::{Stream, StreamExt as _};
 use tower_eventstream::{MemoryLog, StreamConfig};
 
-/// The keep-alive interval of every server (the crate's default).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Events each server holds for late readers: more than the fan-out scenario publishes, so
-/// that no subscriber is ever dropped for lagging.
-pub const HISTORY: usize = 1024;
+use crate::settings::{HISTORY, KEEP_ALIVE};
 
 /// Runs server `kind` on 127.0.0.1:`port` (0: any free port), serving `app` (`None`: the
 /// chat router; else a `topics_servers.rs` app), prints `READY <port>` and serves until
@@ -52,7 +39,7 @@ pub fn serve(kind: &str, port: u16, app: Option<&str>) -> ! {
             "crate-h1" => crate_hyper_http1(listener).await,
             "crate-server" => crate_own_server(listener).await,
             "crate-metrics" => crate_with_metrics(listener).await,
-            "axum" => axum_sse(listener).await,
+            "axum" => crate::axum_sse::serve(listener).await,
             "ceiling" => crate::ceiling::serve(listener).await,
             other => Err(io::Error::other(format!("unknown server kind {other}"))),
         }
@@ -139,63 +126,4 @@ async fn crate_own_server(listener: TcpListener) -> io::Result<()> {
     let app = chat_router(&log);
     tower_eventstream::server::Server::new(app).serve(listener).await;
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// axum's own SSE over a broadcast channel: what an axum user writes today.
-// ---------------------------------------------------------------------------------------
-
-#[derive(Clone)]
-pub(crate) struct Message {
-    pub(crate) id: u64,
-    pub(crate) text: Arc<str>,
-}
-
-#[derive(Clone)]
-struct Broadcast {
-    sender: broadcast::Sender<Message>,
-    next_id: Arc<AtomicU64>,
-}
-
-async fn axum_sse(listener: TcpListener) -> io::Result<()> {
-    let (sender, _) = broadcast::channel(HISTORY);
-    let state = Broadcast {
-        sender,
-        next_id: Arc::new(AtomicU64::new(1)),
-    };
-    let app = Router::new()
-        .route("/events", get(axum_subscribe))
-        .route("/publish", post(axum_publish))
-        .with_state(state);
-    axum::serve(listener, app).await
-}
-
-async fn axum_subscribe(
-    State(state): State<Broadcast>,
-) -> Sse<impl Stream<Item = Result<AxumEvent, Infallible>>> {
-    axum_sse_of(state.sender.subscribe())
-}
-
-/// A broadcast receiver as axum's `Sse`, as an axum user writes it: a lagging receiver skips
-/// what it missed, as most axum SSE code does.
-pub(crate) fn axum_sse_of(
-    receiver: broadcast::Receiver<Message>,
-) -> Sse<impl Stream<Item = Result<AxumEvent, Infallible>>> {
-    let events = BroadcastStream::new(receiver).filter_map(|message| {
-        let message = message.ok()?;
-        Some(Ok(AxumEvent::default()
-            .event("message")
-            .id(message.id.to_string())
-            .data(&*message.text)))
-    });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-}
-
-async fn axum_publish(State(state): State<Broadcast>, text: String) -> StatusCode {
-    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    let _ = state.sender.send(Message {
-        id,
-        text: text.into(),
-    });
-    StatusCode::CREATED
 }

@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use crate::kind::Kind;
 
+/// The keep-alive interval of every server (the crate's default).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Events each server holds for late readers: more than the fan-out scenario publishes, so
+/// that no subscriber is ever dropped for lagging.
+pub const HISTORY: usize = 1024;
+
 /// The sizes of each scenario, and what to run.
 pub struct Settings {
     pub smoke: bool,

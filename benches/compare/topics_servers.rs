@@ -36,9 +36,10 @@ use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tower_eventstream::{Event, MemoryLog, MemoryLogBuilder, StreamConfig, Topics, TopicsService};
 
+use crate::axum_sse::Message;
 use crate::client::HttpConnection;
 use crate::load::IO_LIMIT;
-use crate::servers::{Message, KEEP_ALIVE};
+use crate::settings::KEEP_ALIVE;
 
 /// The topic apps: default eviction, and eviction after [`EVICT_AFTER`].
 pub const TOPICS: &str = "topics";
@@ -160,7 +161,7 @@ async fn axum_subscribe(
             .or_insert_with(|| broadcast::channel(CHANNEL).0);
         sender.subscribe()
     });
-    crate::servers::axum_sse_of(receiver)
+    crate::axum_sse::axum_sse_of(receiver)
 }
 
 async fn axum_publish(State(rooms): State<Rooms>, Path(topic): Path<String>, text: String) -> StatusCode {
