@@ -50,6 +50,16 @@ async fn post_to(addr: SocketAddr, path: &str, text: &str) -> Answer {
     .await
 }
 
+/// `answer` (to `what`) must be `400` with a message that names every one of `names`.
+fn assert_refused(what: &str, answer: &Answer, names: &[&str]) {
+    let text = answer.text();
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{what}: {text}");
+    assert!(
+        names.iter().all(|name| text.contains(name)),
+        "{what}: a message naming {names:?}: {text:?}"
+    );
+}
+
 /// Posts `text` to `path`, which must answer `201 {"id":…}`; returns the id.
 async fn post_ok_to(addr: SocketAddr, path: &str, text: &str) -> String {
     let answer = post_to(addr, path, text).await;
@@ -202,16 +212,10 @@ async fn an_invalid_room_name_is_400_with_a_message_on_every_route() {
             ),
         ];
         for (what, answer) in answers {
-            assert_eq!(
-                answer.status,
-                StatusCode::BAD_REQUEST,
-                "{what} {room}: {}",
-                answer.text()
-            );
-            let text = answer.text();
-            assert!(
-                text.contains("invalid topic") && text.contains("topic key"),
-                "{what} {room}: a clear message: {text:?}"
+            assert_refused(
+                &format!("{what} {room}"),
+                &answer,
+                &["invalid topic", "topic key"],
             );
         }
     }
@@ -619,17 +623,7 @@ async fn api_events_takes_every_room_of_its_query() {
             ("SSE", request(addr, Method::GET, &path, sse, Bytes::new()).await),
             ("long poll", get(addr, &format!("{path}&timeout=0")).await),
         ] {
-            assert_eq!(
-                answer.status,
-                StatusCode::BAD_REQUEST,
-                "{what} {path}: {}",
-                answer.text()
-            );
-            assert!(
-                answer.text().contains("topic key"),
-                "{what} {path}: {}",
-                answer.text()
-            );
+            assert_refused(&format!("{what} {path}"), &answer, &["topic key"]);
         }
     }
 }
@@ -648,17 +642,7 @@ async fn too_many_rooms_for_one_cursor_is_400_naming_the_limit() {
         ("SSE", request(addr, Method::GET, &path, sse, Bytes::new()).await),
         ("long poll", get(addr, &format!("{path}&timeout=0")).await),
     ] {
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{what}: {}",
-            answer.text()
-        );
-        let text = answer.text();
-        assert!(
-            text.contains("limit") && text.contains("256"),
-            "{what}: the limit named: {text:?}"
-        );
+        assert_refused(what, &answer, &["limit", "256"]);
     }
     assert!(rooms.is_empty(), "no room was opened");
 }

@@ -24,7 +24,7 @@ use tower_eventstream::{Event, MakeLog, StreamConfig, StreamRequest, Topics};
 const EVERY: Duration = Duration::from_secs(1);
 
 /// What the panel shows.
-#[derive(Clone, Copy, Default, PartialEq)]
+#[derive(Clone, Copy)]
 struct Figures {
     readers: usize,
     rooms: usize,
