@@ -37,6 +37,22 @@ pub struct StreamConfig {
     pub(crate) checkpoint_event: Arc<str>,
     pub(crate) shutdown: Option<Shutdown>,
     pub(crate) frame_bytes: usize,
+    pub(crate) topic_names: TopicNames,
+}
+
+/// How a stream over several topics names its events on SSE (see
+/// [`StreamConfig::topic_names`]). A long poll always adds `"topic"` to each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TopicNames {
+    /// `<topic>:<name>` (`kitchen:message`): a page listens per topic and name, and knows
+    /// each event's topic from its type. The default.
+    #[default]
+    Prefixed,
+    /// Each event keeps its own name: `onmessage` and listeners for plain names work as on
+    /// a stream of one topic; the page tells topics apart by what the events say (their
+    /// names or data).
+    Plain,
 }
 
 /// Idle time after which an SSE stream sends a keep-alive comment.
@@ -65,6 +81,7 @@ impl Default for StreamConfig {
             checkpoint_event: Arc::from(DEFAULT_CHECKPOINT_EVENT),
             shutdown: None,
             frame_bytes: 64 * 1024,
+            topic_names: TopicNames::Prefixed,
         }
     }
 }
@@ -146,6 +163,27 @@ impl StreamConfig {
         crate::Event::empty().with_name(name)?;
         self.checkpoint_event = Arc::from(name);
         Ok(self)
+    }
+
+    /// How a stream over several topics names its events on SSE (default
+    /// [`TopicNames::Prefixed`]: `<topic>:<name>`).
+    ///
+    /// Pick [`TopicNames::Plain`] when the event names already say what the page needs
+    /// (`notification`, `announcement`): `onmessage` fires for unnamed events and one
+    /// listener per name serves every topic. Keep the prefix when the page must know each
+    /// event's topic (a chat showing several rooms). Either way the composite cursor resumes
+    /// every topic exactly, and a topic's gap is an event of the reset type whose data is
+    /// that topic's key.
+    ///
+    /// ```
+    /// use tower_eventstream::{StreamConfig, TopicNames};
+    ///
+    /// let config = StreamConfig::default().topic_names(TopicNames::Plain);
+    /// # let _ = config;
+    /// ```
+    pub fn topic_names(mut self, names: TopicNames) -> Self {
+        self.topic_names = names;
+        self
     }
 
     /// Ends open streams and answers pending long polls when `shutdown` is triggered.

@@ -146,6 +146,11 @@ struct EventInner {
     comment: Option<Box<str>>,
     /// The topic of a multiplexed stream it was delivered on.
     topic: Option<Arc<str>>,
+    /// Whether SSE sends the topic in the event type (`<topic>:<name>`).
+    topic_in_type: bool,
+    /// A multiplexed stream's notice that one topic lost the client's position: a long poll
+    /// answers `"reset": true` and keeps the other topics' events.
+    marks_gap: bool,
     sse: OnceLock<Bytes>,
     json: OnceLock<Bytes>,
     /// When a log took it in (with the `metrics` feature only): the delay to the frame that
@@ -244,11 +249,29 @@ impl Event {
     }
 
     /// On a stream of several topics ([`TopicsService`](crate::TopicsService)), the topic this
-    /// event belongs to: SSE sends it in the event type (`<topic>:<name>`, `kitchen:message`),
-    /// a long poll as `"topic"`.
-    pub(crate) fn with_topic(mut self, topic: Arc<str>) -> Self {
-        self.edit().topic = Some(topic);
+    /// event belongs to: a long poll sends it as `"topic"`, SSE in the event type
+    /// (`<topic>:<name>`, `kitchen:message`) when `in_type`.
+    pub(crate) fn with_topic(mut self, topic: Arc<str>, in_type: bool) -> Self {
+        let inner = self.edit();
+        inner.topic = Some(topic);
+        inner.topic_in_type = in_type;
         self
+    }
+
+    /// Marks this event as a multiplexed stream's notice of one topic's gap.
+    pub(crate) fn marking_gap(mut self) -> Self {
+        self.edit().marks_gap = true;
+        self
+    }
+
+    /// Whether this event is a multiplexed stream's notice of one topic's gap.
+    pub(crate) fn marks_gap(&self) -> bool {
+        self.0.marks_gap
+    }
+
+    /// The topic SSE sends in the event type, if any.
+    pub(crate) fn topic_in_type(&self) -> Option<&str> {
+        self.0.topic.as_deref().filter(|_| self.0.topic_in_type)
     }
 
     /// Stamps the time a log took the event in (see `measure`); kept through later edits,

@@ -30,6 +30,9 @@ pub(crate) enum GapCause {
     OtherEpoch,
     /// A connected subscriber fell behind the history.
     FellBehind,
+    /// The cursor is from a stream over other topics (or of one topic, on a request for
+    /// several), so it cannot be placed in the requested ones.
+    OtherTopics,
     /// The backend lost entries (a stream deleted, recreated or rewound), or a loss on the
     /// way into the log was recorded ([`EventLog::record_gap`](crate::EventLog::record_gap)).
     BackendLost,
@@ -68,6 +71,7 @@ impl GapCause {
         match self {
             GapCause::Trimmed => "trimmed",
             GapCause::OtherEpoch => "other_epoch",
+            GapCause::OtherTopics => "other_topics",
             GapCause::FellBehind => "fell_behind",
             GapCause::BackendLost => "backend_lost",
         }

@@ -50,6 +50,16 @@ pub trait EventLog: Clone + Send + Sync + 'static {
     /// [`fill`](crate::fill) calls it for every loss its source reports.
     fn record_gap(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Checks, without reading, that `cursor` has the shape of a position this kind of log
+    /// issues; `Err` for one it could never have issued (answered `400`). A stream over
+    /// several topics uses it on a cursor it cannot place: a well-formed one becomes a gap
+    /// (`reset`), a malformed one a `400`, as on a stream of one topic. The default accepts
+    /// every cursor, so such a cursor is always a gap.
+    fn check_cursor(&self, cursor: &LastEventId) -> Result<(), CursorError> {
+        let _ = cursor;
+        Ok(())
+    }
+
     /// Starts reading after `cursor` (or at the live end when `None`). Replay and live
     /// delivery are one sequence: nothing appended while subscribing is lost or repeated.
     fn subscribe(

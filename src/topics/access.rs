@@ -4,9 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Response, StatusCode};
 
-use crate::Event;
+use crate::failure::come_back_later;
+use crate::measure::{self, Refused};
+use crate::respond::text_response;
+use crate::{Event, EventStreamBody, StreamRequest};
 
 /// Which events of a topic one subscriber sees.
 pub(crate) type Filter = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
@@ -60,8 +63,9 @@ impl fmt::Debug for Access {
     }
 }
 
-/// A deliberate, permanent refusal by the authorization hook: `401` or `403` (a browser's
-/// `EventSource` stops for good, as it should), with a reason for the client.
+/// A refusal by an authorization hook, with a reason for the client: final (`401`, `403`: a
+/// browser's `EventSource` stops for good, as it should) or passing
+/// ([`unavailable`](Refusal::unavailable): the check cannot be made now).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub(crate) status: StatusCode,
@@ -85,9 +89,37 @@ impl Refusal {
         }
     }
 
-    /// The status it is answered with.
+    /// The credential cannot be checked now (the session store is unreachable): a passing
+    /// refusal, answered as a passing fault is. A long poll gets `503` + `Retry-After`; an
+    /// SSE client a `200` stream with a `retry:` hint and a clean end, so the browser comes
+    /// back instead of closing for good.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: reason.into(),
+        }
+    }
+
+    /// The status a long poll gets (`401`, `403`, or `503` for a passing refusal, which SSE
+    /// answers with `200` and a `retry:` hint).
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// Whether the client may come back and succeed without changing anything.
+    pub fn is_passing(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    /// The answer to `request`, by the crate's failure rule.
+    pub(crate) fn answer<S>(&self, request: &StreamRequest) -> Response<EventStreamBody<S>> {
+        if self.is_passing() {
+            measure::refused(Refused::BackendUnavailable);
+            let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
+            return come_back_later(request.transport(), retry, self);
+        }
+        measure::refused(Refused::Auth);
+        text_response(self.status, self)
     }
 }
 

@@ -19,7 +19,8 @@ pub enum TopicError<E> {
     InvalidKey(TopicKeyError),
     /// The client's cursor is not one this topic's log could have issued (`400`).
     InvalidCursor(CursorError),
-    /// The authorization hook refused (`401` or `403`).
+    /// The authorization hook refused (`401` or `403`; passing when
+    /// [`Refusal::unavailable`]).
     Refused(Refusal),
     /// As many topics as allowed are live; a new one is refused until some are evicted (a
     /// passing refusal: `503` + `Retry-After`, for SSE a `retry:` hint and a clean end).
@@ -84,10 +85,7 @@ impl<E: fmt::Display> TopicError<E> {
                 measure::refused(Refused::BadCursor);
                 text_response(http::StatusCode::BAD_REQUEST, self)
             }
-            TopicError::Refused(refusal) => {
-                measure::refused(Refused::Auth);
-                text_response(refusal.status, self)
-            }
+            TopicError::Refused(refusal) => refusal.answer(request),
             _ => {
                 measure::refused(match self {
                     TopicError::Backend(_) => Refused::BackendUnavailable,

@@ -6,10 +6,14 @@ use std::fmt;
 pub const MAX_TOPIC_KEY_LEN: usize = 64;
 
 /// Checks a topic key: 1 to [`MAX_TOPIC_KEY_LEN`] ASCII letters, digits, `-`, `_` or `.`
-/// (safe in a URL path segment, a query value, a Redis key and a cursor without escaping).
+/// (safe in a URL path segment, a query value, a Redis key and a cursor without escaping),
+/// other than `.` and `..`: those are dot segments, which clients and proxies remove from a
+/// URL path (RFC 3986 §5.2.4), so `/rooms/../events` would reach `/events`.
 pub(crate) fn validate(key: &str) -> Result<(), TopicKeyError> {
     let reason = if key.is_empty() {
         "a topic key is not empty"
+    } else if key == "." || key == ".." {
+        "a topic key is not `.` or `..` (URL paths drop such segments)"
     } else if key.len() > MAX_TOPIC_KEY_LEN {
         "a topic key is at most 64 bytes long"
     } else if !key
@@ -47,10 +51,10 @@ mod tests {
 
     #[test]
     fn keys_are_short_url_safe_words() {
-        for good in ["lobby", "user-42", "a.b_c", &"x".repeat(64)] {
+        for good in ["lobby", "user-42", "a.b_c", "...", ".a", &"x".repeat(64)] {
             assert!(validate(good).is_ok(), "{good}");
         }
-        for bad in ["", "a/b", "a b", "é", "a:b", &"x".repeat(65)] {
+        for bad in ["", ".", "..", "a/b", "a b", "é", "a:b", "a~b", "a,b", &"x".repeat(65)] {
             let error = validate(bad).unwrap_err();
             assert!(error.to_string().starts_with("invalid topic"), "{error}");
         }

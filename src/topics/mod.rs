@@ -58,8 +58,9 @@ pub(crate) struct TopicLimits {
 /// Many event logs, one per topic key: created on first use, evicted when idle, with
 /// limits on topics and subscribers. Cloning is cheap; clones share the topics.
 ///
-/// - **Keys**: 1 to 64 ASCII letters, digits, `-`, `_` or `.`; anything else is a
-///   [`TopicError::InvalidKey`] (`400`).
+/// - **Keys**: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, but not `.` or `..` (dot
+///   segments, which URL paths drop: `/rooms/../events` reaches `/events`); anything else
+///   is a [`TopicError::InvalidKey`] (`400`).
 /// - **Eviction**: a topic with no subscriber and no append for
 ///   [`idle_eviction`](TopicsBuilder::idle_eviction) (default 10 minutes) is dropped. A
 ///   memory topic created again is a new log with a new epoch, so an old cursor gets
@@ -309,14 +310,30 @@ impl<M: MakeLog> Topics<M> {
     /// assert_eq!(response.status(), 200);
     /// # });
     /// ```
+    /// A cursor of a stream over several topics that names `key` resumes it; one that does
+    /// not is a gap (see [`serve_many`](Topics::serve_many)).
     pub async fn serve(&self, key: &str, request: StreamRequest, access: Access) -> Answer<M::Log> {
         self.serve_many(vec![(key.to_owned(), access)], request).await
     }
 
     /// Answers `request` from several topics in one response, each with its own access: their
     /// events interleaved by arrival, each event's id a composite cursor that resumes every
-    /// topic exactly (see [`TopicStream`]). Topics the client's cursor does not name start
-    /// fresh; positions of topics no longer asked for are dropped.
+    /// topic exactly (see [`TopicStream`]).
+    ///
+    /// The client's cursor never starts a topic silently fresh:
+    ///
+    /// - **Malformed** (not a composite cursor, nor a position the topics' logs could have
+    ///   issued): `400` with the reason, as on a stream of one topic.
+    /// - **Composite, naming some of the requested topics**: those resume exactly. A
+    ///   requested topic it does not name is one the client never followed (the composite
+    ///   cursor names every topic that has a position), so it has nothing to resume: it
+    ///   starts where a client without a cursor starts. Positions of topics no longer asked
+    ///   for are dropped.
+    /// - **Not placeable** (a composite cursor naming none of the requested topics, or a
+    ///   cursor of one topic's log on a request for several): every requested topic starts
+    ///   with a gap, an event of the reset type naming it (a long poll: `"reset": true`),
+    ///   then what comes next. A topic's position from another log instance is a gap of that
+    ///   topic, followed by its held events.
     ///
     /// The composite cursor must fit in [`StreamConfig::max_cursor_len`](crate::StreamConfig::max_cursor_len)
     /// (256 bytes by default), counting for each topic its key, two separators and 41 bytes
@@ -334,43 +351,53 @@ impl<M: MakeLog> Topics<M> {
             );
             return text_response(http::StatusCode::BAD_REQUEST, message);
         }
-        let positions = match request.cursor().map(cursor::parse).transpose() {
-            Ok(positions) => positions.unwrap_or_default(),
-            Err(error) => {
-                crate::measure::refused(crate::measure::Refused::BadCursor);
-                return text_response(http::StatusCode::BAD_REQUEST, error);
-            }
+        let placement = match cursor::Placement::new(request.cursor(), topics.iter().map(|(key, _)| key.as_str())) {
+            Ok(placement) => placement,
+            Err(error) => return bad_cursor(error),
         };
         let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
         let single = topics.len() == 1;
-        let mut feeds = Vec::with_capacity(topics.len());
+        let mut members = Vec::with_capacity(topics.len());
         for (key, access) in topics {
             let (log, admission) = match self.registry.admit_to(&key).await {
                 Ok(admitted) => admitted,
                 Err(error) => return error.answer(&request),
             };
-            let cursor = match single {
-                // One topic: the request's cursor is that topic's own.
-                true => request.cursor().cloned(),
-                false => (positions.iter())
-                    .find(|(named, _)| *named == key)
-                    .map(|(_, position)| position.clone()),
+            let start = match placement.start(&key, &log) {
+                Ok(start) => start,
+                Err(error) => return bad_cursor(error),
             };
-            let subscription = match request.open_at(&log, cursor.as_ref()).await {
+            let subscription = match request.open_at(&log, start.cursor()).await {
                 Ok(subscription) => subscription,
                 Err(answer) => return answer,
             };
+            let owed_gap = start.is_gap();
+            if owed_gap {
+                crate::measure::reset(crate::measure::GapCause::OtherTopics);
+            }
             let feed = TopicFeed::new(subscription, admission, access.filter, access.for_at_most, retry);
-            let position = cursor.and_then(|cursor| EventId::new(cursor.as_str()).ok());
-            feeds.push((Arc::<str>::from(key), feed, position));
+            let position = start
+                .cursor()
+                .and_then(|cursor| EventId::new(cursor.as_str()).ok());
+            members.push(stream::Member {
+                key: Arc::from(key),
+                feed,
+                position,
+                owed_gap,
+            });
         }
-        let stream = match (single, feeds.pop()) {
-            (true, Some((_, feed, _))) => TopicStream::one(feed),
+        let stream = match (single, members.pop()) {
+            (true, Some(member)) => TopicStream::one(member.feed, member.owed_gap),
             (_, last) => {
-                feeds.extend(last);
-                TopicStream::many(feeds, Arc::clone(&request.config().reset_event))
+                members.extend(last);
+                TopicStream::many(members, request.config())
             }
         };
         request.respond(stream).await
     }
+}
+
+fn bad_cursor<S>(error: crate::CursorError) -> Response<EventStreamBody<S>> {
+    crate::measure::refused(crate::measure::Refused::BadCursor);
+    text_response(http::StatusCode::BAD_REQUEST, error)
 }

@@ -16,6 +16,7 @@ use crate::{StreamConfig, StreamRequest};
 
 type KeysFrom = Arc<dyn Fn(&Parts) -> Vec<String> + Send + Sync>;
 type Authorize = Arc<dyn Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sync>;
+type TopicsFrom = Arc<dyn Fn(&Parts) -> Result<Vec<(String, Access)>, Refusal> + Send + Sync>;
 
 /// Serves every topic of a [`Topics`] registry at one route, as
 /// [`EventLogService`](crate::EventLogService) serves one log: the topic comes from the
@@ -31,6 +32,9 @@ type Authorize = Arc<dyn Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sy
 ///   short-lived signed token in the query that the hook checks (and that access logs
 ///   should redact); give [`Access::for_at_most`] the token's remaining life, so the stream
 ///   ends at expiry with a `retry:` hint and the browser comes back to be checked again.
+/// - When the topics depend on who asks (a user's own topic plus a shared one), one
+///   [`topics_from`](TopicsService::topics_from) hook checks the credential once and returns
+///   the topics with their access, or a [`Refusal`].
 ///
 /// ```
 /// use tower::ServiceExt;
@@ -63,6 +67,8 @@ pub struct TopicsService<M: MakeLog> {
     keys_from: KeysFrom,
     default_topic: Option<Arc<str>>,
     authorize: Authorize,
+    /// Set by `topics_from`: in place of `keys_from` and `authorize`.
+    topics_from: Option<TopicsFrom>,
 }
 
 impl<M: MakeLog> Clone for TopicsService<M> {
@@ -73,6 +79,7 @@ impl<M: MakeLog> Clone for TopicsService<M> {
             keys_from: Arc::clone(&self.keys_from),
             default_topic: self.default_topic.clone(),
             authorize: Arc::clone(&self.authorize),
+            topics_from: self.topics_from.clone(),
         }
     }
 }
@@ -95,6 +102,7 @@ impl<M: MakeLog> TopicsService<M> {
             keys_from: Arc::new(|parts: &Parts| query_values(parts, "topic")),
             default_topic: None,
             authorize: Arc::new(|_: &Parts, _: &str| Ok(Access::allow())),
+            topics_from: None,
         }
     }
 
@@ -129,6 +137,7 @@ impl<M: MakeLog> TopicsService<M> {
     /// (none: `400`; a key named twice counts once).
     pub fn keys_from(mut self, keys_from: impl Fn(&Parts) -> Vec<String> + Send + Sync + 'static) -> Self {
         self.keys_from = Arc::new(keys_from);
+        self.topics_from = None;
         self
     }
 
@@ -146,6 +155,43 @@ impl<M: MakeLog> TopicsService<M> {
         authorize: impl Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sync + 'static,
     ) -> Self {
         self.authorize = Arc::new(authorize);
+        self.topics_from = None;
+        self
+    }
+
+    /// Takes the topics and each one's access from the request parts in one hook, in place of
+    /// [`keys_from`](TopicsService::keys_from) and [`authorize`](TopicsService::authorize)
+    /// (whichever is set last is used): for streams whose topics depend on who asks, so the
+    /// credential is checked once per request. A [`Refusal`] is answered by the failure rule
+    /// (`401`, `403`, or a passing [`Refusal::unavailable`]); no topic is `400` (a
+    /// [`default_topic`](TopicsService::default_topic) is not used, since it would skip the
+    /// hook's check).
+    ///
+    /// ```
+    /// use tower::ServiceExt;
+    /// use tower_eventstream::{Access, MemoryLog, Refusal, Topics, TopicsService};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// // Each user's own notifications and everyone's announcements, on one connection.
+    /// let service = TopicsService::new(Topics::new(MemoryLog::builder())).topics_from(|parts| {
+    ///     let user = parts.headers.get("x-user").and_then(|v| v.to_str().ok());
+    ///     let user = user.ok_or_else(|| Refusal::unauthorized("sign in first"))?;
+    ///     Ok(vec![
+    ///         (format!("user-{user}"), Access::allow()),
+    ///         ("announcements".to_owned(), Access::allow()),
+    ///     ])
+    /// });
+    /// let request = http::Request::get("/notifications?timeout=0").body(()).unwrap();
+    /// let response = service.oneshot(request).await.unwrap();
+    /// assert_eq!(response.status(), 401);
+    /// # });
+    /// ```
+    pub fn topics_from(
+        mut self,
+        topics_from: impl Fn(&Parts) -> Result<Vec<(String, Access)>, Refusal> + Send + Sync + 'static,
+    ) -> Self {
+        self.topics_from = Some(Arc::new(topics_from));
         self
     }
 
@@ -200,20 +246,6 @@ impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
         if let Some(refusal) = refuse_method(&parts.method) {
             return TopicsFuture::ready(refusal);
         }
-        let mut keys = (self.keys_from)(&parts);
-        let mut seen = std::collections::HashSet::new();
-        keys.retain(|key| seen.insert(key.clone()));
-        if keys.is_empty() {
-            match &self.default_topic {
-                Some(key) => keys.push(key.to_string()),
-                None => {
-                    return TopicsFuture::ready(text_response(
-                        StatusCode::BAD_REQUEST,
-                        "the request names no topic",
-                    ))
-                }
-            }
-        }
         let request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {
             Ok(request) => request,
             Err(error) => {
@@ -221,23 +253,59 @@ impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
                 return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error));
             }
         };
-        let mut topics = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Err(error) = super::key::validate(&key) {
-                return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error));
+        let topics = match self.choose(&parts) {
+            Ok(topics) => topics,
+            Err(Choice::Refused(refusal)) => return TopicsFuture::ready(refusal.answer(&request)),
+            Err(Choice::Invalid(reason)) => {
+                return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
             }
-            match (self.authorize)(&parts, &key) {
-                Ok(access) => topics.push((key, access)),
-                Err(refusal) => {
-                    crate::measure::refused(crate::measure::Refused::Auth);
-                    return TopicsFuture::ready(text_response(refusal.status, refusal));
-                }
-            }
-        }
+        };
         let registry = self.topics.clone();
         TopicsFuture {
             answer: Box::pin(async move { Ok(registry.serve_many(topics, request).await) }),
         }
+    }
+}
+
+/// Why a request's topics could not be chosen.
+enum Choice {
+    Refused(Refusal),
+    /// `400`, with the reason.
+    Invalid(String),
+}
+
+impl<M: MakeLog> TopicsService<M> {
+    /// The topics a request asks for, each with its access, once each and with valid keys.
+    fn choose(&self, parts: &Parts) -> Result<Vec<(String, Access)>, Choice> {
+        let mut topics = match &self.topics_from {
+            Some(topics_from) => {
+                let topics = topics_from(parts).map_err(Choice::Refused)?;
+                for (key, _) in &topics {
+                    super::key::validate(key).map_err(|error| Choice::Invalid(error.to_string()))?;
+                }
+                topics
+            }
+            None => {
+                let mut keys = (self.keys_from)(parts);
+                if keys.is_empty() {
+                    keys.extend(self.default_topic.as_deref().map(str::to_owned));
+                }
+                let mut topics = Vec::with_capacity(keys.len());
+                for key in keys {
+                    // Refused before the hook sees it: an invalid key is no topic to authorize.
+                    super::key::validate(&key).map_err(|error| Choice::Invalid(error.to_string()))?;
+                    let access = (self.authorize)(parts, &key).map_err(Choice::Refused)?;
+                    topics.push((key, access));
+                }
+                topics
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        topics.retain(|(key, _)| seen.insert(key.clone()));
+        if topics.is_empty() {
+            return Err(Choice::Invalid("the request names no topic".to_owned()));
+        }
+        Ok(topics)
     }
 }
 

@@ -78,6 +78,14 @@ impl<S: EventFeed> Future for LongPollFuture<S> {
                     if let Some(id) = event.id() {
                         *this.position = Some(id.clone());
                     }
+                    if event.marks_gap() {
+                        // One topic of several lost the client's position: the answer says
+                        // so, and the other topics' events stay.
+                        if let Some(watch) = this.watch.as_mut() {
+                            watch.gap();
+                        }
+                        *this.reset = true;
+                    }
                     // As on SSE, where a block without data dispatches nothing: such an event
                     // (an id, a retry hint or a comment alone) only moves the cursor.
                     if event.has_data() {

@@ -36,7 +36,7 @@ pub(crate) fn event_block(event: &Event) -> Bytes {
     if let Some(id) = event.id() {
         put_field(&mut out, b"id", id.as_str());
     }
-    match (event.topic(), event.name()) {
+    match (event.topic_in_type(), event.name()) {
         // A multiplexed stream: `<topic>:<type>`, a type no topic key or plain name clashes with.
         (Some(topic), name) => {
             out.put_slice(b"event: ");

@@ -360,6 +360,10 @@ impl EventLog for MemoryLog {
         std::future::ready(Ok(()))
     }
 
+    fn check_cursor(&self, cursor: &LastEventId) -> Result<(), CursorError> {
+        self.shared.ids.parse_cursor(cursor).map(drop)
+    }
+
     fn subscribe(
         &self,
         cursor: Option<&LastEventId>,

@@ -287,15 +287,15 @@ impl EventLog for RedisLog {
         Ok(())
     }
 
+    fn check_cursor(&self, cursor: &LastEventId) -> Result<(), CursorError> {
+        parse_cursor(cursor).map(drop)
+    }
+
     fn subscribe(
         &self,
         cursor: Option<&LastEventId>,
     ) -> impl Future<Output = Result<RedisSubscription, SubscribeError<RedisLogError>>> + Send {
-        let parsed = cursor.map(|cursor| {
-            StreamId::parse(cursor.as_str()).ok_or(CursorError::Unknown {
-                reason: "expected a Redis stream id, <milliseconds>-<sequence>",
-            })
-        });
+        let parsed = cursor.map(parse_cursor);
         async move {
             let cursor = match parsed {
                 None => {
@@ -323,4 +323,11 @@ impl EventLog for RedisLog {
             self.resume_from_redis(cursor, generation).await
         }
     }
+}
+
+/// The stream id a client's cursor names.
+fn parse_cursor(cursor: &LastEventId) -> Result<StreamId, CursorError> {
+    StreamId::parse(cursor.as_str()).ok_or(CursorError::Unknown {
+        reason: "expected a Redis stream id, <milliseconds>-<sequence>",
+    })
 }
