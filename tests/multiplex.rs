@@ -10,7 +10,7 @@ use support::client::{get, long_poll, poll_cursor};
 use support::server::{Serving, TestServer};
 use support::sse::SseClient;
 use support::wait_until;
-use tower_eventstream::{Event, MemoryLog, MemoryLogBuilder, Topics, TopicsService};
+use tower_eventstream::{Event, MemoryLog, MemoryLogBuilder, StreamConfig, TopicNames, Topics, TopicsService};
 
 async fn serve(topics: &Topics<MemoryLogBuilder>) -> TestServer {
     let service = TopicsService::new(topics.clone()).key_from_query("topic");
@@ -195,4 +195,47 @@ async fn a_held_long_poll_over_several_topics_answers_when_one_gets_an_event() {
         waited < std::time::Duration::from_secs(5),
         "answered at once, not at the timeout: {waited:?}"
     );
+}
+
+#[tokio::test]
+async fn plain_names_keep_each_event_its_own_name_and_resume_exactly() {
+    let topics = Topics::new(MemoryLog::builder().history(2));
+    let config = StreamConfig::default().topic_names(TopicNames::Plain);
+    let service = TopicsService::new(topics.clone()).with_config(config);
+    let server = TestServer::start(Serving::Axum, Router::new().route_service("/events", service)).await;
+    let mut client = SseClient::connect(server.addr, "/events?topic=a&topic=b", None).await;
+    topics.append("a", Event::new("a0")).await.unwrap();
+    let alert = Event::new("b0").with_name("alert").unwrap();
+    topics.append("b", alert).await.unwrap();
+    let names = |events: Vec<eventsource_stream::Event>| -> Vec<(String, String)> {
+        events.into_iter().map(|e| (e.event, e.data)).collect()
+    };
+    // What `onmessage` and `addEventListener("alert", …)` receive.
+    assert_eq!(
+        names(client.take(2).await),
+        [("message".into(), "a0".into()), ("alert".into(), "b0".into())]
+    );
+    let cursor = client.last_event_id().to_owned();
+    assert!(cursor.starts_with("a~") && cursor.contains(",b~"), "{cursor}");
+    drop(client);
+
+    // While cut, `a` overflows its history of 2: a reset naming `a`, its held events, `b` exactly.
+    for n in 1..=4 {
+        publish(&topics, "a", &format!("a{n}")).await;
+    }
+    publish(&topics, "b", "b1").await;
+    let mut client = SseClient::connect(server.addr, "/events?topic=a&topic=b", Some(&cursor)).await;
+    let mut got = names(client.take(4).await);
+    got.sort();
+    let expected = [("message", "a3"), ("message", "a4"), ("message", "b1"), ("reset", "a")];
+    assert_eq!(got, expected.map(|(n, d)| (n.into(), d.into())));
+
+    // A long poll still says each event's topic.
+    let (_, answer) = long_poll(server.addr, &format!("/events?topic=a&topic=b&timeout=0&lastEventId={cursor}")).await;
+    assert_eq!(answer["reset"], true, "{answer}");
+    for event in answer["events"].as_array().unwrap() {
+        let data = event["data"].as_str().unwrap();
+        let topic = if event["event"] == "reset" { data } else { &data[..1] };
+        assert_eq!(event["topic"], topic, "{event}");
+    }
 }

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -188,4 +190,76 @@ async fn an_evicted_memory_topic_is_a_reset_for_an_old_cursor() {
         "a new epoch, never a replay of another history"
     );
     assert_eq!(client.next().await.data, "after");
+}
+
+/// A stream of the signed-in user's own topic and a shared one, chosen by one hook that reads
+/// the credential once: no user is `401`, a session store that cannot answer is passing.
+async fn serve_per_user(topics: &Topics<MemoryLogBuilder>, checks: Arc<AtomicUsize>) -> TestServer {
+    let service = TopicsService::new(topics.clone())
+        .with_config(StreamConfig::default().retry(Duration::from_millis(400)))
+        .topics_from(move |parts| {
+            checks.fetch_add(1, Ordering::SeqCst);
+            match user_of(parts).as_deref() {
+                None => Err(Refusal::unauthorized("no user: sign in first")),
+                Some("store-down") => Err(Refusal::unavailable("the session store is unreachable")),
+                Some("banned") => Err(Refusal::forbidden("this account is closed")),
+                Some(user) => Ok(vec![
+                    (format!("user-{user}"), Access::allow()),
+                    ("news".to_owned(), Access::allow()),
+                ]),
+            }
+        });
+    TestServer::start(Serving::Axum, Router::new().route_service("/mine", service)).await
+}
+
+#[tokio::test]
+async fn the_key_hook_refuses_by_the_failure_rule_and_runs_once_per_request() {
+    let topics = Topics::new(MemoryLog::builder());
+    let checks = Arc::new(AtomicUsize::new(0));
+    let server = serve_per_user(&topics, Arc::clone(&checks)).await;
+    let sse: &[(&str, &[u8])] = &[("accept", b"text/event-stream")];
+    let answer = |path: &'static str, headers| request(server.addr, Method::GET, path, headers, "");
+
+    for headers in [&[][..], sse] {
+        assert_eq!(answer("/mine?timeout=0", headers).await.status.as_u16(), 401);
+        assert_eq!(answer("/mine?timeout=0&user=banned", headers).await.status.as_u16(), 403);
+    }
+    // Passing: a long poll is told when to come back, a browser gets a `retry:` hint.
+    let poll = answer("/mine?timeout=0&user=store-down", &[]).await;
+    assert_eq!(poll.status.as_u16(), 503);
+    assert!(poll.header("retry-after").is_some());
+    let stream = answer("/mine?user=store-down", sse).await;
+    assert_eq!(stream.status.as_u16(), 200);
+    assert!(stream.text().contains("retry:"), "{}", stream.text());
+    assert!(topics.is_empty(), "refusals create no topic");
+
+    let before = checks.load(Ordering::SeqCst);
+    let mut ada = SseClient::connect(server.addr, "/mine?user=ada", None).await;
+    assert_eq!(checks.load(Ordering::SeqCst), before + 1, "one check for two topics");
+    topics.append("user-bob", Event::new("for bob")).await.unwrap();
+    topics.append("user-ada", Event::new("for ada")).await.unwrap();
+    topics.append("news", Event::new("for all")).await.unwrap();
+    let got: Vec<_> = ada.take(2).await.into_iter().map(|e| (e.event, e.data)).collect();
+    assert_eq!(
+        got,
+        [("user-ada:message".into(), "for ada".into()), ("news:message".into(), "for all".into())]
+    );
+}
+
+#[tokio::test]
+async fn dot_segment_keys_are_refused_on_every_way_in() {
+    let topics = Topics::new(MemoryLog::builder());
+    let server = serve(&topics).await;
+    for path in ["/t/%2E?timeout=0&user=ada", "/t/%2e%2E?timeout=0&user=ada"] {
+        let answer = get(server.addr, path).await;
+        assert_eq!(answer.status.as_u16(), 400, "{path}");
+        assert!(answer.text().contains("`..`"), "{}", answer.text());
+    }
+    let by_query = TopicsService::new(topics.clone());
+    let server = TestServer::start(Serving::Axum, Router::new().route_service("/q", by_query)).await;
+    for path in ["/q?topic=..&timeout=0", "/q?topic=a&topic=.&timeout=0"] {
+        assert_eq!(get(server.addr, path).await.status.as_u16(), 400, "{path}");
+    }
+    assert!(topics.append("..", Event::new("x")).await.is_err());
+    assert!(topics.is_empty());
 }
