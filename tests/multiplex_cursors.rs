@@ -5,6 +5,10 @@
 
 mod support;
 
+#[allow(dead_code)]
+#[path = "../examples/chat/app.rs"]
+mod chat;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -64,17 +68,15 @@ impl<M: MakeLog> Case<M> {
     }
 
     /// Waits until a client without a cursor starts `topic` after everything appended so far:
-    /// at once in memory; on Redis once this process's window has read the appends back.
+    /// at once in memory; on Redis once this process's window has read the appends back (a
+    /// poll from a fresh start that stays empty for a while started after all of them).
     async fn settle(&self, topic: &str) {
         support::within("the window to catch up", async {
             loop {
-                let fresh = self.cursor_of(&format!("topic={topic}")).await;
-                let path = format!("/events?topic={topic}&timeout=0&lastEventId={fresh}");
-                let (_, answer) = long_poll(self.addr(), &path).await;
+                let (_, answer) = long_poll(self.addr(), &format!("/events?topic={topic}&timeout=200")).await;
                 if answer["events"].as_array().is_some_and(Vec::is_empty) {
                     return;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         })
         .await;
@@ -112,8 +114,6 @@ async fn malformed_cursors_are_400_with_the_reason<M: MakeLog>(case: &Case<M>) {
 }
 
 async fn an_unplaceable_cursor_starts_every_topic_with_a_reset<M: MakeLog>(case: &Case<M>) {
-    case.publish("qa", "before").await;
-    case.settle("qa").await;
     let other_stream = format!("lobby~{}", case.foreign);
     for cursor in [case.foreign.to_owned(), other_stream] {
         // Long poll: `"reset": true`, one reset event per topic, then exact continuity.
@@ -169,7 +169,7 @@ async fn a_one_topic_request_reads_a_composite_cursor<M: MakeLog>(case: &Case<M>
     let cursor = case.cursor_of("topic=qa&topic=qb").await;
     case.publish("qa", "a1").await;
     // The cursor names the topic: it resumes, with the log's own ids from then on.
-    let path = format!("/events?topic=qa&timeout=0&lastEventId={cursor}");
+    let path = format!("/events?topic=qa&timeout=5000&lastEventId={cursor}");
     let (_, answer) = long_poll(case.addr(), &path).await;
     assert_eq!(answer["reset"], false, "{answer}");
     assert_eq!(answer["events"][0]["data"], "a1", "{answer}");
@@ -223,6 +223,24 @@ async fn memory_a_position_from_another_log_instance_is_a_reset_of_that_topic_on
     let held = got.iter().position(|e| *e == ("qa:message".into(), "a0".into()));
     assert!(reset.is_some() && reset < held, "a reset of qa, then its held events: {got:?}");
     assert!(got.contains(&("qb:message".into(), "b1".into())), "{got:?}");
+}
+
+/// The inputs measured on the chat example when its multi-room route still started silently
+/// fresh: each is now a `400` or a `reset`.
+#[tokio::test]
+async fn the_chats_multi_room_route_never_starts_silently_fresh() {
+    let rooms = Topics::new(MemoryLog::builder());
+    let app = chat::router(rooms.clone(), tower_eventstream::StreamConfig::default());
+    let server = TestServer::start(Serving::Axum, app).await;
+    let rooms_query = "/api/events?room=qa&room=qb&timeout=0&lastEventId=";
+    for cursor in ["xyz", "abc-1", "lobby~zzz"] {
+        let answer = request(server.addr, Method::GET, &format!("{rooms_query}{cursor}"), &[], Bytes::new()).await;
+        assert_eq!(answer.status.as_u16(), 400, "{cursor}: {}", answer.text());
+    }
+    // A real cursor of the lobby alone, kept from before the page followed several rooms.
+    let (_, lobby) = long_poll(server.addr, "/api/events?timeout=0").await;
+    let (_, answer) = long_poll(server.addr, &format!("{rooms_query}{}", poll_cursor(&lobby))).await;
+    assert_eq!(answer["reset"], true, "{answer}");
 }
 
 async fn memory() -> Case<tower_eventstream::MemoryLogBuilder> {

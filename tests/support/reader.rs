@@ -53,14 +53,16 @@ pub struct SseReader {
     pub ended: bool,
 }
 
-/// Sends an SSE request (see [`SseReader::connect`]) over a new HTTP/1.1 connection of
-/// hyper's client and checks that it is answered `200`.
+/// Sends an SSE request (see [`SseReader::connect`]), with `headers` too, over a new HTTP/1.1
+/// connection of hyper's client and checks that it is answered `200`.
 pub(super) async fn open_sse(
     addr: SocketAddr,
     path_and_query: &str,
+    headers: &[(&str, &[u8])],
     last_event_id: Option<&str>,
 ) -> (Head, Incoming, Connection) {
-    let (head, body, connection) = send_http1(addr, sse_request(addr, path_and_query, last_event_id)).await;
+    let request = sse_request(addr, path_and_query, headers, last_event_id);
+    let (head, body, connection) = send_http1(addr, request).await;
     assert_eq!(
         head.status,
         StatusCode::OK,
@@ -74,7 +76,7 @@ impl SseReader {
     /// `GET path_and_query` with `Accept: text/event-stream` (and `Last-Event-ID` if given)
     /// over a new HTTP/1.1 connection of hyper's client; the answer must be `200`.
     pub async fn connect(addr: SocketAddr, path_and_query: &str, last_event_id: Option<&str>) -> SseReader {
-        let (head, body, connection) = open_sse(addr, path_and_query, last_event_id).await;
+        let (head, body, connection) = open_sse(addr, path_and_query, &[], last_event_id).await;
         SseReader::hyper(head, body, Arc::new(connection))
     }
 
@@ -398,13 +400,15 @@ fn decode(chunked: &mut Option<Chunked>, wire: &[u8]) -> Vec<u8> {
     }
 }
 
-/// `GET` with `Accept: text/event-stream` and, if given, `Last-Event-ID`.
+/// `GET` with `Accept: text/event-stream`, `extra` and, if given, `Last-Event-ID`.
 pub(super) fn sse_request(
     addr: SocketAddr,
     path_and_query: &str,
+    extra: &[(&str, &[u8])],
     last_event_id: Option<&str>,
 ) -> http::Request<http_body_util::Full<Bytes>> {
     let mut headers: Vec<(&str, &[u8])> = vec![("accept", b"text/event-stream")];
+    headers.extend_from_slice(extra);
     if let Some(id) = last_event_id {
         headers.push(("last-event-id", id.as_bytes()));
     }

@@ -140,7 +140,17 @@ pub struct SseClient {
 impl SseClient {
     /// Opens the stream as [`SseReader::connect`] does.
     pub async fn connect(addr: SocketAddr, path_and_query: &str, last_event_id: Option<&str>) -> Self {
-        let (_head, body, connection) = open_sse(addr, path_and_query, last_event_id).await;
+        SseClient::connect_with(addr, path_and_query, &[], last_event_id).await
+    }
+
+    /// Like [`connect`](Self::connect), the request carrying `headers` too (a `cookie`).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        path_and_query: &str,
+        headers: &[(&str, &[u8])],
+        last_event_id: Option<&str>,
+    ) -> Self {
+        let (_head, body, connection) = open_sse(addr, path_and_query, headers, last_event_id).await;
         SseClient {
             events: body.into_data_stream().eventsource(),
             _connection: connection,
