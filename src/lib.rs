@@ -93,6 +93,7 @@
 //! | an inner service's error (layers) | `200`, a jittered `retry:` hint, a clean end: the browser comes back | `503` + `Retry-After` |
 //! | the source fails mid-stream | a jittered `retry:` hint, a clean end | the answer so far |
 //! | shutdown begun before the stream started | `200`, a jittered `retry:` hint, a clean end | `200`, the empty shape |
+//! | an authorization hook's [`Refusal::unavailable`] (the credential cannot be checked now) | `200`, a jittered `retry:` hint, a clean end | `503` + `Retry-After` |
 //!
 //! A stream is held where the client's cursor must be honoured: a client cut off while its
 //! position falls out of a window still gets every event once the backend answers (or a
@@ -161,8 +162,8 @@ mod trace;
 mod transport;
 
 pub use config::{
-    StreamConfig, TopicNames, DEFAULT_BATCH_LIMIT, DEFAULT_CHECKPOINT_EVENT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_WAIT,
-    DEFAULT_RESET_EVENT, DEFAULT_RETRY,
+    StreamConfig, TopicNames, DEFAULT_BATCH_LIMIT, DEFAULT_CHECKPOINT_EVENT, DEFAULT_KEEP_ALIVE,
+    DEFAULT_MAX_WAIT, DEFAULT_RESET_EVENT, DEFAULT_RETRY,
 };
 pub use cursor::{CursorError, LastEventId, DEFAULT_MAX_CURSOR_LEN, LAST_EVENT_ID_HEADER};
 pub use event::{Event, EventError, EventId};

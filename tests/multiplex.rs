@@ -10,7 +10,9 @@ use support::client::{get, long_poll, poll_cursor};
 use support::server::{Serving, TestServer};
 use support::sse::SseClient;
 use support::wait_until;
-use tower_eventstream::{Event, MemoryLog, MemoryLogBuilder, StreamConfig, TopicNames, Topics, TopicsService};
+use tower_eventstream::{
+    Event, MemoryLog, MemoryLogBuilder, StreamConfig, TopicNames, Topics, TopicsService,
+};
 
 async fn serve(topics: &Topics<MemoryLogBuilder>) -> TestServer {
     let service = TopicsService::new(topics.clone()).key_from_query("topic");
@@ -227,15 +229,28 @@ async fn plain_names_keep_each_event_its_own_name_and_resume_exactly() {
     let mut client = SseClient::connect(server.addr, "/events?topic=a&topic=b", Some(&cursor)).await;
     let mut got = names(client.take(4).await);
     got.sort();
-    let expected = [("message", "a3"), ("message", "a4"), ("message", "b1"), ("reset", "a")];
+    let expected = [
+        ("message", "a3"),
+        ("message", "a4"),
+        ("message", "b1"),
+        ("reset", "a"),
+    ];
     assert_eq!(got, expected.map(|(n, d)| (n.into(), d.into())));
 
     // A long poll still says each event's topic.
-    let (_, answer) = long_poll(server.addr, &format!("/events?topic=a&topic=b&timeout=0&lastEventId={cursor}")).await;
+    let (_, answer) = long_poll(
+        server.addr,
+        &format!("/events?topic=a&topic=b&timeout=0&lastEventId={cursor}"),
+    )
+    .await;
     assert_eq!(answer["reset"], true, "{answer}");
     for event in answer["events"].as_array().unwrap() {
         let data = event["data"].as_str().unwrap();
-        let topic = if event["event"] == "reset" { data } else { &data[..1] };
+        let topic = if event["event"] == "reset" {
+            data
+        } else {
+            &data[..1]
+        };
         assert_eq!(event["topic"], topic, "{event}");
     }
 }

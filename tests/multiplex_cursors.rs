@@ -104,11 +104,31 @@ async fn malformed_cursors_are_400_with_the_reason<M: MakeLog>(case: &Case<M>) {
     for cursor in case.malformed.iter().chain(&shared) {
         let path = format!("/events?topic=qa&topic=qb&timeout=0&lastEventId={cursor}");
         let answer = request(case.addr(), Method::GET, &path, &[], Bytes::new()).await;
-        assert_eq!(answer.status.as_u16(), 400, "long poll, cursor {cursor}: {}", answer.text());
+        assert_eq!(
+            answer.status.as_u16(),
+            400,
+            "long poll, cursor {cursor}: {}",
+            answer.text()
+        );
         assert!(!answer.text().is_empty(), "a reason for {cursor}");
-        let headers: &[(&str, &[u8])] = &[("accept", b"text/event-stream"), ("last-event-id", cursor.as_bytes())];
-        let answer = request(case.addr(), Method::GET, "/events?topic=qa&topic=qb", headers, Bytes::new()).await;
-        assert_eq!(answer.status.as_u16(), 400, "SSE, cursor {cursor}: {}", answer.text());
+        let headers: &[(&str, &[u8])] = &[
+            ("accept", b"text/event-stream"),
+            ("last-event-id", cursor.as_bytes()),
+        ];
+        let answer = request(
+            case.addr(),
+            Method::GET,
+            "/events?topic=qa&topic=qb",
+            headers,
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(
+            answer.status.as_u16(),
+            400,
+            "SSE, cursor {cursor}: {}",
+            answer.text()
+        );
     }
     assert_eq!(case.topics.subscriber_count(), 0, "nothing stays subscribed");
 }
@@ -121,7 +141,8 @@ async fn an_unplaceable_cursor_starts_every_topic_with_a_reset<M: MakeLog>(case:
         assert_eq!(answer["reset"], true, "cursor {cursor}: {answer}");
         let mut resets = polled(&answer);
         resets.sort();
-        let expected = [("qa", "reset", "qa"), ("qb", "reset", "qb")].map(|(t, n, d)| (t.into(), n.into(), d.into()));
+        let expected =
+            [("qa", "reset", "qa"), ("qb", "reset", "qb")].map(|(t, n, d)| (t.into(), n.into(), d.into()));
         assert_eq!(resets, expected, "cursor {cursor}: {answer}");
         let next = poll_cursor(&answer);
         assert!(next.contains("qa~") && next.contains("qb~"), "{next}");
@@ -134,14 +155,22 @@ async fn an_unplaceable_cursor_starts_every_topic_with_a_reset<M: MakeLog>(case:
         let mut client = case.stream(&cursor).await;
         let mut first: Vec<_> = client.take(2).await.iter().map(seen).collect();
         first.sort();
-        assert_eq!(first, [("reset".into(), "qa".into()), ("reset".into(), "qb".into())], "cursor {cursor}");
+        assert_eq!(
+            first,
+            [("reset".into(), "qa".into()), ("reset".into(), "qb".into())],
+            "cursor {cursor}"
+        );
         case.publish("qa", "a1").await;
         assert_eq!(seen(&client.next().await), ("qa:message".into(), "a1".into()));
         let resumed = client.last_event_id().to_owned();
         drop(client);
         case.publish("qb", "b2").await;
         let mut client = case.stream(&resumed).await;
-        assert_eq!(seen(&client.next().await), ("qb:message".into(), "b2".into()), "no second reset");
+        assert_eq!(
+            seen(&client.next().await),
+            ("qb:message".into(), "b2".into()),
+            "no second reset"
+        );
     }
 }
 
@@ -153,16 +182,27 @@ async fn a_cursor_naming_some_topics_resumes_them_and_starts_the_others_fresh<M:
 
     let answer = case.poll(&cursor).await;
     assert_eq!(answer["reset"], false, "{answer}");
-    assert_eq!(polled(&answer), [("qa".into(), "message".into(), "a1".into())], "qa exactly, qb fresh");
+    assert_eq!(
+        polled(&answer),
+        [("qa".into(), "message".into(), "a1".into())],
+        "qa exactly, qb fresh"
+    );
     let next = poll_cursor(&answer);
     case.publish("qb", "b-after").await;
     let answer = case.poll(&next).await;
-    assert_eq!(polled(&answer), [("qb".into(), "message".into(), "b-after".into())]);
+    assert_eq!(
+        polled(&answer),
+        [("qb".into(), "message".into(), "b-after".into())]
+    );
 
     let mut client = case.stream(&cursor).await;
     assert_eq!(seen(&client.next().await), ("qa:message".into(), "a1".into()));
     case.publish("qb", "b-live").await;
-    assert_eq!(seen(&client.next().await), ("qb:message".into(), "b-live".into()), "no reset, no b-before");
+    assert_eq!(
+        seen(&client.next().await),
+        ("qb:message".into(), "b-live".into()),
+        "no reset, no b-before"
+    );
 }
 
 async fn a_one_topic_request_reads_a_composite_cursor<M: MakeLog>(case: &Case<M>) {
@@ -214,14 +254,25 @@ async fn memory_a_position_from_another_log_instance_is_a_reset_of_that_topic_on
     assert_eq!(answer["reset"], true, "{answer}");
     let mut events = polled(&answer);
     events.sort();
-    let expected = [("qa", "message", "a0"), ("qa", "reset", "qa"), ("qb", "message", "b1")];
-    assert_eq!(events, expected.map(|(t, n, d)| (t.into(), n.into(), d.into())), "{answer}");
+    let expected = [
+        ("qa", "message", "a0"),
+        ("qa", "reset", "qa"),
+        ("qb", "message", "b1"),
+    ];
+    assert_eq!(
+        events,
+        expected.map(|(t, n, d)| (t.into(), n.into(), d.into())),
+        "{answer}"
+    );
 
     let mut client = case.stream(&cursor).await;
     let got: Vec<_> = client.take(3).await.iter().map(seen).collect();
     let reset = got.iter().position(|e| *e == ("reset".into(), "qa".into()));
     let held = got.iter().position(|e| *e == ("qa:message".into(), "a0".into()));
-    assert!(reset.is_some() && reset < held, "a reset of qa, then its held events: {got:?}");
+    assert!(
+        reset.is_some() && reset < held,
+        "a reset of qa, then its held events: {got:?}"
+    );
     assert!(got.contains(&("qb:message".into(), "b1".into())), "{got:?}");
 }
 
@@ -234,7 +285,14 @@ async fn the_chats_multi_room_route_never_starts_silently_fresh() {
     let server = TestServer::start(Serving::Axum, app).await;
     let rooms_query = "/api/events?room=qa&room=qb&timeout=0&lastEventId=";
     for cursor in ["xyz", "abc-1", "lobby~zzz"] {
-        let answer = request(server.addr, Method::GET, &format!("{rooms_query}{cursor}"), &[], Bytes::new()).await;
+        let answer = request(
+            server.addr,
+            Method::GET,
+            &format!("{rooms_query}{cursor}"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
         assert_eq!(answer.status.as_u16(), 400, "{cursor}: {}", answer.text());
     }
     // A real cursor of the lobby alone, kept from before the page followed several rooms.
@@ -265,25 +323,33 @@ mod redis {
 
     #[tokio::test]
     async fn redis_malformed_cursors_are_400_with_the_reason() {
-        let Some(server) = RedisServer::start() else { return };
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
         malformed_cursors_are_400_with_the_reason(&case(&server).await).await;
     }
 
     #[tokio::test]
     async fn redis_an_unplaceable_cursor_starts_every_topic_with_a_reset() {
-        let Some(server) = RedisServer::start() else { return };
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
         an_unplaceable_cursor_starts_every_topic_with_a_reset(&case(&server).await).await;
     }
 
     #[tokio::test]
     async fn redis_a_cursor_naming_some_topics_resumes_them_and_starts_the_others_fresh() {
-        let Some(server) = RedisServer::start() else { return };
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
         a_cursor_naming_some_topics_resumes_them_and_starts_the_others_fresh(&case(&server).await).await;
     }
 
     #[tokio::test]
     async fn redis_a_one_topic_request_reads_a_composite_cursor() {
-        let Some(server) = RedisServer::start() else { return };
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
         a_one_topic_request_reads_a_composite_cursor(&case(&server).await).await;
     }
 }

@@ -222,7 +222,13 @@ async fn the_key_hook_refuses_by_the_failure_rule_and_runs_once_per_request() {
 
     for headers in [&[][..], sse] {
         assert_eq!(answer("/mine?timeout=0", headers).await.status.as_u16(), 401);
-        assert_eq!(answer("/mine?timeout=0&user=banned", headers).await.status.as_u16(), 403);
+        assert_eq!(
+            answer("/mine?timeout=0&user=banned", headers)
+                .await
+                .status
+                .as_u16(),
+            403
+        );
     }
     // Passing: a long poll is told when to come back, a browser gets a `retry:` hint.
     let poll = answer("/mine?timeout=0&user=store-down", &[]).await;
@@ -235,14 +241,21 @@ async fn the_key_hook_refuses_by_the_failure_rule_and_runs_once_per_request() {
 
     let before = checks.load(Ordering::SeqCst);
     let mut ada = SseClient::connect(server.addr, "/mine?user=ada", None).await;
-    assert_eq!(checks.load(Ordering::SeqCst), before + 1, "one check for two topics");
+    assert_eq!(
+        checks.load(Ordering::SeqCst),
+        before + 1,
+        "one check for two topics"
+    );
     topics.append("user-bob", Event::new("for bob")).await.unwrap();
     topics.append("user-ada", Event::new("for ada")).await.unwrap();
     topics.append("news", Event::new("for all")).await.unwrap();
     let got: Vec<_> = ada.take(2).await.into_iter().map(|e| (e.event, e.data)).collect();
     assert_eq!(
         got,
-        [("user-ada:message".into(), "for ada".into()), ("news:message".into(), "for all".into())]
+        [
+            ("user-ada:message".into(), "for ada".into()),
+            ("news:message".into(), "for all".into())
+        ]
     );
 }
 

@@ -35,7 +35,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_eventstream::{Access, Event, MakeLog, Refusal, StreamConfig, TopicError, TopicNames, Topics, TopicsService};
+use tower_eventstream::{
+    Access, Event, MakeLog, Refusal, StreamConfig, TopicError, TopicNames, Topics, TopicsService,
+};
 
 /// Everyone's topic.
 pub const ANNOUNCEMENTS: &str = "announcements";
@@ -121,9 +123,14 @@ fn topics_of(parts: &Parts) -> Result<Vec<(String, Access)>, Refusal> {
     Ok(topics)
 }
 
-async fn notify<M: MakeLog>(State(topics): State<Topics<M>>, Path(user): Path<String>, body: Bytes) -> Response {
+async fn notify<M: MakeLog>(
+    State(topics): State<Topics<M>>,
+    Path(user): Path<String>,
+    body: Bytes,
+) -> Response {
     if !is_user_name(&user) {
-        let reason = format!("{user:?} is not a user name: 1 to {MAX_USER_LEN} ASCII letters, digits, `-` or `_`\n");
+        let reason =
+            format!("{user:?} is not a user name: 1 to {MAX_USER_LEN} ASCII letters, digits, `-` or `_`\n");
         return (StatusCode::BAD_REQUEST, reason).into_response();
     }
     publish(&topics, &user_topic(&user), "notification", &body).await
@@ -140,7 +147,11 @@ async fn audit<M: MakeLog>(State(topics): State<Topics<M>>, body: Bytes) -> Resp
 /// Appends `body` to `topic` as an event named `name`: `201 {"id":…}`, or why not.
 async fn publish<M: MakeLog>(topics: &Topics<M>, topic: &str, name: &str, body: &[u8]) -> Response {
     if body.is_empty() {
-        return (StatusCode::BAD_REQUEST, "the body is empty: send the text to publish\n").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "the body is empty: send the text to publish\n",
+        )
+            .into_response();
     }
     let Ok(text) = std::str::from_utf8(body) else {
         return (StatusCode::BAD_REQUEST, "the body must be UTF-8 text\n").into_response();
@@ -157,7 +168,9 @@ async fn publish<M: MakeLog>(topics: &Topics<M>, topic: &str, name: &str, body: 
             )
                 .into_response()
         }
-        Err(error @ TopicError::InvalidKey(_)) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+        Err(error @ TopicError::InvalidKey(_)) => {
+            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+        }
         // A backend fault or too many topics: passing.
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
     }

@@ -351,10 +351,11 @@ impl<M: MakeLog> Topics<M> {
             );
             return text_response(http::StatusCode::BAD_REQUEST, message);
         }
-        let placement = match cursor::Placement::new(request.cursor(), topics.iter().map(|(key, _)| key.as_str())) {
-            Ok(placement) => placement,
-            Err(error) => return bad_cursor(error),
-        };
+        let placement =
+            match cursor::Placement::new(request.cursor(), topics.iter().map(|(key, _)| key.as_str())) {
+                Ok(placement) => placement,
+                Err(error) => return bad_cursor(error),
+            };
         let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
         let single = topics.len() == 1;
         let mut members = Vec::with_capacity(topics.len());
