@@ -295,7 +295,9 @@ impl<M: MakeLog> Topics<M> {
     }
 
     /// Answers `request` from the topic `key`, as [`StreamRequest::serve`] answers from one
-    /// log and by the same failure rule, with `access` applied and the limits enforced.
+    /// log and by the same failure rule, with `access` applied and the limits enforced. A
+    /// cursor of a stream over several topics that names `key` resumes it; one that does not
+    /// is a gap (see [`serve_many`](Topics::serve_many)).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -310,8 +312,6 @@ impl<M: MakeLog> Topics<M> {
     /// assert_eq!(response.status(), 200);
     /// # });
     /// ```
-    /// A cursor of a stream over several topics that names `key` resumes it; one that does
-    /// not is a gap (see [`serve_many`](Topics::serve_many)).
     pub async fn serve(&self, key: &str, request: StreamRequest, access: Access) -> Answer<M::Log> {
         self.serve_many(vec![(key.to_owned(), access)], request).await
     }
