@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cursor::DEFAULT_MAX_CURSOR_LEN;
+use crate::log::StartPosition;
 use crate::Shutdown;
 
 /// Transport settings. The defaults are those of the README's table.
@@ -38,6 +39,7 @@ pub struct StreamConfig {
     pub(crate) shutdown: Option<Shutdown>,
     pub(crate) frame_bytes: usize,
     pub(crate) topic_names: TopicNames,
+    pub(crate) start: StartPosition,
 }
 
 /// How a stream over several topics names its events on SSE (see
@@ -82,6 +84,7 @@ impl Default for StreamConfig {
             shutdown: None,
             frame_bytes: 64 * 1024,
             topic_names: TopicNames::Prefixed,
+            start: StartPosition::LiveEnd,
         }
     }
 }
@@ -183,6 +186,16 @@ impl StreamConfig {
     /// ```
     pub fn topic_names(mut self, names: TopicNames) -> Self {
         self.topic_names = names;
+        self
+    }
+
+    /// Where a client without a cursor starts (default [`StartPosition::LiveEnd`]): the
+    /// oldest event held for a stream that late joiners need whole (a generation, a job's
+    /// progress), the last `n` for recent history (a chat's last messages). A client with a
+    /// cursor always resumes from it. A long poll without a cursor gets the events from the
+    /// start position (up to the batch limit) at once, like any poll with events ready.
+    pub fn start(mut self, start: StartPosition) -> Self {
+        self.start = start;
         self
     }
 

@@ -13,6 +13,7 @@ use bytes::{BufMut, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use tokio::time::Sleep;
 
+use crate::log::StartPosition;
 use crate::random::jittered;
 use crate::respond::text_response;
 use crate::transport::wire::write_retry;
@@ -81,6 +82,8 @@ enum State<L: EventLog> {
 struct Waiting<L: EventLog> {
     log: L,
     cursor: Option<LastEventId>,
+    /// Where to start without a cursor.
+    start: StartPosition,
     attempt: Option<Attempt<L>>,
     pause: Pin<Box<Sleep>>,
     backoff: Duration,
@@ -96,11 +99,12 @@ impl<L: EventLog> RetryingSubscription<L> {
     }
 
     /// Starts waiting: the first new attempt comes after the first backoff pause.
-    pub(crate) fn waiting(log: L, cursor: Option<LastEventId>) -> Self {
+    pub(crate) fn waiting(log: L, cursor: Option<LastEventId>, start: StartPosition) -> Self {
         RetryingSubscription {
             state: State::Waiting(Box::new(Waiting {
                 log,
                 cursor,
+                start,
                 attempt: None,
                 pause: Box::pin(tokio::time::sleep(jittered(FIRST_BACKOFF))),
                 backoff: FIRST_BACKOFF,
@@ -126,8 +130,13 @@ impl<L: EventLog> Waiting<L> {
             let Some(attempt) = self.attempt.as_mut() else {
                 ready!(self.pause.as_mut().poll(cx));
                 let log = self.log.clone();
-                let cursor = self.cursor.clone();
-                self.attempt = Some(Box::pin(async move { log.subscribe(cursor.as_ref()).await }));
+                let (cursor, start) = (self.cursor.clone(), self.start);
+                self.attempt = Some(Box::pin(async move {
+                    match cursor {
+                        Some(cursor) => log.subscribe(Some(&cursor)).await,
+                        None => log.subscribe_fresh(start).await,
+                    }
+                }));
                 continue;
             };
             match ready!(attempt.as_mut().poll(cx)) {

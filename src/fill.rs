@@ -243,6 +243,17 @@ impl<L: EventLog> EventLog for Filled<L> {
         self.log.record_gap()
     }
 
+    fn check_cursor(&self, cursor: &LastEventId) -> Result<(), crate::CursorError> {
+        self.log.check_cursor(cursor)
+    }
+
+    fn subscribe_fresh(
+        &self,
+        start: crate::StartPosition,
+    ) -> impl Future<Output = Result<L::Subscription, SubscribeError<L::Error>>> + Send {
+        self.log.subscribe_fresh(start)
+    }
+
     fn subscribe(
         &self,
         cursor: Option<&LastEventId>,

@@ -178,7 +178,7 @@ pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscript
 pub use log::redis::{
     RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisLogs, RedisSubscription,
 };
-pub use log::{EventLog, ResumeOutcome, SubscribeError, Subscription};
+pub use log::{EventLog, ResumeOutcome, StartPosition, SubscribeError, Subscription};
 pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};

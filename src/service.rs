@@ -183,7 +183,11 @@ impl StreamRequest {
         log: &L,
         cursor: Option<&LastEventId>,
     ) -> Result<RetryingSubscription<L>, Response<EventStreamBody<S>>> {
-        match log.subscribe(cursor).await {
+        let subscribed = match cursor {
+            Some(cursor) => log.subscribe(Some(cursor)).await,
+            None => log.subscribe_fresh(self.config.start).await,
+        };
+        match subscribed {
             Ok(subscription) => Ok(RetryingSubscription::live(subscription)),
             Err(SubscribeError::InvalidCursor(error)) => {
                 measure::refused(Refused::BadCursor);
@@ -192,9 +196,11 @@ impl StreamRequest {
             Err(SubscribeError::Backend(error)) => {
                 crate::trace::warn_event!("event log unavailable", error = %error, transport = ?self.transport);
                 match self.transport {
-                    Transport::Sse if !self.head => {
-                        Ok(RetryingSubscription::waiting(log.clone(), cursor.cloned()))
-                    }
+                    Transport::Sse if !self.head => Ok(RetryingSubscription::waiting(
+                        log.clone(),
+                        cursor.cloned(),
+                        self.config.start,
+                    )),
                     transport => Err({
                         measure::refused(Refused::BackendUnavailable);
                         come_back_later(

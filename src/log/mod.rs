@@ -60,12 +60,53 @@ pub trait EventLog: Clone + Send + Sync + 'static {
         Ok(())
     }
 
+    /// Starts reading for a client without a cursor, at `start`: the live end, the oldest
+    /// event held, or the last `n` held. The subscription's outcome is
+    /// [`ResumeOutcome::Fresh`]; [`subscribe(None)`](EventLog::subscribe) is
+    /// `subscribe_fresh(StartPosition::LiveEnd)`.
+    fn subscribe_fresh(
+        &self,
+        start: StartPosition,
+    ) -> impl Future<Output = Result<Self::Subscription, SubscribeError<Self::Error>>> + Send;
+
     /// Starts reading after `cursor` (or at the live end when `None`). Replay and live
     /// delivery are one sequence: nothing appended while subscribing is lost or repeated.
     fn subscribe(
         &self,
         cursor: Option<&LastEventId>,
     ) -> impl Future<Output = Result<Self::Subscription, SubscribeError<Self::Error>>> + Send;
+}
+
+/// Where a client without a cursor starts reading (a client with one always resumes from
+/// it). Set per endpoint with [`StreamConfig::start`](crate::StreamConfig::start); the same
+/// on every backend.
+///
+/// ```
+/// use tower_eventstream::{Event, EventLog, MemoryLog, StartPosition};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+/// # rt.block_on(async {
+/// let log = MemoryLog::new();
+/// for text in ["one", "two", "three"] {
+///     log.append(Event::new(text)).await.unwrap();
+/// }
+/// // A chat page opened late sees the last two messages, then what comes.
+/// let subscription = log.subscribe_fresh(StartPosition::Last(2)).await.unwrap();
+/// # let _ = subscription;
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartPosition {
+    /// Only what is appended from now on (the default): a ticker, a notification feed.
+    #[default]
+    LiveEnd,
+    /// Every event the log still holds, then what comes: a late joiner of a generation or a
+    /// job's progress needs every one.
+    Oldest,
+    /// The newest `n` events held (fewer if the log holds fewer), then what comes: a chat's
+    /// recent messages.
+    Last(usize),
 }
 
 /// A reader of an [`EventLog`]: an [`EventFeed`] that knows how its resume went.

@@ -17,7 +17,7 @@ use http::StatusCode;
 use tower::service_fn;
 use tower_eventstream::{
     Event, EventLog, EventLogService, EventStreamLayer, LastEventId, MemoryLog, MemorySubscription,
-    RequestError, Shutdown, StreamConfig, StreamRequest, SubscribeError,
+    RequestError, Shutdown, StartPosition, StreamConfig, StreamRequest, SubscribeError,
 };
 
 use crate::support::client::{long_poll, request};
@@ -76,15 +76,37 @@ impl EventLog for FlakyLog {
         Ok(())
     }
 
+    async fn subscribe_fresh(
+        &self,
+        start: StartPosition,
+    ) -> Result<MemorySubscription, SubscribeError<Down>> {
+        self.attempt()?;
+        Self::of_memory(self.memory.subscribe_fresh(start).await)
+    }
+
     async fn subscribe(
         &self,
         cursor: Option<&LastEventId>,
     ) -> Result<MemorySubscription, SubscribeError<Down>> {
+        self.attempt()?;
+        Self::of_memory(self.memory.subscribe(cursor).await)
+    }
+}
+
+impl FlakyLog {
+    /// Counts an attempt, which fails while the backend is down.
+    fn attempt(&self) -> Result<(), SubscribeError<Down>> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Err(SubscribeError::Backend(Down));
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(SubscribeError::Backend(Down)),
+            false => Ok(()),
         }
-        match self.memory.subscribe(cursor).await {
+    }
+
+    fn of_memory(
+        subscribed: Result<MemorySubscription, SubscribeError<std::convert::Infallible>>,
+    ) -> Result<MemorySubscription, SubscribeError<Down>> {
+        match subscribed {
             Ok(subscription) => Ok(subscription),
             Err(SubscribeError::InvalidCursor(error)) => Err(SubscribeError::InvalidCursor(error)),
             Err(other) => unreachable!("a MemoryLog's storage cannot fail: {other:?}"),

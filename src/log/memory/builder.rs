@@ -15,7 +15,6 @@ use crate::log::ring::{Lock, Ring, SubscriberCount};
 pub struct MemoryLogBuilder {
     pub(super) capacity: usize,
     pub(super) max_age: Option<Duration>,
-    pub(super) replay_on_fresh: usize,
     pub(super) source: Option<(String, u64)>,
 }
 
@@ -29,13 +28,6 @@ impl MemoryLogBuilder {
     /// Drops events older than `age` as well (default: kept until the count limit).
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);
-        self
-    }
-
-    /// A subscriber without a cursor first receives up to `events` of the newest held events
-    /// (default 0: it starts at the live end).
-    pub fn replay_on_fresh(mut self, events: usize) -> Self {
-        self.replay_on_fresh = events;
         self
     }
 
@@ -102,7 +94,6 @@ impl MemoryLogBuilder {
                 ids,
                 capacity: self.capacity,
                 max_age: self.max_age,
-                replay_on_fresh: self.replay_on_fresh,
                 subscribers: SubscriberCount::default(),
                 counters: Default::default(),
             }),

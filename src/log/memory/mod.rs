@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::ring::{Counted, CountsSubscribers, Follower, Lock, Ring, RingEntry, SubscriberCount};
 use super::wake::Wakeup;
-use super::{EventLog, ResumeOutcome, SubscribeError};
+use super::{EventLog, ResumeOutcome, StartPosition, SubscribeError};
 use crate::measure::{self, GapCause};
 use crate::stats::{LogCounters, LogStats};
 use crate::{CursorError, Event, EventId, LastEventId};
@@ -61,7 +61,6 @@ struct Shared {
     ids: Ids,
     capacity: usize,
     max_age: Option<Duration>,
-    replay_on_fresh: usize,
     subscribers: SubscriberCount,
     counters: LogCounters,
 }
@@ -120,7 +119,6 @@ impl MemoryLog {
         MemoryLogBuilder {
             capacity: DEFAULT_HISTORY,
             max_age: None,
-            replay_on_fresh: 0,
             source: None,
         }
     }
@@ -267,6 +265,15 @@ impl MemoryLog {
 
     /// Subscribes without waiting (the [`EventLog::subscribe`] future is ready at once).
     pub fn subscribe_now(&self, cursor: Option<&LastEventId>) -> Result<MemorySubscription, CursorError> {
+        self.open(cursor, StartPosition::LiveEnd)
+    }
+
+    /// Subscribes after `cursor`, or at `start` without one.
+    fn open(
+        &self,
+        cursor: Option<&LastEventId>,
+        start: StartPosition,
+    ) -> Result<MemorySubscription, CursorError> {
         let parsed = cursor
             .map(|cursor| self.shared.ids.parse_cursor(cursor))
             .transpose()?;
@@ -285,7 +292,11 @@ impl MemoryLog {
         };
         let (outcome, next_seq, at) = match parsed {
             None => {
-                let replay = self.shared.replay_on_fresh.min(ring.len()) as u64;
+                let replay = match start {
+                    StartPosition::LiveEnd => 0,
+                    StartPosition::Oldest => ring.len(),
+                    StartPosition::Last(events) => events.min(ring.len()),
+                } as u64;
                 let next_seq = ring.next_seq() - replay;
                 (
                     ResumeOutcome::Fresh,
@@ -362,6 +373,13 @@ impl EventLog for MemoryLog {
 
     fn check_cursor(&self, cursor: &LastEventId) -> Result<(), CursorError> {
         self.shared.ids.parse_cursor(cursor).map(drop)
+    }
+
+    fn subscribe_fresh(
+        &self,
+        start: StartPosition,
+    ) -> impl Future<Output = Result<MemorySubscription, SubscribeError<Infallible>>> + Send {
+        std::future::ready(self.open(None, start).map_err(SubscribeError::InvalidCursor))
     }
 
     fn subscribe(

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
+use redis::Value;
+
 use super::error::{limited, RedisLogError};
 use super::id::StreamId;
-use super::reply::Entry;
+use super::reply::{parse_entries, Entry};
 use super::snapshot::{read_after, Continuity, Read};
 use super::subscription::{Mode, RedisSubscription};
 use super::{Inner, RedisLog, FETCH_BACKOFF, FETCH_BATCH, READER_BLOCK};
-use crate::log::{ResumeOutcome, SubscribeError};
+use crate::log::{ResumeOutcome, StartPosition, SubscribeError};
 use crate::measure::GapCause;
 use crate::CursorError;
 
@@ -27,7 +29,101 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The newest `n` entries, oldest first (fewer when the stream holds fewer).
+    async fn newest(&self, n: usize) -> Result<Vec<Entry>, RedisLogError> {
+        let mut connection = self.manager.clone();
+        let mut command = redis::cmd("XREVRANGE");
+        command.arg(&*self.key).arg("+").arg("-").arg("COUNT").arg(n);
+        let reply = limited("XREVRANGE", &self.key, self.command_timeout, async {
+            let reply = command.query_async::<Value>(&mut connection).await;
+            reply.map_err(|error| RedisLogError::from_redis("XREVRANGE", &self.key, error))
+        })
+        .await?;
+        let mut entries = parse_entries(&reply)
+            .map_err(|detail| RedisLogError::unexpected("XREVRANGE", &self.key, detail))?;
+        entries.reverse();
+        Ok(entries)
+    }
+}
+
 impl RedisLog {
+    /// Subscribes a client without a cursor at `start`.
+    pub(super) async fn subscribe_at_start(
+        &self,
+        start: StartPosition,
+    ) -> Result<RedisSubscription, SubscribeError<RedisLogError>> {
+        let outcome = ResumeOutcome::Fresh;
+        let after = match start {
+            StartPosition::LiveEnd | StartPosition::Last(0) => return Ok(self.subscribe_at_live_end()),
+            // Redis tells where the held history begins (its floor) in the read below.
+            StartPosition::Oldest => StreamId::ZERO,
+            StartPosition::Last(n) => {
+                let generation = self.inner.window.lock().generation;
+                let entries = self.inner.newest(n).await.map_err(SubscribeError::Backend)?;
+                return Ok(match entries.first() {
+                    // From the newest read on, every id exists: later reads find no gap.
+                    Some((first, _)) => self.caught_up(first.pred(), generation, outcome, entries),
+                    None => self.subscribe_at_live_end(),
+                });
+            }
+        };
+        let generation = {
+            let window = self.inner.window.lock();
+            if let Some(next_seq) = window.seq_after(after) {
+                let generation = window.generation;
+                drop(window);
+                return Ok(self.subscription(
+                    after,
+                    next_seq,
+                    generation,
+                    Mode::Window,
+                    ResumeOutcome::Fresh,
+                ));
+            }
+            window.generation
+        };
+        let mut after = after;
+        // What was trimmed before the client came is no gap of the client's: it starts after
+        // the floor, where every entry is held, so a second read from there is continuous
+        // (unless a trim overtook it: then the subscription reads on, and reports that gap).
+        for _ in 0..2 {
+            let read = self
+                .inner
+                .fetch_after(after)
+                .await
+                .map_err(SubscribeError::Backend)?;
+            match read.continuity {
+                Continuity::Continuous => {
+                    return Ok(self.caught_up(after, generation, outcome, read.entries))
+                }
+                Continuity::Gap { restart } | Continuity::Future { restart } => after = restart,
+            }
+        }
+        let mut subscription = self.subscription(after, 0, generation, Mode::Join, outcome);
+        subscription.mode = subscription.start_fetch();
+        Ok(subscription)
+    }
+
+    /// A subscription at `cursor` that takes `entries`, read from Redis right after it, and
+    /// reads on from Redis while a full batch suggests more.
+    fn caught_up(
+        &self,
+        cursor: StreamId,
+        generation: u64,
+        outcome: ResumeOutcome,
+        entries: Vec<Entry>,
+    ) -> RedisSubscription {
+        let full = entries.len() >= FETCH_BATCH;
+        // It reads on in the window once it joins it.
+        let mut subscription = self.subscription(cursor, 0, generation, Mode::Join, outcome);
+        subscription.take_read(entries);
+        if full {
+            subscription.mode = subscription.start_fetch();
+        }
+        subscription
+    }
+
     /// Subscribes after a cursor the window does not hold: Redis tells whether everything
     /// after it is still there.
     pub(super) async fn resume_from_redis(
@@ -40,22 +136,13 @@ impl RedisLog {
             .fetch_after(cursor)
             .await
             .map_err(SubscribeError::Backend)?;
-        // It reads on in the window once it joins it.
-        let next_seq = 0;
         match read.continuity {
             Continuity::Continuous => {
-                let full = read.entries.len() >= FETCH_BATCH;
-                let outcome = ResumeOutcome::Resumed;
-                let mut subscription = self.subscription(cursor, next_seq, generation, Mode::Join, outcome);
-                subscription.take_read(read.entries);
-                if full {
-                    subscription.mode = subscription.start_fetch();
-                }
-                Ok(subscription)
+                Ok(self.caught_up(cursor, generation, ResumeOutcome::Resumed, read.entries))
             }
             Continuity::Gap { restart } => {
                 let outcome = ResumeOutcome::Gap;
-                let mut subscription = self.subscription(restart, next_seq, generation, Mode::Join, outcome);
+                let mut subscription = self.subscription(restart, 0, generation, Mode::Join, outcome);
                 subscription.follower.owe_gap(GapCause::Trimmed);
                 subscription.mode = subscription.start_fetch();
                 Ok(subscription)

@@ -53,7 +53,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 use super::ring::{CountsSubscribers, SubscriberCount};
-use super::{EventLog, ResumeOutcome, SubscribeError};
+use super::{EventLog, ResumeOutcome, StartPosition, SubscribeError};
 use crate::stats::{LogCounters, LogStats};
 use crate::{CursorError, Event, EventId, LastEventId};
 
@@ -291,6 +291,16 @@ impl EventLog for RedisLog {
         parse_cursor(cursor).map(drop)
     }
 
+    /// The live end is that of this process's window; the oldest event and the last `n` are
+    /// found in Redis (`XREVRANGE … COUNT n`), then read like a resume that reports no gap for
+    /// what was trimmed before the client came.
+    fn subscribe_fresh(
+        &self,
+        start: StartPosition,
+    ) -> impl Future<Output = Result<RedisSubscription, SubscribeError<RedisLogError>>> + Send {
+        self.subscribe_at_start(start)
+    }
+
     fn subscribe(
         &self,
         cursor: Option<&LastEventId>,
@@ -298,14 +308,7 @@ impl EventLog for RedisLog {
         let parsed = cursor.map(parse_cursor);
         async move {
             let cursor = match parsed {
-                None => {
-                    // Fresh: the live end of this process's window.
-                    let window = self.inner.window.lock();
-                    let (end, next_seq, generation) = (window.end, window.ring.next_seq(), window.generation);
-                    drop(window);
-                    let mode = Mode::Window;
-                    return Ok(self.subscription(end, next_seq, generation, mode, ResumeOutcome::Fresh));
-                }
+                None => return Ok(self.subscribe_at_live_end()),
                 Some(Err(error)) => return Err(SubscribeError::InvalidCursor(error)),
                 Some(Ok(cursor)) => cursor,
             };
@@ -322,6 +325,16 @@ impl EventLog for RedisLog {
             };
             self.resume_from_redis(cursor, generation).await
         }
+    }
+}
+
+impl RedisLog {
+    /// A subscription at the live end of this process's window.
+    fn subscribe_at_live_end(&self) -> RedisSubscription {
+        let window = self.inner.window.lock();
+        let (end, next_seq, generation) = (window.end, window.ring.next_seq(), window.generation);
+        drop(window);
+        self.subscription(end, next_seq, generation, Mode::Window, ResumeOutcome::Fresh)
     }
 }
 
