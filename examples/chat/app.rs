@@ -18,19 +18,23 @@
 //!   (percent-decoded), several on one connection; without one, the room `lobby` as above,
 //!   and with one, that room exactly as `/api/rooms/{room}/events` serves it. With several
 //!   rooms each event's id is a composite cursor (`a~<id>,b~<id>`, opaque) that
-//!   `Last-Event-ID` / `lastEventId` resumes every room from (a room it does not name starts
-//!   fresh); an SSE message has the type `<room>:message` (`a:message`), a long-poll one
-//!   `"event":"message"` and `"topic":"<room>"`; a gap in one room is an event `reset` whose
-//!   data is the room's name (the long poll's top-level `"reset"` stays `false`). `400` if a
-//!   name is not a room name, or if the rooms' cursor could outgrow the cursor limit (256
-//!   bytes by default: about five rooms of eight characters; the message gives the numbers).
+//!   `Last-Event-ID` / `lastEventId` resumes every room from (a room it does not name, when
+//!   it names others, starts fresh: the page never followed it); an SSE message has the type
+//!   `<room>:message` (`a:message`), a long-poll one `"event":"message"` and
+//!   `"topic":"<room>"`; a gap in one room is an event `reset` whose data is the room's name
+//!   (a long poll also answers `"reset": true`). A cursor that names none of the rooms, or
+//!   one room's own cursor, is a gap of every room (a `reset` each); a malformed one is
+//!   `400`. `400` if a name is not a room name, or if the rooms' cursor could outgrow the
+//!   cursor limit (256 bytes by default: about five rooms of eight characters; the message
+//!   gives the numbers).
 //! - `GET /api/stats`: the page's live panel, a `stats` event once a second whose data is
 //!   `{"readers":<connected readers>,"rooms":<open rooms>,"messagesPerSecond":<n>}`, live
 //!   only: SSE, or a poll answered at once with the latest (the page asks with `timeout=0`
 //!   once a second).
 //! - `GET /metrics` (added by `main`, see [`metrics`]): the process's metrics in Prometheus'
 //!   text format; the crate's own (`eventstream_*`) with the `metrics` feature.
-//! - A room name is 1 to 64 ASCII letters, digits, `-`, `_` or `.`. A room is opened on first
+//! - A room name is 1 to 64 ASCII letters, digits, `-`, `_` or `.`, other than `.` and `..`
+//!   (URL paths drop those segments). A room is opened on first
 //!   use; a memory room with no reader and no message for a while is closed, and a cursor
 //!   from before then gets `reset`.
 
