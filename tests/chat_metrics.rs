@@ -122,7 +122,9 @@ async fn metrics_follow_connections_publishing_resets_and_refusals() {
         scrape(addr, POLLS_TIMED_OUT).await,
         scrape(addr, POLLS_WITH_EVENTS).await,
     );
-    let (_, empty) = long_poll(addr, "/api/events?timeout=50").await;
+    // (From the newest position: without a cursor the page gets the recent messages at once.)
+    let newest = log.position();
+    let (_, empty) = long_poll(addr, &format!("/api/events?lastEventId={newest}&timeout=50")).await;
     let cursor = poll_cursor(&empty);
     scrape_until(addr, POLLS_TIMED_OUT, timed_out + 1.0).await;
     assert_eq!(post_message(addr, "for the poll").await.status, 201);

@@ -4,6 +4,10 @@
 
 mod support;
 
+#[allow(dead_code)]
+#[path = "../examples/chat/app.rs"]
+mod chat;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -117,6 +121,42 @@ async fn each_start_position_on_both_transports<L: EventLog>(served: &Served<L>)
     assert_eq!(poll_data(&next), ["e7"]);
 }
 
+/// The chat: a page opened on a room without a cursor gets the room's last 50 messages.
+async fn the_chat_shows_a_rooms_recent_messages<M: tower_eventstream::MakeLog>(rooms: Topics<M>) {
+    let app = chat::router(rooms, StreamConfig::default());
+    let server = TestServer::start(Serving::Axum, app).await;
+    for n in 0..60 {
+        let answer = support::client::request(
+            server.addr,
+            http::Method::POST,
+            "/api/rooms/kitchen/messages",
+            &[],
+            format!("m{n}"),
+        )
+        .await;
+        assert_eq!(answer.status.as_u16(), 201);
+    }
+    let recent: Vec<String> = (10..60).map(|n| format!("m{n}")).collect();
+    let path = "/api/rooms/kitchen/events?timeout=5000";
+    support::within("the window to hold every message", async {
+        loop {
+            let (_, answer) = long_poll(server.addr, path).await;
+            if poll_data(&answer).last().map(String::as_str) == Some("m59") {
+                assert_eq!(poll_data(&answer), recent, "the last 50, in order");
+                return;
+            }
+        }
+    })
+    .await;
+    let mut page = SseClient::connect(server.addr, "/api/rooms/kitchen/events", None).await;
+    assert_eq!(sse_data(&mut page, 50).await, recent);
+}
+
+#[tokio::test]
+async fn memory_the_chat_shows_a_rooms_recent_messages() {
+    the_chat_shows_a_rooms_recent_messages(Topics::new(MemoryLog::builder())).await;
+}
+
 #[tokio::test]
 async fn memory_each_start_position_on_both_transports() {
     each_start_position_on_both_transports(&Served::new(MemoryLog::new(), MemoryLog::position).await).await;
@@ -186,6 +226,18 @@ mod redis {
         };
         let served = Served::new(log(&server, "starts").await, RedisLog::position).await;
         each_start_position_on_both_transports(&served).await;
+    }
+
+    #[tokio::test]
+    async fn redis_the_chat_shows_a_rooms_recent_messages() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let rooms = RedisLog::builder(server.url(), "chat:")
+            .connect_logs()
+            .await
+            .expect("connect");
+        the_chat_shows_a_rooms_recent_messages(Topics::new(rooms)).await;
     }
 
     #[tokio::test]

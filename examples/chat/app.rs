@@ -9,8 +9,9 @@
 //!   the body is not UTF-8 or `{room}` is not a room name, `413` if too large, `503` if the
 //!   room's log is unavailable or no new room can be opened now.
 //! - `GET /api/rooms/{room}/events`: the room's events, SSE (`Accept: text/event-stream`) or
-//!   long poll, resumable with `Last-Event-ID` / `lastEventId`; `400` if `{room}` is not a room
-//!   name. A room with as many readers as allowed refuses a new one for now: a long poll gets
+//!   long poll, resumable with `Last-Event-ID` / `lastEventId`; without a cursor, the room's
+//!   last 50 messages first (memory and Redis alike), then what comes; `400` if `{room}` is
+//!   not a room name. A room with as many readers as allowed refuses a new one for now: a long poll gets
 //!   `503` + `Retry-After`, an SSE client a `retry:` hint and a clean end (a browser's
 //!   `EventSource` comes back by itself).
 //! - `POST /api/messages`, `GET /api/events`: the same for the room `lobby`.
@@ -44,7 +45,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_eventstream::{Event, MakeLog, StreamConfig, TopicError, Topics, TopicsService};
+use tower_eventstream::{Event, MakeLog, StartPosition, StreamConfig, TopicError, Topics, TopicsService};
 
 #[path = "panel.rs"]
 mod panel;
@@ -57,8 +58,13 @@ pub const LOBBY: &str = "lobby";
 
 const PAGE: &str = include_str!("index.html");
 
+/// How many of a room's newest messages a page opened without a cursor gets first.
+pub const RECENT_MESSAGES: usize = 50;
+
 /// The chat application over the rooms of `rooms`.
 pub fn router<M: MakeLog>(rooms: Topics<M>, config: StreamConfig) -> Router {
+    // A page opened on a room shows its recent messages at once.
+    let config = config.start(StartPosition::Last(RECENT_MESSAGES));
     // `/api/rooms/{room}/events`: segments `api` (0), `rooms` (1), the room (2).
     let room_events = TopicsService::new(rooms.clone())
         .with_config(config.clone())
