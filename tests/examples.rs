@@ -9,6 +9,9 @@ mod hyper_app;
 #[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../examples/layer/app.rs"]
 mod layer_app;
+#[allow(dead_code)]
+#[path = "../examples/notifications/app.rs"]
+mod notifications_app;
 mod support;
 #[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../examples/tonic/app.rs"]
@@ -19,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use tokio::task::JoinHandle;
+use tower_eventstream::{Event, MemoryLog, Shutdown, StreamConfig, Topics};
 
 use support::client::{open, Http2};
 use support::reader::SseReader;
-use support::server::TestServer;
+use support::server::{Serving, TestServer};
 use support::sse::{field_values, SseClient};
 use support::within;
 
@@ -63,10 +67,15 @@ async fn next_named(body: &mut SseReader, name: &str) -> String {
     }
 }
 
-/// Starts a long poll after `cursor` that will wait (10 s at most), on its own connection.
-fn pending_long_poll(addr: SocketAddr, path: String) -> JoinHandle<(StatusCode, serde_json::Value)> {
+/// Starts a long poll after `cursor` that will wait (10 s at most), on its own connection,
+/// with `headers`.
+fn pending_long_poll(
+    addr: SocketAddr,
+    path: String,
+    headers: &'static [(&'static str, &'static [u8])],
+) -> JoinHandle<(StatusCode, serde_json::Value)> {
     tokio::spawn(async move {
-        let mut opened = open(addr, Method::GET, &path, &[], "").await;
+        let mut opened = open(addr, Method::GET, &path, headers, "").await;
         let body = opened.read_bytes_to_end().await;
         let json = serde_json::from_slice(&body).expect("a JSON answer");
         (opened.head.status, json)
@@ -125,7 +134,11 @@ async fn hyper_example_serves_http1_and_h2c_and_stops_within_a_second() {
     // Quiet now: with both streams open, two long polls wait (HTTP/1.1 and HTTP/2).
     stop_ticker(ticker).await;
     let cursor = log.position().as_str().to_owned();
-    let h1_poll = pending_long_poll(server.addr, format!("/events?lastEventId={cursor}&timeout=10000"));
+    let h1_poll = pending_long_poll(
+        server.addr,
+        format!("/events?lastEventId={cursor}&timeout=10000"),
+        &[],
+    );
     let h2_poll = {
         let h2 = h2.clone();
         let path = format!("/events?lastEventId={cursor}&timeout=10000");
@@ -187,7 +200,11 @@ async fn tonic_example_serves_grpc_and_sse_on_one_port_and_stops_within_a_second
 
     stop_ticker(ticker).await;
     let cursor = log.position().as_str().to_owned();
-    let poll = pending_long_poll(server.addr, format!("/events?lastEventId={cursor}&timeout=10000"));
+    let poll = pending_long_poll(
+        server.addr,
+        format!("/events?lastEventId={cursor}&timeout=10000"),
+        &[],
+    );
     support::wait_until("the long poll to wait", || log.subscriber_count() == 2).await;
 
     // The gRPC channel stays connected (idle) through the shutdown: it must not hold it up.
@@ -250,7 +267,11 @@ async fn layer_example_resumes_by_tick_and_stops_within_a_second() {
     stop_ticker(ticker).await;
     let last = feed.publish("LAST", 100).seq.to_string();
     next_named(&mut stream, "tick").await;
-    let poll = pending_long_poll(server.addr, format!("/ticks?lastEventId={last}&timeout=10000"));
+    let poll = pending_long_poll(
+        server.addr,
+        format!("/ticks?lastEventId={last}&timeout=10000"),
+        &[],
+    );
     // The feed cannot say how many subscribers wait; give the request time to arrive.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!poll.is_finished(), "the long poll did not wait");
@@ -301,4 +322,40 @@ async fn layer_example_log_route_makes_the_broadcast_resumable() {
     drop(resumed);
 
     stop_within_a_second(server).await;
+}
+
+#[tokio::test]
+async fn notifications_example_stops_within_a_second() {
+    const ADA: (&str, &[u8]) = ("cookie", b"user=ada");
+    let topics = Topics::new(MemoryLog::builder());
+    let shutdown = Shutdown::new();
+    let config = StreamConfig::default().shutdown(shutdown.clone());
+    let router = notifications_app::router(topics.clone(), config);
+    // As its `main` serves it: `axum::serve`, the `Shutdown` triggered once the signal comes.
+    let server = TestServer::start_with_shutdown(Serving::Axum, router, Some(shutdown)).await;
+
+    let mut stream = open_sse(server.addr, "/api/notifications", &[ADA]).await;
+    let event = Event::new("hi").with_name("notification").unwrap();
+    topics.append("user-ada", event).await.unwrap();
+    next_named(&mut stream, "notification").await;
+    let mut now = open(
+        server.addr,
+        Method::GET,
+        "/api/notifications?timeout=0",
+        &[ADA],
+        "",
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&now.collect().await).expect("JSON");
+    let cursor = json["lastEventId"].as_str().expect("a cursor").to_owned();
+    let query = cursor.replace(',', "%2C");
+    let path = format!("/api/notifications?lastEventId={query}&timeout=10000");
+    let poll = pending_long_poll(server.addr, path, &[ADA]);
+    // Ada's two topics, each read by the stream and the poll.
+    support::wait_until("the long poll to wait", || topics.subscriber_count() == 4).await;
+
+    let began = stop_within_a_second(server).await;
+    assert_clean_end(&mut stream).await;
+    assert_empty_answer(poll, &cursor).await;
+    assert!(began.elapsed() < SHUTDOWN_LIMIT);
 }

@@ -222,6 +222,14 @@ async fn the_key_hook_refuses_by_the_failure_rule_and_runs_once_per_request() {
 
     for headers in [&[][..], sse] {
         assert_eq!(answer("/mine?timeout=0", headers).await.status.as_u16(), 401);
+        // Who asks is checked before what is asked: no session is `401` even with bad input.
+        assert_eq!(
+            answer("/mine?timeout=soon&lastEventId=%01", headers)
+                .await
+                .status
+                .as_u16(),
+            401
+        );
         assert_eq!(
             answer("/mine?timeout=0&user=banned", headers)
                 .await

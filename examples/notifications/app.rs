@@ -15,8 +15,9 @@
 //!   naming a user: `401` (an `EventSource` stops for good).
 //! - `POST /api/users/{user}/notifications`: the body becomes a `notification` event of the
 //!   topic `user-{user}`. `POST /api/announcements`: an `announcement` event for everyone.
-//!   `POST /api/audit`: an `audit` event, seen by admins only. Each body is `text/plain`,
-//!   UTF-8, 1 byte to 64 KiB; each answers `201` with `{"id":"<id>"}`, the event's id in its
+//!   `POST /api/audit`: an `audit` event, seen by admins only. Each body is UTF-8 text of
+//!   1 byte to 64 KiB (its `Content-Type` is not checked); each answers `201` with
+//!   `{"id":"<id>"}` (`application/json`), the event's id in its
 //!   topic (on a stream it is the `<topic>~<id>` part of the composite cursor); `400` for an
 //!   empty or non-UTF-8 body or a `{user}` that is not a user name, `413` for a body too
 //!   large, `503` if the topic cannot take it now.

@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use crate::failure::come_back_later;
 use crate::measure::{self, Refused};
 use crate::respond::text_response;
-use crate::{Event, EventStreamBody, StreamRequest};
+use crate::{Event, EventStreamBody, Transport};
 
 /// Which events of a topic one subscriber sees.
 pub(crate) type Filter = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
@@ -111,12 +111,12 @@ impl Refusal {
         self.status == StatusCode::SERVICE_UNAVAILABLE
     }
 
-    /// The answer to `request`, by the crate's failure rule.
-    pub(crate) fn answer<S>(&self, request: &StreamRequest) -> Response<EventStreamBody<S>> {
+    /// The answer by the crate's failure rule, on `transport` with the `retry` hint of a
+    /// passing refusal.
+    pub(crate) fn answer<S>(&self, transport: Transport, retry: Duration) -> Response<EventStreamBody<S>> {
         if self.is_passing() {
             measure::refused(Refused::BackendUnavailable);
-            let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
-            return come_back_later(request.transport(), retry, self);
+            return come_back_later(transport, retry, self);
         }
         measure::refused(Refused::Auth);
         text_response(self.status, self)

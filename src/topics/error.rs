@@ -85,7 +85,10 @@ impl<E: fmt::Display> TopicError<E> {
                 measure::refused(Refused::BadCursor);
                 text_response(http::StatusCode::BAD_REQUEST, self)
             }
-            TopicError::Refused(refusal) => refusal.answer(request),
+            TopicError::Refused(refusal) => refusal.answer(
+                request.transport(),
+                request.config().retry.unwrap_or(crate::DEFAULT_RETRY),
+            ),
             _ => {
                 measure::refused(match self {
                     TopicError::Backend(_) => Refused::BackendUnavailable,

@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::{Access, Answer, MakeLog, Refusal, Topics};
 use crate::respond::{refuse_method, text_response};
-use crate::{StreamConfig, StreamRequest};
+use crate::{StreamConfig, StreamRequest, Transport};
 
 type KeysFrom = Arc<dyn Fn(&Parts) -> Vec<String> + Send + Sync>;
 type Authorize = Arc<dyn Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sync>;
@@ -246,18 +246,23 @@ impl<M: MakeLog, B> Service<Request<B>> for TopicsService<M> {
         if let Some(refusal) = refuse_method(&parts.method) {
             return TopicsFuture::ready(refusal);
         }
+        // Who asks comes first: a request without a session is `401` whatever else it holds.
+        let topics = match self.choose(&parts) {
+            Ok(topics) => topics,
+            Err(Choice::Refused(refusal)) => {
+                let transport = Transport::negotiate(&parts).unwrap_or(Transport::LongPoll);
+                let retry = self.config.retry.unwrap_or(crate::DEFAULT_RETRY);
+                return TopicsFuture::ready(refusal.answer(transport, retry));
+            }
+            Err(Choice::Invalid(reason)) => {
+                return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
+            }
+        };
         let request = match StreamRequest::from_parts(&parts, Arc::clone(&self.config)) {
             Ok(request) => request,
             Err(error) => {
                 crate::measure::refused_request(&error);
                 return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, error));
-            }
-        };
-        let topics = match self.choose(&parts) {
-            Ok(topics) => topics,
-            Err(Choice::Refused(refusal)) => return TopicsFuture::ready(refusal.answer(&request)),
-            Err(Choice::Invalid(reason)) => {
-                return TopicsFuture::ready(text_response(StatusCode::BAD_REQUEST, reason))
             }
         };
         let registry = self.topics.clone();

@@ -282,3 +282,27 @@ pub async fn post_message(addr: SocketAddr, body: impl AsRef<[u8]>) -> Answer {
     let body = Bytes::copy_from_slice(body.as_ref());
     request(addr, Method::POST, "/api/messages", headers, body).await
 }
+
+/// `POST path` with `body` as `text/plain; charset=utf-8`, as the examples' pages send it.
+#[allow(dead_code)]
+pub async fn post_text(addr: SocketAddr, path: &str, body: impl Into<Bytes>) -> Answer {
+    let headers: &[(&str, &[u8])] = &[("content-type", b"text/plain; charset=utf-8")];
+    request(addr, Method::POST, path, headers, body).await
+}
+
+/// [`post_text`], which must answer `201` with JSON `{"id":…}`: the id.
+#[allow(dead_code)]
+pub async fn post_created(addr: SocketAddr, path: &str, text: &str) -> String {
+    let answer = post_text(addr, path, Bytes::copy_from_slice(text.as_bytes())).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::CREATED,
+        "POST {path}: {}",
+        answer.text()
+    );
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    answer.json()["id"]
+        .as_str()
+        .expect("the id is a string")
+        .to_owned()
+}
