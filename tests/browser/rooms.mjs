@@ -81,14 +81,14 @@ async function switchRooms({ open }) {
   check(notice.includes('not a room name'), `the notice says why: ${notice}`);
   check((await page.es()).instances === 2, 'no EventSource for an invalid room');
 
-  // Long polling reads its room only.
+  // Long polling reads its room only, from its recent messages on.
   const poll = await open('/?mode=longpoll#kitchen');
   check(await poll.$eval('#mode', (el) => el.value) === 'longpoll', 'the page is in long-poll mode');
   await control('wait-readers kitchen 1');
   await postTo('garden', 'not for the kitchen');
   await post('not for the kitchen either');
   await postTo('kitchen', 'polled in the kitchen');
-  const polled = await settledLog(poll, 1);
+  const polled = await settledLog(poll, 3);
   check(await poll.evaluate(() => window.__es.instances) === 0, 'the long-poll page opened no EventSource');
   await waitState(poll, 'open');
   return { kitchen, garden, polled };
