@@ -221,6 +221,10 @@ impl<L: EventLog> EventFeed for RetryingSubscription<L> {
     fn honours_cursor(&self) -> bool {
         true
     }
+
+    fn is_finished(&self) -> bool {
+        self.subscription().is_some_and(EventFeed::is_finished)
+    }
 }
 
 impl<L: EventLog> std::fmt::Debug for RetryingSubscription<L> {

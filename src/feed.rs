@@ -138,6 +138,15 @@ pub trait EventFeed: Send + 'static {
         false
     }
 
+    /// Whether the feed ended because its stream is complete (a finished log read to its
+    /// end), not for a passing reason: the transports then answer a client that comes back
+    /// at the end with `204 No Content`, which stops an `EventSource` for good, and a long
+    /// poll that reaches the end says `"finished": true`. Checked before the first delivery
+    /// (a feed already at its end: `204`) and when the feed ends.
+    fn is_finished(&self) -> bool {
+        false
+    }
+
     /// The deliveries as a `Stream`, for reading a source in process (a test, a bridge to
     /// another system) with the usual stream combinators.
     ///

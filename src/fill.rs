@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use crate::failure::{FIRST_BACKOFF, MAX_BACKOFF};
+use crate::log::AppendError;
 use crate::{Event, EventLog, LastEventId, SubscribeError};
 
 /// One item of a [`Source`]: an event for the log, or word that events were lost.
@@ -124,14 +125,53 @@ impl<S> fmt::Debug for FromStream<S> {
 /// # }
 /// ```
 pub fn fill<L: EventLog, S: Source>(log: L, source: S) -> Filled<L> {
-    let task = tokio::spawn(run(log.clone(), source));
+    spawn(log, source, End::LeaveOpen)
+}
+
+/// [`fill`] from a source whose end is the stream's end (a generation's tokens, a job's
+/// output, a finite stream): once the source ends, the log is
+/// [finished](EventLog::finish), so subscribers' streams end after the last event and a
+/// browser that comes back at the end gets `204 No Content`.
+///
+/// [`fill`] leaves the log open when its source ends, because a source's end is not always
+/// the stream's: a `broadcast` receiver ends when its last sender is dropped (at shutdown,
+/// or when a producer is restarted), and a log finished then would refuse every event of the
+/// producer that comes back.
+///
+/// ```
+/// use futures_util::stream;
+/// use tower_eventstream::{fill_to_end, from_stream, Event, MemoryLog};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let tokens = stream::iter(["Once", "upon", "a", "time"].map(Event::new));
+/// let log = fill_to_end(MemoryLog::new(), from_stream(tokens));
+/// while !log.is_finished() {
+///     tokio::task::yield_now().await;
+/// }
+/// assert_eq!(log.len(), 4);
+/// # });
+/// ```
+pub fn fill_to_end<L: EventLog, S: Source>(log: L, source: S) -> Filled<L> {
+    spawn(log, source, End::Finish)
+}
+
+/// What the end of the source does to the log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    LeaveOpen,
+    Finish,
+}
+
+fn spawn<L: EventLog, S: Source>(log: L, source: S, end: End) -> Filled<L> {
+    let task = tokio::spawn(run(log.clone(), source, end));
     Filled {
         log,
         task: Arc::new(FillTask(task.abort_handle())),
     }
 }
 
-async fn run<L: EventLog, S: Source>(log: L, mut source: S) {
+async fn run<L: EventLog, S: Source>(log: L, mut source: S, end: End) {
     let mut gap_owed = false;
     let mut pause = FIRST_BACKOFF;
     while let Some(item) = source.next().await {
@@ -150,13 +190,17 @@ async fn run<L: EventLog, S: Source>(log: L, mut source: S) {
                     gap_owed = false;
                     log.append(event).await.map(drop)
                 }
-                Err(error) => Err(error),
+                Err(error) => Err(AppendError::Backend(error)),
             }
         } else {
             log.append(event).await.map(drop)
         };
         match appended {
             Ok(()) => pause = FIRST_BACKOFF,
+            Err(AppendError::Finished) => {
+                crate::trace::debug_event!("the filled event log was finished; filling stops");
+                return;
+            }
             Err(error) => {
                 crate::trace::warn_event!("filling the event log failed; the event is lost and a gap is recorded", error = %error);
                 gap_owed = true;
@@ -166,12 +210,19 @@ async fn run<L: EventLog, S: Source>(log: L, mut source: S) {
     }
     // The source ended after a loss: record it, so that no client resumes across it unaware.
     if gap_owed {
-        record_until_done(&log, pause).await;
+        until_done(|| log.record_gap(), pause).await;
+    }
+    if end == End::Finish {
+        until_done(|| log.finish(), pause).await;
     }
 }
 
-async fn record_until_done<L: EventLog>(log: &L, mut pause: Duration) {
-    while log.record_gap().await.is_err() {
+/// Runs `attempt` until it succeeds, backing off between failures.
+async fn until_done<F: Future<Output = Result<(), E>>, E>(
+    mut attempt: impl FnMut() -> F,
+    mut pause: Duration,
+) {
+    while attempt().await.is_err() {
         back_off(&mut pause).await;
     }
 }
@@ -235,8 +286,12 @@ impl<L: EventLog> EventLog for Filled<L> {
     type Error = L::Error;
     type Subscription = L::Subscription;
 
-    fn append(&self, event: Event) -> impl Future<Output = Result<Event, L::Error>> + Send {
+    fn append(&self, event: Event) -> impl Future<Output = Result<Event, AppendError<L::Error>>> + Send {
         self.log.append(event)
+    }
+
+    fn finish(&self) -> impl Future<Output = Result<(), L::Error>> + Send {
+        self.log.finish()
     }
 
     fn record_gap(&self) -> impl Future<Output = Result<(), L::Error>> + Send {

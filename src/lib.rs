@@ -171,14 +171,14 @@ pub use event::{Event, EventError, EventId};
 pub use extract::LastEventIdRejection;
 pub use failure::RetryingSubscription;
 pub use feed::{Deliveries, Delivery, EventFeed, Resumed};
-pub use fill::{fill, from_stream, Filled, FromStream, Source, SourceItem};
+pub use fill::{fill, fill_to_end, from_stream, Filled, FromStream, Source, SourceItem};
 pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
 #[cfg(feature = "redis")]
 pub use log::redis::{
     RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisLogs, RedisSubscription,
 };
-pub use log::{EventLog, ResumeOutcome, StartPosition, SubscribeError, Subscription};
+pub use log::{AppendError, EventLog, ResumeOutcome, StartPosition, SubscribeError, Subscription};
 pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};
@@ -186,7 +186,7 @@ pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stats::{LogStats, TopicsStats};
 pub use topics::{
     Access, MakeLog, Refusal, TopicError, TopicFeed, TopicKeyError, TopicStream, Topics, TopicsBuilder,
-    TopicsFuture, TopicsService, DEFAULT_IDLE_EVICTION, DEFAULT_MAX_SUBSCRIBERS,
+    TopicsFuture, TopicsService, DEFAULT_IDLE_EVICTION, DEFAULT_KEEP_FINISHED, DEFAULT_MAX_SUBSCRIBERS,
     DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC, DEFAULT_MAX_TOPICS, MAX_TOPIC_KEY_LEN,
 };
 

@@ -143,8 +143,19 @@ impl StreamRequest {
 
     /// Answers the request from `source` with the negotiated transport: an SSE stream, or a
     /// long poll that completes once events are ready or the wait ends. A `HEAD` request gets
-    /// the headers only.
+    /// the headers only. A source already at the end of a complete stream
+    /// ([`EventFeed::is_finished`]: a client that comes back at the end of a finished log)
+    /// gets `204 No Content`.
     pub fn respond<S: EventFeed>(self, source: S) -> RespondFuture<S> {
+        let plain_stream_ended = !source.honours_cursor()
+            && self.cursor.as_ref().map(LastEventId::as_str) == Some(crate::transport::wire::END_CURSOR);
+        if source.is_finished() || plain_stream_ended {
+            // Nothing more, ever: the one answer that stops an `EventSource` for good, and a
+            // long-poll client is told the same way.
+            let mut response = Response::new(EventStreamBody::empty());
+            *response.status_mut() = http::StatusCode::NO_CONTENT;
+            return RespondFuture::ready(response);
+        }
         if self.head {
             let mut response = Response::new(EventStreamBody::empty());
             match self.transport {

@@ -55,7 +55,7 @@ async fn fifty_sse_streams_share_one_connection() {
     assert_eq!(server.accepted(), 1, "the streams did not share one connection");
 
     for n in 1..=3 {
-        let stored = log.push(Event::new(format!("event {n}")));
+        let stored = log.push(Event::new(format!("event {n}"))).unwrap();
         let blocks = join_all(streams.iter_mut().map(|s| s.read_until("\n\n"))).await;
         for block in blocks {
             assert_eq!(field_values(&block, "data"), [format!("event {n}")]);
@@ -139,7 +139,7 @@ async fn keep_alive_and_shutdown_work_as_on_http1() {
 #[tokio::test]
 async fn no_answer_sets_a_hop_by_hop_header() {
     let log = MemoryLog::new();
-    log.push(Event::new("x"));
+    log.push(Event::new("x")).unwrap();
     let service = EventLogService::new(log.clone());
     let cases = [
         ("GET", "/events", Some("text/event-stream")),

@@ -196,7 +196,7 @@ async fn an_exporter_sees_streams_polls_resets_and_refusals() {
         m.samples(DELAY),
     );
     for n in 1..=3 {
-        log.push(Event::new(format!("message {n}")));
+        log.push(Event::new(format!("message {n}"))).unwrap();
     }
     stream.read_until("data: message 3").await;
     assert_eq!(m.counter(APPENDED) - appended, 3);
@@ -225,9 +225,9 @@ async fn an_exporter_sees_streams_polls_resets_and_refusals() {
     drop(stream);
 
     // So is a cursor older than the history held (it keeps 4).
-    let old = log.push(Event::new("old"));
+    let old = log.push(Event::new("old")).unwrap();
     for n in 0..5 {
-        log.push(Event::new(format!("newer {n}")));
+        log.push(Event::new(format!("newer {n}"))).unwrap();
     }
     let before = m.counter(&resets("trimmed"));
     let path = format!("/events?lastEventId={}&timeout=0", old.id().unwrap());
@@ -250,7 +250,7 @@ async fn an_exporter_sees_streams_polls_resets_and_refusals() {
 
     // Long polls: answered with events, timed out, and left by their client.
     let cursor = log.position().as_str().to_owned();
-    log.push(Event::new("for the poll"));
+    log.push(Event::new("for the poll")).unwrap();
     let (events_before, delivered_before) = (m.counter(&polls("events")), m.counter(DELIVERED_POLL));
     let (_, answer) = long_poll(addr, &format!("/events?lastEventId={cursor}&timeout=0")).await;
     assert_eq!(poll_data(&answer), ["for the poll"]);

@@ -129,7 +129,8 @@ async fn over_http2_the_stream_opens_with_the_proxy_headers() {
     let opening = within("the opening frame", body.frame()).await.unwrap().unwrap();
     let opening = opening.into_data().unwrap();
     assert!(opening.starts_with(b":ok\n"), "{opening:?}");
-    log.push(Event::new("over h2").with_name("message").unwrap());
+    log.push(Event::new("over h2").with_name("message").unwrap())
+        .unwrap();
     let frame = within("an event frame", body.frame()).await.unwrap().unwrap();
     let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
     assert!(text.contains("data: over h2\n"), "{text:?}");
@@ -190,7 +191,9 @@ async fn through_nginx_each_event_arrives_before_the_next_is_published_and_keep_
     let mut worst = Duration::ZERO;
     for n in 0..10 {
         let published = Instant::now();
-        let stored = log.push(Event::new(format!("event {n}")).with_name("message").unwrap());
+        let stored = log
+            .push(Event::new(format!("event {n}")).with_name("message").unwrap())
+            .unwrap();
         let event = next_event_through(&mut sse).await;
         worst = worst.max(published.elapsed());
         assert_eq!(event.data.as_deref(), Some(format!("event {n}").as_str()));
@@ -222,7 +225,8 @@ async fn through_nginx_each_event_arrives_before_the_next_is_published_and_keep_
     // A reconnect through the proxy resumes with Last-Event-ID.
     let cursor = log.position();
     drop(sse);
-    log.push(Event::new("while away").with_name("message").unwrap());
+    log.push(Event::new("while away").with_name("message").unwrap())
+        .unwrap();
     let mut sse = SseReader::raw(nginx.addr, "/api/events", Some(cursor.as_str())).await;
     let event = next_event_through(&mut sse).await;
     assert_eq!(event.data.as_deref(), Some("while away"));
@@ -251,7 +255,8 @@ async fn without_x_accel_buffering_nginx_holds_the_events_back() {
         .await
         .unwrap();
     wait_until("the proxied subscription", || log.subscriber_count() == 1).await;
-    log.push(Event::new("held back?").with_name("message").unwrap());
+    log.push(Event::new("held back?").with_name("message").unwrap())
+        .unwrap();
     let mut received = Vec::new();
     let _ = tokio::time::timeout(Duration::from_millis(800), async {
         let mut buf = [0u8; 4096];
@@ -275,7 +280,8 @@ async fn without_x_accel_buffering_nginx_holds_the_events_back() {
             Event::new(format!("filler {n} {}", "x".repeat(16 * 1024)))
                 .with_name("message")
                 .unwrap(),
-        );
+        )
+        .unwrap();
     }
     within("the buffered stream to be flushed", async {
         let mut buf = [0u8; 16 * 1024];

@@ -167,7 +167,7 @@ proptest! {
     ) {
         let log = MemoryLog::builder().history(history).build();
         for seq in 1..=appended {
-            log.push(Event::new(seq.to_string()));
+            log.push(Event::new(seq.to_string())).unwrap();
         }
         let first_held = appended.saturating_sub(history as u64) + 1;
         let text = cursor.render(log.epoch());
@@ -205,7 +205,7 @@ proptest! {
 
                 // Live events follow without loss (read as they come: the history may hold one).
                 for live in ["live 1", "live 2"] {
-                    log.push(Event::new(live));
+                    log.push(Event::new(live)).unwrap();
                     prop_assert_eq!(data_of(&drain(&mut subscription)), [live]);
                 }
                 drop(subscription);
@@ -225,13 +225,13 @@ proptest! {
     ) {
         let log = MemoryLog::builder().history(history).build();
         for seq in 1..=before {
-            log.push(Event::new(seq.to_string()));
+            log.push(Event::new(seq.to_string())).unwrap();
         }
         let mut subscription = log.subscribe_now(None).unwrap();
         prop_assert!(drain(&mut subscription).is_empty());
         let appended = before + history as u64 + behind;
         for seq in before + 1..=appended {
-            log.push(Event::new(seq.to_string()));
+            log.push(Event::new(seq.to_string())).unwrap();
         }
         let first_held = appended - history as u64 + 1;
         let got = drain(&mut subscription);

@@ -391,7 +391,8 @@ async fn the_page_switches_rooms_by_its_fragment(engine: Engine, test: &str) {
     }
     let rooms = memory_rooms();
     let seen = SeenRequests::default();
-    let config = StreamConfig::default().retry(Duration::from_millis(300));
+    // The chat's own settings: a page shows its room's recent messages first.
+    let config = app::config().retry(Duration::from_millis(300));
     let server = TestServer::start(
         Serving::HyperUtil,
         seen.record(app::router(rooms.clone(), config)),

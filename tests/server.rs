@@ -97,7 +97,7 @@ async fn keep_alive_and_pipelined_requests_are_answered_in_order_on_one_connecti
     assert!(first.contains("\r\ndate: "), "{first}");
 
     // Three requests in one write: a short poll from the start of the log, a page, a HEAD.
-    log.push(Event::new("e1"));
+    log.push(Event::new("e1")).unwrap();
     let poll = format!(
         "GET /events?timeout=0&lastEventId={}-0 HTTP/1.1\r\nHost: a\r\n\r\n",
         log.epoch()
@@ -156,7 +156,7 @@ async fn http2_with_prior_knowledge_goes_to_hyper() {
             .await
             .unwrap();
     tokio::spawn(connection);
-    log.push(Event::new("over h2"));
+    log.push(Event::new("over h2")).unwrap();
     let uri = format!(
         "http://{}/events?timeout=0&lastEventId={}-0",
         server.addr,
@@ -185,7 +185,7 @@ async fn an_http10_stream_is_delimited_by_closing_the_connection() {
         .await
         .unwrap();
     let opening = read_until(&mut stream, ":ok\n", 1).await;
-    log.push(Event::new("one"));
+    log.push(Event::new("one")).unwrap();
     read_until(&mut stream, "data: one\n\n", 1).await;
     assert!(opening.starts_with("HTTP/1.1 200 OK\r\n"), "{opening}");
     assert!(opening.contains("connection: close\r\n"), "{opening}");
@@ -295,7 +295,7 @@ async fn shutdown_closes_idle_connections_lets_a_pending_poll_answer_and_returns
         "",
         "the idle connection is closed"
     );
-    log.push(Event::new("last"));
+    log.push(Event::new("last")).unwrap();
     let answer = read_to_close(&mut polling).await;
     assert!(
         answer.contains("\"last\""),

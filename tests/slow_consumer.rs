@@ -123,7 +123,7 @@ async fn a_stuck_reader_costs_bounded_memory_does_not_slow_others_and_gets_a_res
         let micros = started.elapsed().as_micros();
         let mut data = format!("{micros:012} {seq_hint:08} ");
         data.push_str(&"x".repeat(EVENT_BYTES - data.len()));
-        log.push(Event::new(data).with_name("message").unwrap())
+        log.push(Event::new(data).with_name("message").unwrap()).unwrap()
     };
 
     // The stuck reader: tiny receive buffer; reads its opening, then nothing for a while.

@@ -94,7 +94,8 @@ fn ten_thousand_sse_cycles_and_long_polls_leave_no_subscription_task_or_memory_b
             let mut n = 0u64;
             while publishing.load(Ordering::Relaxed) {
                 n += 1;
-                log.push(Event::new(format!("tick {n}")).with_name("message").unwrap());
+                log.push(Event::new(format!("tick {n}")).with_name("message").unwrap())
+                    .unwrap();
                 tokio::time::sleep(TICK).await;
             }
         })

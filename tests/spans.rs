@@ -185,7 +185,7 @@ async fn a_span_per_stream_and_poll_closed_with_what_it_delivered_and_why() {
     assert_eq!(close.fields["reason"], "client_left", "{close:?}");
 
     // A long poll from another log's cursor: a reset first, so the resume was a gap.
-    let foreign = MemoryLog::new().push(Event::new("elsewhere"));
+    let foreign = MemoryLog::new().push(Event::new("elsewhere")).unwrap();
     let cursor = foreign.id().expect("an id").as_str().to_owned();
     let (_, answer) = long_poll(addr, &format!("/api/events?lastEventId={cursor}&timeout=0")).await;
     assert_eq!(answer["reset"], true, "{answer}");

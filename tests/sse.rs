@@ -65,7 +65,7 @@ async fn a_subscriber_that_falls_behind_gets_a_reset_whose_id_resumes_without_lo
     let opening = frame_now(&mut body).expect("the opening is ready at once");
 
     for n in 0..10 {
-        log.push(Event::new(n.to_string()));
+        log.push(Event::new(n.to_string())).unwrap();
     }
     let frame = frame_now(&mut body).expect("the backlog is ready at once");
     let mut wire = opening.to_vec();
@@ -127,7 +127,7 @@ async fn each_event_pushes_the_keep_alive_back_a_whole_interval_paused_time() {
 
     // An event at 10 s: the stream is idle from 10 s, so the keep-alive is due at 25 s.
     tokio::time::advance(Duration::from_secs(10)).await;
-    log.push(Event::new("activity"));
+    log.push(Event::new("activity")).unwrap();
     let frame = frame_now(&mut body).expect("the event is ready at once");
     assert!(frame.ends_with(b"data: activity\n\n"), "{frame:?}");
 

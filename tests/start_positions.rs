@@ -123,7 +123,7 @@ async fn each_start_position_on_both_transports<L: EventLog>(served: &Served<L>)
 
 /// The chat: a page opened on a room without a cursor gets the room's last 50 messages.
 async fn the_chat_shows_a_rooms_recent_messages<M: tower_eventstream::MakeLog>(rooms: Topics<M>) {
-    let app = chat::router(rooms, StreamConfig::default());
+    let app = chat::router(rooms, chat::config());
     let server = TestServer::start(Serving::Axum, app).await;
     for n in 0..60 {
         let answer = support::client::request(

@@ -89,7 +89,7 @@ async fn compression_passes_sse_through_event_by_event_and_compresses_long_polls
 
     // One by one: the next event is published only once the previous one has arrived.
     for n in 1..=5 {
-        let stored = log.push(Event::new(format!("event {n}")));
+        let stored = log.push(Event::new(format!("event {n}"))).unwrap();
         let block = sse
             .try_read_until("\n\n", EVENT_LIMIT)
             .await
@@ -104,7 +104,7 @@ async fn compression_passes_sse_through_event_by_event_and_compresses_long_polls
         Some(":\n"),
         "the keep-alive comment was held back"
     );
-    log.push(Event::new("after the keep-alive"));
+    log.push(Event::new("after the keep-alive")).unwrap();
     let block = arrives(&mut sse, "\n\n").await;
     assert_eq!(field_values(&block, "data"), ["after the keep-alive"]);
 
@@ -182,7 +182,7 @@ async fn a_middleware_that_holds_events_back_fails_the_per_event_check() {
 
     let mut sse = open(server.addr, Method::GET, "/events", &[SSE], "").await;
     assert_eq!(sse.head.status, StatusCode::OK);
-    log.push(Event::new("held back"));
+    log.push(Event::new("held back")).unwrap();
     let arrived = sse.try_read_until("held back", Duration::from_millis(500)).await;
     assert_eq!(arrived, None, "the buffering body let the event through");
 }
@@ -220,7 +220,7 @@ async fn timeout_layer_does_not_cut_streams_and_long_polls_below_it_answer_empty
 
     // The stream outlived the timeout (only the response head is timed) and still delivers.
     tokio::time::sleep((limit * 2).saturating_sub(began.elapsed())).await;
-    log.push(Event::new("after the timeout"));
+    log.push(Event::new("after the timeout")).unwrap();
     let block = arrives(&mut sse, "\n\n").await;
     assert_eq!(field_values(&block, "data"), ["after the timeout"]);
 }
@@ -248,7 +248,7 @@ async fn response_body_timeout_keeps_streams_that_send_keep_alives_more_often() 
 
     // Idle for longer than the limit: only keep-alive comments flow on the first stream.
     tokio::time::sleep(idle_limit * 3).await;
-    log.push(Event::new("still open"));
+    log.push(Event::new("still open")).unwrap();
     let block = arrives(&mut kept_sse, "data: still open\n\n").await;
     assert!(block.contains(":\n"), "no keep-alive comments: {block:?}");
 
@@ -294,7 +294,7 @@ async fn cors_layer_serves_cross_origin_event_sources_and_preflights() {
     assert_eq!(sse.header("access-control-allow-origin"), Some(ORIGIN));
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
     arrives(&mut sse, "\n\n").await;
-    log.push(Event::new("cross-origin"));
+    log.push(Event::new("cross-origin")).unwrap();
     let block = arrives(&mut sse, "\n\n").await;
     assert_eq!(field_values(&block, "data"), ["cross-origin"]);
 
@@ -411,7 +411,7 @@ async fn trace_layer_logs_per_request_not_per_event() {
 
     let mut sse = open(server.addr, Method::GET, "/events", &[SSE], "").await;
     arrives(&mut sse, "\n\n").await;
-    log.push(Event::new("first"));
+    log.push(Event::new("first")).unwrap();
     arrives(&mut sse, "data: first\n\n").await;
     let after_one = counter.total();
     // The request span plus "started processing" and "finished processing".
@@ -421,7 +421,7 @@ async fn trace_layer_logs_per_request_not_per_event() {
     );
 
     for n in 0..50 {
-        log.push(Event::new(format!("event {n}")));
+        log.push(Event::new(format!("event {n}"))).unwrap();
         arrives(&mut sse, &format!("data: event {n}\n\n")).await;
     }
     // Let keep-alive comments flow as well.

@@ -41,7 +41,9 @@ fn id(event: &Event) -> &str {
 
 /// Pushes events `1..=n` (their data is their number) and returns them as stored.
 fn push(log: &MemoryLog, n: usize) -> Vec<Event> {
-    (1..=n).map(|n| log.push(Event::new(n.to_string()))).collect()
+    (1..=n)
+        .map(|n| log.push(Event::new(n.to_string())).unwrap())
+        .collect()
 }
 
 /// `GET path` with `Connection: close`, `Accept` and `Last-Event-ID`.
@@ -186,14 +188,14 @@ async fn no_bom_at_the_start_of_the_stream_and_u_feff_in_data_survives() {
     const BOM: &[u8] = b"\xEF\xBB\xBF";
     let log = MemoryLog::new();
     let before = log.position();
-    let first = log.push(Event::new("\u{FEFF}starts with U+FEFF"));
+    let first = log.push(Event::new("\u{FEFF}starts with U+FEFF")).unwrap();
     let server = serve(&log, StreamConfig::default()).await;
     // Resumed, the event with U+FEFF is the first to follow the opening; fresh, the next one.
     let mut resumed = sse(server.addr, "/events", Some(before.as_str())).await;
     read_through(&mut resumed, id(&first)).await;
     let mut fresh = sse(server.addr, "/events", None).await;
     fresh.read_block().await;
-    let second = log.push(Event::new("\u{FEFF}"));
+    let second = log.push(Event::new("\u{FEFF}")).unwrap();
     read_through(&mut fresh, id(&second)).await;
     for (wire, event) in [(resumed, first), (fresh, second)] {
         assert_ne!(
@@ -273,7 +275,7 @@ async fn field_names_are_lowercase_and_one_space_follows_the_colon() {
     let event = Event::new("  two spaces\n three: colon")
         .with_name("  kind")
         .unwrap();
-    let stored = log.push(event);
+    let stored = log.push(event).unwrap();
     let block = flushed_block(&mut wire).await;
     assert_well_formed(&text(&wire));
     assert_eq!(fields(&block, "id"), [id(&stored)], "{block:?}");
@@ -349,7 +351,9 @@ async fn comments_on_the_wire_are_single_lines_and_keep_alives_too() {
     assert!(idle.split_inclusive('\n').all(|line| line == ":\n"), "{idle:?}");
 
     let injected = Event::new("payload").with_comment("one\rdata: injected\r\nevent: x\nlast");
-    let stored = log.push(injected.checked().unwrap_or_else(|_| Event::new("payload")));
+    let stored = log
+        .push(injected.checked().unwrap_or_else(|_| Event::new("payload")))
+        .unwrap();
     read_through(&mut wire, id(&stored)).await;
     assert_well_formed(&text(&wire));
     let events = parse_events(wire.transcript());
@@ -376,7 +380,7 @@ async fn every_event_ends_with_a_blank_line_and_is_flushed_at_once() {
         Event::new("").with_comment("an empty message"),
         Event::new("fourth").with_retry(Duration::from_secs(1)),
     ] {
-        let stored = log.push(event);
+        let stored = log.push(event).unwrap();
         let block = flushed_block(&mut wire).await;
         assert!(!wire.ended, "the stream ended after {block:?}");
         assert!(
@@ -408,8 +412,8 @@ async fn every_replayable_event_carries_the_log_id_as_its_id_field() {
     let server = serve(&log, StreamConfig::default()).await;
     let mut wire = sse(server.addr, "/events", Some(before.as_str())).await;
     wire.read_block().await;
-    stored.push(log.push(Event::new("live").with_name("named").unwrap()));
-    stored.push(log.push(Event::new("live\nwith two lines")));
+    stored.push(log.push(Event::new("live").with_name("named").unwrap()).unwrap());
+    stored.push(log.push(Event::new("live\nwith two lines")).unwrap());
     for event in &stored {
         let block = flushed_block(&mut wire).await;
         assert_eq!(fields(&block, "id"), [id(event)], "{block:?}");
@@ -527,7 +531,7 @@ async fn retry_values_are_ascii_digits_in_milliseconds() {
         (Duration::from_nanos(10), 0),
         (Duration::MAX, u64::MAX),
     ] {
-        log.push(Event::new("with a hint").with_retry(retry));
+        log.push(Event::new("with a hint").with_retry(retry)).unwrap();
         let block = flushed_block(&mut wire).await;
         assert_eq!(retry_millis(&block), [millis], "{block:?}");
         assert_eq!(parse_sse(&block)[0].retry, Some(Duration::from_millis(millis)));

@@ -58,13 +58,16 @@ pub const LOBBY: &str = "lobby";
 
 const PAGE: &str = include_str!("index.html");
 
-/// How many of a room's newest messages a page opened without a cursor gets first.
-pub const RECENT_MESSAGES: usize = 50;
+/// The chat's stream settings: a page opened on a room without a cursor shows the room's
+/// last 50 messages at once.
+#[allow(dead_code)] // for `main` and the tests of the chat's contract
+pub fn config() -> StreamConfig {
+    StreamConfig::default().start(StartPosition::Last(50))
+}
 
-/// The chat application over the rooms of `rooms`.
+/// The chat application over the rooms of `rooms`, streaming with `config` (the chat's own
+/// is [`config`]).
 pub fn router<M: MakeLog>(rooms: Topics<M>, config: StreamConfig) -> Router {
-    // A page opened on a room shows its recent messages at once.
-    let config = config.start(StartPosition::Last(RECENT_MESSAGES));
     // `/api/rooms/{room}/events`: segments `api` (0), `rooms` (1), the room (2).
     let room_events = TopicsService::new(rooms.clone())
         .with_config(config.clone())

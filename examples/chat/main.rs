@@ -27,7 +27,7 @@ mod process;
 
 use std::net::SocketAddr;
 
-use tower_eventstream::{MakeLog, MemoryLog, Shutdown, StreamConfig, Topics};
+use tower_eventstream::{MakeLog, MemoryLog, Shutdown, Topics};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -72,8 +72,7 @@ async fn serve<M: MakeLog>(addr: SocketAddr, rooms: Topics<M>, store: &str) -> s
             upkeep.run_upkeep();
         }
     });
-    let app =
-        app::router(rooms, StreamConfig::default().shutdown(shutdown.clone())).merge(app::metrics(metrics));
+    let app = app::router(rooms, app::config().shutdown(shutdown.clone())).merge(app::metrics(metrics));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(

@@ -111,6 +111,11 @@ impl<P: Copy> Follower<P> {
         }
     }
 
+    /// Whether every entry of `ring` has been taken.
+    pub(super) fn read_all<E: RingEntry>(&self, ring: &Ring<E>) -> bool {
+        self.next_seq >= ring.next_seq()
+    }
+
     /// Whether something is to be handed out (or a gap is owed) before the ring is read again.
     pub(super) fn has_ready(&self) -> bool {
         !matches!(self.gap, GapState::None) || !self.taken.is_empty()

@@ -41,8 +41,15 @@ pub trait EventLog: Clone + Send + Sync + 'static {
 
     /// Appends an event, assigns its id and wakes subscribers. Returns the stored event
     /// (with the id the log assigned; an id set by the caller is replaced). Never waits for
-    /// slow subscribers.
-    fn append(&self, event: Event) -> impl Future<Output = Result<Event, Self::Error>> + Send;
+    /// slow subscribers. A [finished](EventLog::finish) log refuses with
+    /// [`AppendError::Finished`].
+    fn append(&self, event: Event) -> impl Future<Output = Result<Event, AppendError<Self::Error>>> + Send;
+
+    /// Ends the log: nothing can be appended any more, and every subscriber's stream ends
+    /// once it has read every event (the transports then tell the client not to come back:
+    /// `204 No Content` to a client whose cursor is at the end, `"finished": true` in the
+    /// long poll that reaches it). Finishing a finished log does nothing.
+    fn finish(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Records that events were lost on their way into the log (a source that lagged, an
     /// append that failed): subscribers, and clients resuming from before this point, hear a
@@ -126,6 +133,34 @@ pub enum ResumeOutcome {
     /// Events after the cursor are gone (history trimmed, or the cursor is from another log
     /// instance). A [`Delivery::Gap`](crate::Delivery::Gap) comes first.
     Gap,
+}
+
+/// Why an event could not be appended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AppendError<E> {
+    /// The log is finished ([`EventLog::finish`]): its stream is complete.
+    Finished,
+    /// The log's storage failed: a passing fault.
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for AppendError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Finished => f.write_str("the event log is finished: nothing can be appended to it"),
+            AppendError::Backend(e) => write!(f, "event log unavailable: {e}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for AppendError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AppendError::Finished => None,
+            AppendError::Backend(e) => Some(e),
+        }
+    }
 }
 
 /// Why a subscription could not start.

@@ -7,6 +7,7 @@ use http::Response;
 use super::access::Refusal;
 use super::key::TopicKeyError;
 use crate::failure::come_back_later;
+use crate::log::AppendError;
 use crate::measure::{self, Refused};
 use crate::respond::text_response;
 use crate::{CursorError, EventStreamBody, StreamRequest};
@@ -38,6 +39,14 @@ pub enum TopicError<E> {
         /// The configured bound.
         limit: usize,
     },
+    /// No such topic: the registry makes topics only when asked to
+    /// ([`TopicsBuilder::created_explicitly`](super::TopicsBuilder::created_explicitly)), and
+    /// this one was never created or was evicted (`404`, final for a browser).
+    NotFound,
+    /// [`Topics::create`](super::Topics::create) of a topic that is live (`409`).
+    AlreadyExists,
+    /// The topic is finished: nothing can be appended to it (`409`).
+    Finished,
     /// The topic's log failed (a passing fault of its backend).
     Backend(E),
 }
@@ -57,6 +66,9 @@ impl<E: fmt::Display> fmt::Display for TopicError<E> {
             TopicError::Full { limit } => {
                 write!(f, "the server has its {limit} subscribers; try again later")
             }
+            TopicError::NotFound => f.write_str("no such topic"),
+            TopicError::AlreadyExists => f.write_str("this topic exists already"),
+            TopicError::Finished => f.write_str("this topic is finished: nothing can be appended to it"),
             TopicError::Backend(error) => write!(f, "event log unavailable: {error}"),
         }
     }
@@ -74,6 +86,15 @@ impl<E: std::error::Error + 'static> std::error::Error for TopicError<E> {
     }
 }
 
+impl<E> From<AppendError<E>> for TopicError<E> {
+    fn from(error: AppendError<E>) -> Self {
+        match error {
+            AppendError::Finished => TopicError::Finished,
+            AppendError::Backend(error) => TopicError::Backend(error),
+        }
+    }
+}
+
 impl<E: fmt::Display> TopicError<E> {
     /// The answer to `request` by the crate's failure rule: the client's fault and a refusal
     /// are final (`400`, `401`, `403`); a limit or a backend fault is passing, so a browser
@@ -81,6 +102,10 @@ impl<E: fmt::Display> TopicError<E> {
     pub(crate) fn answer<S>(&self, request: &StreamRequest) -> Response<EventStreamBody<S>> {
         match self {
             TopicError::InvalidKey(_) => text_response(http::StatusCode::BAD_REQUEST, self),
+            TopicError::NotFound => text_response(http::StatusCode::NOT_FOUND, self),
+            TopicError::AlreadyExists | TopicError::Finished => {
+                text_response(http::StatusCode::CONFLICT, self)
+            }
             TopicError::InvalidCursor(_) => {
                 measure::refused(Refused::BadCursor);
                 text_response(http::StatusCode::BAD_REQUEST, self)

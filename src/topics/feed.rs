@@ -90,10 +90,12 @@ impl<L: EventLog> EventFeed for TopicFeed<L> {
                     this.hidden = None;
                     return Poll::Ready(Some(Ok(other)));
                 }
-                Poll::Pending => {
+                // Nothing more now, or ever (a finished log): the client's cursor first moves
+                // past the hidden events, so that it comes back at the end.
+                quiet @ (Poll::Pending | Poll::Ready(None)) => {
                     return match this.hidden.take() {
                         Some(id) => Poll::Ready(Some(Ok(Delivery::Checkpoint(id)))),
-                        None => Poll::Pending,
+                        None => quiet,
                     };
                 }
                 other => return other,
@@ -121,6 +123,11 @@ impl<L: EventLog> EventFeed for TopicFeed<L> {
 
     fn honours_cursor(&self) -> bool {
         true
+    }
+
+    fn is_finished(&self) -> bool {
+        // Ended by the access's expiry, the client must come back to be checked again.
+        !self.ended && self.hidden.is_none() && self.inner.is_finished()
     }
 }
 

@@ -47,6 +47,9 @@ pub const DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC: usize = 10_000;
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 100_000;
 /// The default time after which a topic with no subscriber and no append is evicted.
 pub const DEFAULT_IDLE_EVICTION: Duration = Duration::from_secs(600);
+/// The default time a topic finished through [`Topics::finish`] is kept for late and
+/// reconnecting clients before it is evicted.
+pub const DEFAULT_KEEP_FINISHED: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub(crate) struct TopicLimits {
@@ -124,6 +127,8 @@ pub struct TopicsBuilder<M> {
     make: M,
     limits: TopicLimits,
     idle: Option<Duration>,
+    keep_finished: Option<Duration>,
+    created_explicitly: bool,
     #[cfg(feature = "metrics")]
     label_topics: bool,
 }
@@ -155,9 +160,27 @@ impl<M: MakeLog> TopicsBuilder<M> {
         self
     }
 
-    /// Keeps every topic until the registry is dropped.
+    /// Keeps every topic until the registry is dropped (finished ones too).
     pub fn without_eviction(mut self) -> Self {
         self.idle = None;
+        self.keep_finished = None;
+        self
+    }
+
+    /// Keeps a topic finished through [`Topics::finish`] for `keep` (default
+    /// [`DEFAULT_KEEP_FINISHED`]), so that late and reconnecting clients can still read it,
+    /// then evicts it, whether readers are connected or not (they read on to the end).
+    pub fn keep_finished(mut self, keep: Duration) -> Self {
+        self.keep_finished = Some(keep);
+        self
+    }
+
+    /// Topics exist only once made by [`Topics::create`] (request-scoped streams: a
+    /// generation, a job, an upload): a request, lookup or append for any other key is
+    /// [`TopicError::NotFound`], which a request is answered with `404` (final for a
+    /// browser: right for "no such generation"). Without it, a topic is made on first use.
+    pub fn created_explicitly(mut self) -> Self {
+        self.created_explicitly = true;
         self
     }
 
@@ -179,16 +202,17 @@ impl<M: MakeLog> TopicsBuilder<M> {
     /// Creates the registry; with eviction, its sweeper task starts (so this needs a Tokio
     /// runtime, as `tokio::spawn` does).
     pub fn build(self) -> Topics<M> {
-        #[allow(unused_mut)] // set only with the metrics feature
         let mut registry = Registry::new(self.make, self.limits);
+        registry.created_explicitly = self.created_explicitly;
         #[cfg(feature = "metrics")]
         {
             registry.label_topics = self.label_topics;
         }
         let registry = Arc::new(registry);
-        let sweeper = self.idle.map(|idle| {
-            let task = tokio::spawn(registry::sweep(Arc::downgrade(&registry), idle));
-            Arc::new(AbortOnDrop(task.abort_handle()))
+        let sweeps = self.idle.is_some() || self.keep_finished.is_some();
+        let sweeper = sweeps.then(|| {
+            let sweep = registry::sweep(Arc::downgrade(&registry), self.idle, self.keep_finished);
+            Arc::new(AbortOnDrop(tokio::spawn(sweep).abort_handle()))
         });
         Topics {
             registry,
@@ -215,6 +239,8 @@ impl<M: MakeLog> Topics<M> {
                 max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             },
             idle: Some(DEFAULT_IDLE_EVICTION),
+            keep_finished: Some(DEFAULT_KEEP_FINISHED),
+            created_explicitly: false,
             #[cfg(feature = "metrics")]
             label_topics: false,
         }
@@ -247,7 +273,43 @@ impl<M: MakeLog> Topics<M> {
 
     /// Evicts the topics idle for `idle` now (the sweeper does this on its own).
     pub fn evict_idle(&self, idle: Duration) -> usize {
-        self.registry.evict_idle(idle)
+        self.registry.evict(Some(idle), None)
+    }
+
+    /// Creates the topic `key` (a new log); [`TopicError::AlreadyExists`] if it is live. The
+    /// way to make topics of a registry [`created_explicitly`](TopicsBuilder::created_explicitly).
+    pub async fn create(&self, key: &str) -> Result<M::Log, TopicError<LogError<M>>> {
+        self.registry.create(key).await
+    }
+
+    /// The log of the live topic `key`, without creating it.
+    pub fn get(&self, key: &str) -> Option<M::Log> {
+        self.registry.get(key)
+    }
+
+    /// Finishes the topic `key` ([`EventLog::finish`]): appends are refused from now on,
+    /// readers' streams end after the last event, and the topic is kept for
+    /// [`keep_finished`](TopicsBuilder::keep_finished), then evicted.
+    /// [`TopicError::NotFound`] if it is not live.
+    ///
+    /// ```
+    /// use tower_eventstream::{Event, MemoryLog, TopicError, Topics};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let generations = Topics::builder(MemoryLog::builder()).created_explicitly().build();
+    /// generations.create("gen-1").await.unwrap();
+    /// generations.append("gen-1", Event::new("Once")).await.unwrap();
+    /// generations.finish("gen-1").await.unwrap();
+    /// assert!(matches!(generations.append("gen-1", Event::new("more")).await, Err(TopicError::Finished)));
+    /// assert!(matches!(generations.log("gen-2").await, Err(TopicError::NotFound)));
+    /// # });
+    /// ```
+    pub async fn finish(&self, key: &str) -> Result<(), TopicError<LogError<M>>> {
+        let log = self.registry.get(key).ok_or(TopicError::NotFound)?;
+        log.finish().await.map_err(TopicError::Backend)?;
+        self.registry.mark_finished(key);
+        Ok(())
     }
 
     /// Serves `log` as the topic `key`, never evicted: a topic whose log the application
@@ -266,7 +328,7 @@ impl<M: MakeLog> Topics<M> {
     /// Appends `event` to the topic `key` (created if it is not live).
     pub async fn append(&self, key: &str, event: Event) -> Result<Event, TopicError<LogError<M>>> {
         let log = self.log(key).await?;
-        let appended = log.append(event).await.map_err(TopicError::Backend)?;
+        let appended = log.append(event).await?;
         (self.registry.appended).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(appended)
     }

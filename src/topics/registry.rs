@@ -29,6 +29,21 @@ pub(crate) struct Topic<L> {
     subscribers: AtomicUsize,
     /// When it was last used, in milliseconds since the registry began.
     last_used_ms: AtomicU64,
+    /// When it was finished through the registry, in milliseconds since the registry began
+    /// plus one (0: not finished).
+    finished_ms: AtomicU64,
+}
+
+impl<L> Topic<L> {
+    fn new(log: L, pinned: bool, now_ms: u64) -> Self {
+        Topic {
+            log,
+            pinned,
+            subscribers: AtomicUsize::new(0),
+            last_used_ms: AtomicU64::new(now_ms),
+            finished_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 pub(crate) struct Registry<M: MakeLog> {
@@ -38,6 +53,8 @@ pub(crate) struct Registry<M: MakeLog> {
     subscribers: Arc<AtomicUsize>,
     /// Events appended through [`Topics::append`](super::Topics::append).
     pub(crate) appended: AtomicU64,
+    /// Topics are made only by `create`: any other key is not found.
+    pub(crate) created_explicitly: bool,
     began: Instant,
     /// Streams are labelled with their topic ([`TopicsBuilder::metrics_per_topic`](super::TopicsBuilder::metrics_per_topic)).
     #[cfg(feature = "metrics")]
@@ -76,6 +93,7 @@ impl<M: MakeLog> Registry<M> {
             limits,
             subscribers: Arc::new(AtomicUsize::new(0)),
             appended: AtomicU64::new(0),
+            created_explicitly: false,
             began: Instant::now(),
             #[cfg(feature = "metrics")]
             label_topics: false,
@@ -140,31 +158,70 @@ impl<M: MakeLog> Registry<M> {
         if let Some(found) = self.use_existing(key, &take)? {
             return Ok(found);
         }
+        if self.created_explicitly {
+            return Err(TopicError::NotFound);
+        }
+        self.make_topic(key, false).await?;
+        // Created here or, meanwhile, by another caller; evicted again already only if the
+        // registry is under pressure from other topics.
+        self.use_existing(key, &take)?.ok_or(TopicError::TooManyTopics {
+            limit: self.limits.max_topics,
+        })
+    }
+
+    /// Makes the topic `key` unless it is live; `exclusive`: refuses a live one.
+    async fn make_topic(&self, key: &str, exclusive: bool) -> Result<M::Log, TopicError<LogError<M>>> {
         let too_many = TopicError::TooManyTopics {
             limit: self.limits.max_topics,
         };
         if self.len() >= self.limits.max_topics {
             return Err(too_many);
         }
+        if exclusive && self.map().contains_key(key) {
+            return Err(TopicError::AlreadyExists);
+        }
         let log = self.make.make_log(key).await.map_err(TopicError::Backend)?;
         let mut map = self.map();
-        if !map.contains_key(key) {
-            if map.len() >= self.limits.max_topics {
-                return Err(too_many);
+        match map.get(key) {
+            Some(_) if exclusive => Err(TopicError::AlreadyExists),
+            Some(topic) => Ok(topic.log.clone()),
+            None if map.len() >= self.limits.max_topics => Err(too_many),
+            None => {
+                map.insert(
+                    key.into(),
+                    Arc::new(Topic::new(log.clone(), false, self.now_ms())),
+                );
+                crate::measure::topics(1);
+                Ok(log)
             }
-            let topic = Topic {
-                log,
-                pinned: false,
-                subscribers: AtomicUsize::new(0),
-                last_used_ms: AtomicU64::new(self.now_ms()),
-            };
-            map.insert(key.into(), Arc::new(topic));
-            crate::measure::topics(1);
         }
-        drop(map);
-        // Created here or, meanwhile, by another caller; evicted again already only if the
-        // registry is under pressure from other topics.
-        self.use_existing(key, &take)?.ok_or(too_many)
+    }
+
+    /// Creates the topic `key`; [`TopicError::AlreadyExists`] if it is live.
+    pub(crate) async fn create(&self, key: &str) -> Result<M::Log, TopicError<LogError<M>>> {
+        validate(key).map_err(TopicError::InvalidKey)?;
+        self.make_topic(key, true).await
+    }
+
+    /// The live topic `key`'s log, without making one.
+    pub(crate) fn get(&self, key: &str) -> Option<M::Log> {
+        let map = self.map();
+        let topic = map.get(key)?;
+        topic.last_used_ms.store(self.now_ms(), Ordering::Release);
+        Some(topic.log.clone())
+    }
+
+    /// Notes that the live topic `key` was finished now: it is kept for a while, then
+    /// evicted.
+    pub(crate) fn mark_finished(&self, key: &str) {
+        if let Some(topic) = self.map().get(key) {
+            let _ = (topic.finished_ms).compare_exchange(
+                0,
+                self.now_ms() + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
     }
 
     fn use_existing<T>(
@@ -206,28 +263,35 @@ impl<M: MakeLog> Registry<M> {
     /// of that key; its subscribers keep reading the old log until they reconnect).
     pub(crate) fn pin(&self, key: &str, log: M::Log) -> Result<(), TopicKeyError> {
         validate(key)?;
-        let topic = Topic {
-            log,
-            pinned: true,
-            subscribers: AtomicUsize::new(0),
-            last_used_ms: AtomicU64::new(self.now_ms()),
-        };
+        let topic = Topic::new(log, true, self.now_ms());
         if self.map().insert(key.into(), Arc::new(topic)).is_none() {
             crate::measure::topics(1);
         }
         Ok(())
     }
 
-    /// Drops the topics that have had no subscriber and no append for `idle`.
-    pub(crate) fn evict_idle(&self, idle: Duration) -> usize {
+    /// Drops the topics that have had no subscriber and no append for `idle` (when given),
+    /// and those finished longer than `keep_finished` ago (when given), readers or not.
+    pub(crate) fn evict(&self, idle: Option<Duration>, keep_finished: Option<Duration>) -> usize {
         let now = self.now_ms();
-        let idle_ms = idle.as_millis() as u64;
+        let idle_ms = idle.map(|idle| idle.as_millis() as u64);
+        let keep_ms = keep_finished.map(|keep| keep.as_millis() as u64);
         let mut map = self.map();
         let before = map.len();
         map.retain(|_, topic| {
-            topic.pinned
-                || topic.subscribers.load(Ordering::Acquire) > 0
-                || now.saturating_sub(topic.last_used_ms.load(Ordering::Acquire)) < idle_ms
+            if topic.pinned {
+                return true;
+            }
+            let finished = topic.finished_ms.load(Ordering::Acquire);
+            if let (Some(keep_ms), true) = (keep_ms, finished > 0) {
+                if now.saturating_sub(finished - 1) >= keep_ms {
+                    return false;
+                }
+            }
+            topic.subscribers.load(Ordering::Acquire) > 0
+                || idle_ms.is_none_or(|idle_ms| {
+                    now.saturating_sub(topic.last_used_ms.load(Ordering::Acquire)) < idle_ms
+                })
         });
         let evicted = before - map.len();
         if evicted > 0 {
@@ -237,14 +301,22 @@ impl<M: MakeLog> Registry<M> {
     }
 }
 
-/// Evicts idle topics every half idle time, for as long as the registry lives.
-pub(crate) async fn sweep<M: MakeLog>(registry: Weak<Registry<M>>, idle: Duration) {
-    let period = (idle / 2).max(Duration::from_millis(50));
+/// Evicts idle and long-finished topics every half of the shorter of the two times, for as
+/// long as the registry lives.
+pub(crate) async fn sweep<M: MakeLog>(
+    registry: Weak<Registry<M>>,
+    idle: Option<Duration>,
+    keep_finished: Option<Duration>,
+) {
+    let Some(shortest) = idle.into_iter().chain(keep_finished).min() else {
+        return;
+    };
+    let period = (shortest / 2).max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(period).await;
         match registry.upgrade() {
             Some(registry) => {
-                registry.evict_idle(idle);
+                registry.evict(idle, keep_finished);
             }
             None => return,
         }

@@ -58,6 +58,8 @@ struct Many<L: EventLog> {
     positions: Vec<Option<EventId>>,
     /// Topics whose client must first hear of a gap.
     owed_gaps: Vec<OwedGap>,
+    /// Topics read to their end (finished logs).
+    finished: Vec<bool>,
     /// The topic looked at first next time: the one after the last that delivered.
     next: usize,
     reset_event: Arc<str>,
@@ -77,6 +79,7 @@ impl<L: EventLog> TopicStream<L> {
             feeds: Vec::with_capacity(topics.len()),
             positions: Vec::with_capacity(topics.len()),
             owed_gaps: Vec::with_capacity(topics.len()),
+            finished: vec![false; topics.len()],
             next: 0,
             reset_event: Arc::clone(&config.reset_event),
             topic_in_type: config.topic_names == TopicNames::Prefixed,
@@ -158,19 +161,37 @@ impl<L: EventLog> Many<L> {
         let count = self.feeds.len();
         for offset in 0..count {
             let topic = (self.next + offset) % count;
+            if self.finished[topic] {
+                continue;
+            }
             match Pin::new(&mut self.feeds[topic]).poll_delivery(cx) {
                 Poll::Ready(Some(Ok(delivery))) => {
                     self.next = (topic + 1) % count;
                     return Poll::Ready(Some(Ok(self.tag(topic, delivery))));
                 }
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                // A finished topic is read to its end: the others go on.
+                Poll::Ready(None) if self.feeds[topic].is_finished() => self.finished[topic] = true,
                 // One topic's end (its access expired) ends the stream: the client comes
                 // back for all of them.
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => {}
             }
         }
-        Poll::Pending
+        match self.finished.iter().all(|finished| *finished) {
+            true => Poll::Ready(None),
+            false => Poll::Pending,
+        }
+    }
+
+    /// Whether every topic is read to its end and nothing is owed.
+    fn is_finished(&self) -> bool {
+        !self.owed_gaps.iter().any(|owed| *owed)
+            && self
+                .finished
+                .iter()
+                .zip(&self.feeds)
+                .all(|(done, feed)| *done || feed.is_finished())
     }
 }
 
@@ -215,6 +236,13 @@ impl<L: EventLog> EventFeed for TopicStream<L> {
 
     fn honours_cursor(&self) -> bool {
         true
+    }
+
+    fn is_finished(&self) -> bool {
+        match &self.inner {
+            Inner::One(feed, owed_gap) => !owed_gap && feed.is_finished(),
+            Inner::Many(many) => many.is_finished(),
+        }
     }
 }
 

@@ -35,6 +35,8 @@ pin_project! {
         shutdown: Option<ShutdownSignal>,
         batch_limit: usize,
         ended: bool,
+        // The source failed (it did not end cleanly).
+        failed: bool,
         // Dropped once answered; dropped unanswered, the client left.
         watch: Option<Watch>,
     }
@@ -62,6 +64,7 @@ impl<S: EventFeed> LongPollFuture<S> {
             shutdown: config.shutdown.as_ref().map(|s| s.triggered()),
             batch_limit: config.batch_limit,
             ended: false,
+            failed: false,
             watch: Some(watch),
         }
     }
@@ -106,6 +109,7 @@ impl<S: EventFeed> Future for LongPollFuture<S> {
                     let error: crate::BoxError = error.into();
                     crate::trace::warn_event!("event source failed during a long poll", error = %error);
                     *this.ended = true;
+                    *this.failed = true;
                 }
                 Poll::Ready(None) => *this.ended = true,
                 Poll::Pending => break,
@@ -123,18 +127,24 @@ impl<S: EventFeed> Future for LongPollFuture<S> {
         if !(has_answer || timed_out || shutting_down) {
             return Poll::Pending;
         }
+        // Ended because the stream is complete (a finished log read to its end, or a plain
+        // stream that ended): the client must not poll again.
+        let finished = *this.ended && !*this.failed && (*this.live_only || this.source.is_finished());
         // Where the client polls from next: never null, so nothing between polls is missed.
         // Over a live-only feed that named no position, a placeholder that the next poll
-        // sends back, so that it hears `reset`.
-        let last_event_id = this
-            .position
-            .clone()
-            .or_else(|| this.source.position())
-            .map(|id| id.as_str().to_owned())
-            .or_else(|| this.cursor.as_ref().map(|c| c.as_str().to_owned()))
-            .or_else(|| this.live_only.then(|| LIVE_ONLY_CURSOR.to_owned()))
-            .unwrap_or_default();
-        let body = wire::long_poll_answer(this.events, &last_event_id, *this.reset);
+        // sends back, so that it hears `reset`; at its end, the end cursor.
+        let last_event_id = match finished && *this.live_only {
+            true => wire::END_CURSOR.to_owned(),
+            false => this
+                .position
+                .clone()
+                .or_else(|| this.source.position())
+                .map(|id| id.as_str().to_owned())
+                .or_else(|| this.cursor.as_ref().map(|c| c.as_str().to_owned()))
+                .or_else(|| this.live_only.then(|| LIVE_ONLY_CURSOR.to_owned()))
+                .unwrap_or_default(),
+        };
+        let body = wire::long_poll_answer(this.events, &last_event_id, *this.reset, finished);
         if let Some(mut watch) = this.watch.take() {
             let outcome = if has_answer && (*this.reset || !this.events.is_empty()) {
                 PollOutcome::Events

@@ -14,8 +14,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::shutdown::ShutdownSignal;
 use crate::transport::watch::{Ending, Watch};
-use crate::transport::wire::{self, put_ending, put_marker, KEEP_ALIVE};
-use crate::{BoxError, Delivery, EventFeed, EventStreamBody, StreamConfig};
+use crate::transport::wire::{self, put_ending, put_marker, END_CURSOR, KEEP_ALIVE};
+use crate::{BoxError, Delivery, EventFeed, EventId, EventStreamBody, StreamConfig};
 
 /// The most deliveries gathered into one frame.
 const DELIVERIES_PER_FRAME: usize = 256;
@@ -141,6 +141,20 @@ fn source_failed(error: impl Into<BoxError>) {
     crate::trace::warn_event!("event source failed; the SSE stream ends with a retry hint", error = %error);
 }
 
+/// The block that closes a plain (live-only) stream that ended: a checkpoint at
+/// [`END_CURSOR`], so that the browser comes back with it and is answered `204` (a plain
+/// stream has no position to resume: without it, the browser would get the whole stream
+/// again, and again). A log's feed needs none: its last id is its end.
+fn end_of_plain_stream<S: EventFeed>(source: &S, checkpoint_event: &str) -> Option<Bytes> {
+    if source.honours_cursor() {
+        return None;
+    }
+    let mut marker = BytesMut::new();
+    let end = EventId::new(END_CURSOR).expect("a plain word is a valid id");
+    put_marker(&mut marker, Some(&end), checkpoint_event);
+    Some(marker.freeze())
+}
+
 impl<S: EventFeed> Body for SseBody<S> {
     type Data = Bytes;
     type Error = BoxError;
@@ -199,7 +213,10 @@ impl<S: EventFeed> Body for SseBody<S> {
             Poll::Ready(None) => {
                 *this.finished = true;
                 this.watch.ending(Ending::SourceEnded);
-                return Poll::Ready(None);
+                return match end_of_plain_stream(this.source.as_ref().get_ref(), this.checkpoint_event) {
+                    Some(marker) => counted(this.watch, marker),
+                    None => Poll::Ready(None),
+                };
             }
             Poll::Pending => return tick(this.keep_alive.as_mut(), this.watch, cx),
         }
@@ -246,7 +263,10 @@ impl<S: EventFeed> Body for SseBody<S> {
                 Poll::Ready(None) => {
                     *this.finished = true;
                     this.watch.ending(Ending::SourceEnded);
-                    break;
+                    match end_of_plain_stream(this.source.as_ref().get_ref(), this.checkpoint_event) {
+                        Some(marker) => marker,
+                        None => break,
+                    }
                 }
                 Poll::Pending => break,
             };

@@ -209,7 +209,13 @@ pub(crate) fn put_ending(out: &mut BytesMut, retry: Option<Duration>, reason: &s
 }
 
 /// The JSON answer; each event's object is encoded once and shared between answers.
-pub(crate) fn long_poll_answer(events: &[Event], last_event_id: &str, reset: bool) -> Bytes {
+/// The cursor a plain (live-only) stream hands out when it ends: a client that comes back
+/// with it is answered `204 No Content` (see `StreamRequest::respond`).
+pub(crate) const END_CURSOR: &str = "end";
+
+/// The long poll's JSON: the events, where to poll from next, whether a gap came, and, once
+/// the stream is complete, `"finished":true` (absent otherwise).
+pub(crate) fn long_poll_answer(events: &[Event], last_event_id: &str, reset: bool, finished: bool) -> Bytes {
     let objects: usize = events.iter().map(|e| e.to_json_bytes().len() + 1).sum();
     let mut out = BytesMut::with_capacity(48 + objects + last_event_id.len());
     out.put_slice(b"{\"events\":[");
@@ -223,10 +229,11 @@ pub(crate) fn long_poll_answer(events: &[Event], last_event_id: &str, reset: boo
     tail.push_str("],\"lastEventId\":");
     push_json_string(&mut tail, last_event_id);
     tail.push_str(if reset {
-        ",\"reset\":true}"
+        ",\"reset\":true"
     } else {
-        ",\"reset\":false}"
+        ",\"reset\":false"
     });
+    tail.push_str(if finished { ",\"finished\":true}" } else { "}" });
     out.put_slice(tail.as_bytes());
     out.freeze()
 }

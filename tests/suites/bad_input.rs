@@ -139,8 +139,13 @@ pub async fn an_lf_that_starts_a_well_formed_header_line_splits_the_value_the_cu
     serving: Serving,
 ) {
     let chat = Chat::start(serving).await;
-    let seen = chat.log.push(Event::new("seen").with_name("message").unwrap());
-    chat.log.push(Event::new("next").with_name("message").unwrap());
+    let seen = chat
+        .log
+        .push(Event::new("seen").with_name("message").unwrap())
+        .unwrap();
+    chat.log
+        .push(Event::new("next").with_name("message").unwrap())
+        .unwrap();
     // `<id>\nX-Smuggled: 1`: two header lines. The cursor is exactly the text before the LF,
     // so the stream resumes after `seen`; the second line is an ordinary unknown header.
     let line = format!("Last-Event-ID: {}\nX-Smuggled: 1", seen.id().unwrap());
@@ -237,7 +242,9 @@ pub async fn a_non_utf8_last_event_id_is_400_naming_the_byte(serving: Serving) {
 pub async fn an_unknown_epoch_is_a_reset_then_the_retained_events(serving: Serving) {
     let chat = Chat::with_log(serving, MemoryLog::builder().history(2).build()).await;
     for text in ["one", "two", "three"] {
-        chat.log.push(Event::new(text).with_name("message").unwrap());
+        chat.log
+            .push(Event::new(text).with_name("message").unwrap())
+            .unwrap();
     }
     let foreign = format!("{}-2", chat.foreign_epoch());
 
@@ -273,7 +280,7 @@ pub async fn an_unknown_epoch_is_a_reset_then_the_retained_events(serving: Servi
 
 pub async fn a_sequence_ahead_of_the_log_is_400(serving: Serving) {
     let chat = Chat::start(serving).await;
-    chat.log.push(Event::new("only"));
+    chat.log.push(Event::new("only")).unwrap();
     let future = chat.future_id();
     let response = raw(
         chat.addr(),
@@ -292,7 +299,9 @@ pub async fn a_sequence_ahead_of_the_log_is_400(serving: Serving) {
 
 pub async fn an_empty_last_event_id_is_no_cursor(serving: Serving) {
     let chat = Chat::start(serving).await;
-    chat.log.push(Event::new("before").with_name("message").unwrap());
+    chat.log
+        .push(Event::new("before").with_name("message").unwrap())
+        .unwrap();
     let position = chat.log.position();
     // An empty header value (and one of blanks, which the parser trims to empty) is what an
     // EventSource that has seen no id sends: read from the live end, no reset.

@@ -16,8 +16,8 @@ use axum::Router;
 use http::StatusCode;
 use tower::service_fn;
 use tower_eventstream::{
-    Event, EventLog, EventLogService, EventStreamLayer, LastEventId, MemoryLog, MemorySubscription,
-    RequestError, Shutdown, StartPosition, StreamConfig, StreamRequest, SubscribeError,
+    AppendError, Event, EventLog, EventLogService, EventStreamLayer, LastEventId, MemoryLog,
+    MemorySubscription, RequestError, Shutdown, StartPosition, StreamConfig, StreamRequest, SubscribeError,
 };
 
 use crate::support::client::{long_poll, request};
@@ -67,8 +67,13 @@ impl EventLog for FlakyLog {
     type Error = Down;
     type Subscription = MemorySubscription;
 
-    async fn append(&self, event: Event) -> Result<Event, Down> {
-        Ok(self.memory.push(event))
+    async fn append(&self, event: Event) -> Result<Event, AppendError<Down>> {
+        self.memory.push(event).map_err(|_| AppendError::Finished)
+    }
+
+    async fn finish(&self) -> Result<(), Down> {
+        self.memory.finish();
+        Ok(())
     }
 
     async fn record_gap(&self) -> Result<(), Down> {
@@ -129,7 +134,14 @@ async fn serve_flaky(serving: Serving, log: &FlakyLog) -> (std::net::SocketAddr,
 fn push_all(log: &MemoryLog, texts: &[&str]) -> Vec<String> {
     texts
         .iter()
-        .map(|text| log.push(Event::new(*text)).id().unwrap().as_str().to_owned())
+        .map(|text| {
+            log.push(Event::new(*text))
+                .unwrap()
+                .id()
+                .unwrap()
+                .as_str()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -385,7 +397,7 @@ pub async fn an_inner_service_error_ends_an_sse_stream_with_a_jittered_retry_hin
     // Once the inner service recovers, the same request streams.
     failing.store(false, Ordering::SeqCst);
     let mut client = SseClient::connect(addr, "/events", None).await;
-    memory.push(Event::new("back"));
+    memory.push(Event::new("back")).unwrap();
     assert_eq!(client.next().await.data, "back");
 }
 

@@ -39,7 +39,9 @@ pub async fn a_held_poll_returns_as_soon_as_an_event_is_published(serving: Servi
     assert!(!poll.is_finished(), "nothing to answer with yet");
 
     let published = Instant::now();
-    let event = log.push(Event::new("wake up").with_name("alarm").unwrap());
+    let event = log
+        .push(Event::new("wake up").with_name("alarm").unwrap())
+        .unwrap();
     let (_, answer) = within("the held poll", poll).await.unwrap();
     let waited = published.elapsed();
     assert!(
@@ -58,13 +60,13 @@ pub async fn a_held_poll_returns_as_soon_as_an_event_is_published(serving: Servi
 
 pub async fn one_poll_gets_every_event_published_since_the_cursor(serving: Serving) {
     let log = MemoryLog::new();
-    log.push(Event::new("before the cursor"));
+    log.push(Event::new("before the cursor")).unwrap();
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     let cursor = log.position().as_str().to_owned();
     let published: Vec<Event> = ["one", "two\r\nlines", "three"]
         .into_iter()
-        .map(|data| log.push(Event::new(data)))
+        .map(|data| log.push(Event::new(data)).unwrap())
         .collect();
 
     let started = Instant::now();
@@ -84,7 +86,10 @@ pub async fn a_short_poll_answers_at_once_with_the_ready_events(serving: Serving
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     let cursor = log.position().as_str().to_owned();
-    let published = vec![log.push(Event::new("a")), log.push(Event::new("b"))];
+    let published = vec![
+        log.push(Event::new("a")).unwrap(),
+        log.push(Event::new("b")).unwrap(),
+    ];
 
     let (_, answer) = long_poll(addr, &format!("/events?lastEventId={cursor}&timeout=0")).await;
     assert_eq!(poll_data(&answer), ["a", "b"]);
@@ -93,7 +98,7 @@ pub async fn a_short_poll_answers_at_once_with_the_ready_events(serving: Serving
 
 pub async fn a_short_poll_with_nothing_ready_answers_at_once_with_the_empty_shape(serving: Serving) {
     let log = MemoryLog::new();
-    log.push(Event::new("old"));
+    log.push(Event::new("old")).unwrap();
     // With the default 25 s wait, only `timeout=0` can answer within the test's limit.
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
@@ -111,7 +116,7 @@ pub async fn a_short_poll_with_nothing_ready_answers_at_once_with_the_empty_shap
 pub async fn a_timed_out_poll_answers_the_empty_shape_with_the_same_cursor(serving: Serving) {
     let log = MemoryLog::new();
     for n in 0..3 {
-        log.push(Event::new(n.to_string()));
+        log.push(Event::new(n.to_string())).unwrap();
     }
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
@@ -157,7 +162,8 @@ pub async fn the_wait_is_clamped_to_max_wait(serving: Serving) {
 
 pub async fn a_poll_without_cursor_gets_the_current_position_then_exactly_what_follows(serving: Serving) {
     let log = MemoryLog::new();
-    log.push(Event::new("history the client never asked for"));
+    log.push(Event::new("history the client never asked for"))
+        .unwrap();
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
 
@@ -171,7 +177,10 @@ pub async fn a_poll_without_cursor_gets_the_current_position_then_exactly_what_f
     let cursor = poll_cursor(&first);
     assert_eq!(cursor, log.position().as_str());
 
-    let between = vec![log.push(Event::new("x")), log.push(Event::new("y"))];
+    let between = vec![
+        log.push(Event::new("x")).unwrap(),
+        log.push(Event::new("y")).unwrap(),
+    ];
     let (_, second) = long_poll(addr, &format!("/events?lastEventId={cursor}&timeout=10000")).await;
     assert_eq!(poll_ids(&second), ids(&between));
     assert_eq!(poll_data(&second), ["x", "y"]);
@@ -190,7 +199,7 @@ pub async fn a_poll_without_cursor_on_an_empty_log_gets_a_position_not_null(serv
     let cursor = poll_cursor(&first);
     assert!(!cursor.is_empty());
 
-    let event = log.push(Event::new("first ever"));
+    let event = log.push(Event::new("first ever")).unwrap();
     let (_, second) = long_poll(addr, &format!("/events?lastEventId={cursor}&timeout=10000")).await;
     assert_eq!(poll_ids(&second), [event.id().unwrap().as_str()]);
     assert_eq!(second["reset"], false);
@@ -202,7 +211,9 @@ pub async fn the_batch_limit_caps_an_answer_and_the_next_poll_continues_without_
     let server = TestServer::start(serving, events_router(&log, config)).await;
     let addr = server.addr;
     let mut cursor = log.position().as_str().to_owned();
-    let published: Vec<Event> = (0..5).map(|n| log.push(Event::new(format!("e{n}")))).collect();
+    let published: Vec<Event> = (0..5)
+        .map(|n| log.push(Event::new(format!("e{n}"))).unwrap())
+        .collect();
 
     let mut received = Vec::new();
     let mut sizes = Vec::new();
@@ -260,9 +271,9 @@ pub async fn the_last_event_id_header_wins_over_the_query_cursor(serving: Servin
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     let older = log.position().as_str().to_owned();
-    log.push(Event::new("seen"));
+    log.push(Event::new("seen")).unwrap();
     let newer = log.position().as_str().to_owned();
-    log.push(Event::new("not seen"));
+    log.push(Event::new("not seen")).unwrap();
 
     let answer = request(
         addr,
@@ -281,7 +292,7 @@ pub async fn an_empty_last_event_id_header_counts_as_absent_and_the_query_cursor
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     let cursor = log.position().as_str().to_owned();
-    log.push(Event::new("after the cursor"));
+    log.push(Event::new("after the cursor")).unwrap();
 
     let empty_header: &[(&str, &[u8])] = &[("last-event-id", b"")];
     // Without a query cursor, an empty header is a fresh client at the live end.
@@ -313,7 +324,7 @@ pub async fn a_cursor_older_than_the_history_answers_reset_with_the_retained_eve
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     let published: Vec<Event> = (1..=6)
-        .map(|n| log.push(Event::new(format!("event {n}"))))
+        .map(|n| log.push(Event::new(format!("event {n}"))).unwrap())
         .collect();
     let trimmed = published[0].id().unwrap().as_str();
 
@@ -341,7 +352,7 @@ pub async fn a_cursor_from_another_log_instance_answers_reset_with_the_retained_
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     let published: Vec<Event> = (1..=2)
-        .map(|n| log.push(Event::new(format!("event {n}"))))
+        .map(|n| log.push(Event::new(format!("event {n}"))).unwrap())
         .collect();
     // A position of another instance (as after a restart), even one that looks "old".
     let foreign = format!("{}-1", other.epoch());
@@ -378,7 +389,7 @@ pub async fn a_reset_with_nothing_retained_still_answers_at_once(serving: Servin
 
 pub async fn malformed_cursors_and_parameters_get_400_with_a_reason_over_long_poll(serving: Serving) {
     let log = MemoryLog::new();
-    log.push(Event::new("something"));
+    log.push(Event::new("something")).unwrap();
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     assert_malformed_requests_refused(addr, &log, false).await;
@@ -426,7 +437,7 @@ pub async fn answered_polls_release_their_subscriptions(serving: Serving) {
             async move { long_poll(addr, &format!("/events?lastEventId={cursor}&timeout=10000")).await },
         );
     wait_until("the held poll", || log.subscriber_count() == 1).await;
-    log.push(Event::new("done"));
+    log.push(Event::new("done")).unwrap();
     within("the poll", poll).await.unwrap();
     wait_until("the answered poll to release its subscription", || {
         log.subscriber_count() == 0

@@ -49,7 +49,7 @@ pub async fn events_arrive_in_order_with_exact_data_names_and_ids(serving: Servi
         if let Some(name) = name {
             event = event.with_name(name).unwrap();
         }
-        published.push(log.push(event));
+        published.push(log.push(event).unwrap());
     }
 
     for ((data, name, expected), stored) in cases.iter().zip(&published) {
@@ -79,18 +79,18 @@ pub async fn crlf_and_lone_cr_are_one_line_break_on_the_wire(serving: Serving) {
     let mut raw = SseReader::connect(addr, "/events", None).await;
     raw.read_opening().await;
 
-    let crlf = log.push(Event::new("a\r\nb"));
+    let crlf = log.push(Event::new("a\r\nb")).unwrap();
     let block = raw.read_block().await;
     assert_eq!(block, format!("id: {}\ndata: a\ndata: b\n\n", crlf.id().unwrap()));
 
-    let cr = log.push(Event::new("c\rd").with_name("x").unwrap());
+    let cr = log.push(Event::new("c\rd").with_name("x").unwrap()).unwrap();
     let block = raw.read_block().await;
     assert_eq!(
         block,
         format!("id: {}\nevent: x\ndata: c\ndata: d\n\n", cr.id().unwrap())
     );
 
-    let empty = log.push(Event::new(""));
+    let empty = log.push(Event::new("")).unwrap();
     let block = raw.read_block().await;
     assert_eq!(block, format!("id: {}\ndata: \n\n", empty.id().unwrap()));
 }
@@ -104,7 +104,7 @@ pub async fn reconnecting_with_last_event_id_resumes_without_loss_or_duplicate(s
 
     let mut first = SseClient::connect(addr, "/events", None).await;
     for n in 1..=3 {
-        log.push(Event::new(format!("event {n}")));
+        log.push(Event::new(format!("event {n}"))).unwrap();
     }
     let seen: Vec<String> = first.take(3).await.into_iter().map(|e| e.data).collect();
     assert_eq!(seen, ["event 1", "event 2", "event 3"]);
@@ -113,13 +113,13 @@ pub async fn reconnecting_with_last_event_id_resumes_without_loss_or_duplicate(s
 
     // Published while the client is away.
     for n in 4..=6 {
-        log.push(Event::new(format!("event {n}")));
+        log.push(Event::new(format!("event {n}"))).unwrap();
     }
 
     let mut second = SseClient::connect(addr, "/events", Some(&last_seen)).await;
     // A marker published after reconnecting: anything repeated or replayed twice would
     // arrive before it.
-    let marker = log.push(Event::new("after reconnect"));
+    let marker = log.push(Event::new("after reconnect")).unwrap();
     let resumed = second.take(4).await;
     let data: Vec<&str> = resumed.iter().map(|e| e.data.as_str()).collect();
     assert_eq!(data, ["event 4", "event 5", "event 6", "after reconnect"]);
@@ -134,7 +134,7 @@ pub async fn the_opening_carries_the_position_so_a_client_that_saw_no_event_resu
     serving: Serving,
 ) {
     let log = MemoryLog::new();
-    let before = log.push(Event::new("before connecting"));
+    let before = log.push(Event::new("before connecting")).unwrap();
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
 
@@ -164,12 +164,12 @@ pub async fn the_opening_carries_the_position_so_a_client_that_saw_no_event_resu
     drop(raw);
 
     // Published after the client went away, before it saw any event.
-    log.push(Event::new("missed 1"));
-    log.push(Event::new("missed 2"));
+    log.push(Event::new("missed 1")).unwrap();
+    log.push(Event::new("missed 2")).unwrap();
 
     // An EventSource reconnects with the id of the opening as Last-Event-ID.
     let mut client = SseClient::connect(addr, "/events", Some(&id)).await;
-    let marker = log.push(Event::new("live"));
+    let marker = log.push(Event::new("live")).unwrap();
     let data: Vec<String> = client.take(3).await.into_iter().map(|e| e.data).collect();
     assert_eq!(data, ["missed 1", "missed 2", "live"]);
     assert_eq!(client.last_event_id(), marker.id().unwrap().as_str());
@@ -185,7 +185,7 @@ pub async fn the_opening_of_an_empty_log_carries_a_position_too(serving: Serving
     assert_eq!(id, log.position().as_str());
     drop(raw);
 
-    log.push(Event::new("first ever"));
+    log.push(Event::new("first ever")).unwrap();
     let mut client = SseClient::connect(addr, "/events", Some(&id)).await;
     assert_eq!(client.next().await.data, "first ever");
 }
@@ -197,7 +197,7 @@ pub async fn a_cursor_older_than_the_history_gets_a_reset_event_then_the_retaine
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     let stored: Vec<Event> = (1..=6)
-        .map(|n| log.push(Event::new(format!("event {n}"))))
+        .map(|n| log.push(Event::new(format!("event {n}"))).unwrap())
         .collect();
     let trimmed = stored[0].id().unwrap().as_str();
 
@@ -223,12 +223,12 @@ pub async fn a_cursor_from_another_log_instance_gets_a_reset_event_then_the_reta
 ) {
     let log = MemoryLog::builder().history(3).build();
     let other = MemoryLog::new();
-    let foreign = other.push(Event::new("elsewhere"));
+    let foreign = other.push(Event::new("elsewhere")).unwrap();
     assert_ne!(log.epoch(), other.epoch());
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     for n in 1..=4 {
-        log.push(Event::new(format!("event {n}")));
+        log.push(Event::new(format!("event {n}"))).unwrap();
     }
 
     let mut client = SseClient::connect(addr, "/events", Some(foreign.id().unwrap().as_str())).await;
@@ -243,7 +243,7 @@ pub async fn a_cursor_from_another_log_instance_gets_a_reset_event_then_the_reta
     assert_eq!(data, ["event 2", "event 3", "event 4"]);
 
     // And live events follow.
-    log.push(Event::new("live"));
+    log.push(Event::new("live")).unwrap();
     assert_eq!(client.next().await.data, "live");
 }
 
@@ -252,8 +252,8 @@ pub async fn the_reset_event_name_is_configurable(serving: Serving) {
     let config = StreamConfig::default().reset_event("gap").unwrap();
     let server = TestServer::start(serving, events_router(&log, config)).await;
     let addr = server.addr;
-    let first = log.push(Event::new("one"));
-    log.push(Event::new("two"));
+    let first = log.push(Event::new("one")).unwrap();
+    log.push(Event::new("two")).unwrap();
     let mut client = SseClient::connect(addr, "/events", Some(first.id().unwrap().as_str())).await;
     // `first` is still the position just before "two", so nothing was lost: no reset.
     assert_eq!(client.next().await.data, "two");
@@ -323,7 +323,7 @@ pub async fn no_keep_alive_while_events_flow_faster_than_the_interval(serving: S
             let mut tick = tokio::time::interval(Duration::from_millis(25));
             for n in 0..EVENTS {
                 tick.tick().await;
-                log.push(Event::new(format!("tick {n}")));
+                log.push(Event::new(format!("tick {n}"))).unwrap();
             }
         })
     };
@@ -345,7 +345,7 @@ pub async fn no_keep_alive_while_events_flow_faster_than_the_interval(serving: S
 
 pub async fn malformed_cursors_and_parameters_get_400_with_a_reason_over_sse(serving: Serving) {
     let log = MemoryLog::new();
-    log.push(Event::new("something"));
+    log.push(Event::new("something")).unwrap();
     let server = TestServer::start(serving, events_router(&log, StreamConfig::default())).await;
     let addr = server.addr;
     assert_malformed_requests_refused(addr, &log, true).await;

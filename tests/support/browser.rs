@@ -253,7 +253,7 @@ pub fn publish_messages(log: &MemoryLog, count: usize, prefix: &str) -> Value {
     let events = (0..count)
         .map(|n| {
             let text = format!("{prefix} {n}");
-            let stored = log.push(Event::new(&text).with_name("message").unwrap());
+            let stored = log.push(Event::new(&text).with_name("message").unwrap()).unwrap();
             json!({ "id": stored.id().unwrap().as_str(), "data": text })
         })
         .collect();

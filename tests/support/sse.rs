@@ -183,6 +183,22 @@ impl SseClient {
         out
     }
 
+    /// Waits for the stream to end (checkpoints may come first); fails on an event, on
+    /// an error, or after [`LIMIT`](super::LIMIT).
+    pub async fn ended(&mut self) {
+        within("the end of the SSE stream", async {
+            loop {
+                match self.events.next().await {
+                    Some(Ok(event)) if event.event == "checkpoint" => {}
+                    Some(Ok(event)) => panic!("an event where the stream should end: {event:?}"),
+                    Some(Err(error)) => panic!("SSE stream failed: {error}"),
+                    None => return,
+                }
+            }
+        })
+        .await
+    }
+
     /// What `EventSource.lastEventId` would be after the events dispatched so far.
     pub fn last_event_id(&self) -> &str {
         self.events.last_event_id()

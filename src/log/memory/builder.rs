@@ -89,6 +89,7 @@ impl MemoryLogBuilder {
                     newest: start,
                     complete_after: start,
                     gap_recorded: false,
+                    finished: false,
                 }),
                 wake: Wakeup::new(),
                 ids,

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::ring::{Counted, CountsSubscribers, Follower, Lock, Ring, RingEntry, SubscriberCount};
 use super::wake::Wakeup;
-use super::{EventLog, ResumeOutcome, StartPosition, SubscribeError};
+use super::{AppendError, EventLog, ResumeOutcome, StartPosition, SubscribeError};
 use crate::measure::{self, GapCause};
 use crate::stats::{LogCounters, LogStats};
 use crate::{CursorError, Event, EventId, LastEventId};
@@ -75,6 +75,8 @@ struct Held {
     complete_after: Position,
     /// [`MemoryLog::record_gap`] was called: the next event appended carries the gap.
     gap_recorded: bool,
+    /// [`MemoryLog::finish`] was called: `newest` is the end.
+    finished: bool,
 }
 
 /// An event of the ring.
@@ -190,16 +192,20 @@ impl MemoryLog {
     }
 
     /// Appends without waiting (the [`EventLog::append`] future is ready at once) and
-    /// returns the event with the id the log gave it. In a log that keeps source ids, an
-    /// event the log already holds (its id is not above the newest) is not appended again.
-    pub fn push(&self, event: Event) -> Event {
+    /// returns the event with the id the log gave it; a finished log refuses with
+    /// [`AppendError::Finished`]. In a log that keeps source ids, an event the log already
+    /// holds (its id is not above the newest) is not appended again.
+    pub fn push(&self, event: Event) -> Result<Event, AppendError<Infallible>> {
         let stored = {
             let mut held = self.current();
+            if held.finished {
+                return Err(AppendError::Finished);
+            }
             let position = match &self.shared.ids {
                 Ids::Sequence { .. } => Position::at(held.ring.next_seq()),
                 Ids::Source { .. } => match source_id(event.id()) {
                     Some(number) if Position::at(number) <= held.newest => {
-                        return event.with_event_id(self.id_for(Position::at(number)));
+                        return Ok(event.with_event_id(self.id_for(Position::at(number))));
                     }
                     Some(number) => Position::at(number),
                     None => Position {
@@ -226,7 +232,39 @@ impl MemoryLog {
         };
         self.shared.counters.appended(1);
         self.shared.wake.wake_readers(self.shared.subscribers.get());
-        stored
+        Ok(stored)
+    }
+
+    /// Ends the log (the [`EventLog::finish`] future is ready at once): appends are refused
+    /// from now on, and each subscriber's stream ends once it has read every event.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use tower_eventstream::{AppendError, Delivery, Event, EventFeed, MemoryLog};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # rt.block_on(async {
+    /// let log = MemoryLog::new();
+    /// let mut reader = log.subscribe_now(None).unwrap();
+    /// log.push(Event::new("the last word")).unwrap();
+    /// log.finish();
+    /// assert!(matches!(log.push(Event::new("too late")), Err(AppendError::Finished)));
+    ///
+    /// let mut deliveries = std::pin::pin!(reader.into_stream());
+    /// assert!(matches!(deliveries.next().await, Some(Ok(Delivery::Event(_)))));
+    /// assert!(deliveries.next().await.is_none(), "the stream ends after the last event");
+    /// # });
+    /// ```
+    pub fn finish(&self) {
+        let newly = !std::mem::replace(&mut self.shared.held.lock().finished, true);
+        if newly {
+            self.shared.wake.wake_readers(self.shared.subscribers.get());
+        }
+    }
+
+    /// Whether the log is finished.
+    pub fn is_finished(&self) -> bool {
+        self.shared.held.lock().finished
     }
 
     /// Records that events were lost on their way into the log (the source lagged, an
@@ -325,6 +363,8 @@ impl MemoryLog {
             // Another instance, or history no longer held.
             Some(_) => (ResumeOutcome::Gap, ring.first_seq(), before_oldest),
         };
+        // A finished log read to its end: the subscription has nothing to deliver, ever.
+        let at_end = held.finished && outcome != ResumeOutcome::Gap && next_seq == ring.next_seq();
         drop(held);
         // The first poll arms a fresh wake-up and then looks at the ring.
         let mut follower = Follower::new(self.shared.wake.notify(), next_seq, at);
@@ -338,6 +378,7 @@ impl MemoryLog {
             Counted::new(self.clone()),
             follower,
             outcome,
+            at_end,
         ))
     }
 }
@@ -362,8 +403,13 @@ impl EventLog for MemoryLog {
     type Error = Infallible;
     type Subscription = MemorySubscription;
 
-    fn append(&self, event: Event) -> impl Future<Output = Result<Event, Infallible>> + Send {
-        std::future::ready(Ok(self.push(event)))
+    fn append(&self, event: Event) -> impl Future<Output = Result<Event, AppendError<Infallible>>> + Send {
+        std::future::ready(self.push(event))
+    }
+
+    fn finish(&self) -> impl Future<Output = Result<(), Infallible>> + Send {
+        MemoryLog::finish(self);
+        std::future::ready(Ok(()))
     }
 
     fn record_gap(&self) -> impl Future<Output = Result<(), Infallible>> + Send {

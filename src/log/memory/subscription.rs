@@ -17,15 +17,29 @@ pub struct MemorySubscription {
     /// Its place in the ring.
     follower: Follower<Position>,
     outcome: ResumeOutcome,
+    /// It has taken every entry of a finished log: once those are handed out, its stream
+    /// ends (nothing can be appended after the end, so this never changes back).
+    end_taken: bool,
 }
 
 impl MemorySubscription {
-    pub(super) fn new(log: Counted<MemoryLog>, follower: Follower<Position>, outcome: ResumeOutcome) -> Self {
+    pub(super) fn new(
+        log: Counted<MemoryLog>,
+        follower: Follower<Position>,
+        outcome: ResumeOutcome,
+        end_taken: bool,
+    ) -> Self {
         MemorySubscription {
             log,
             follower,
             outcome,
+            end_taken,
         }
+    }
+
+    /// After a look at the ring: whether the log is finished and every entry is taken.
+    fn end_taken(follower: &Follower<Position>, held: &super::Held) -> bool {
+        held.finished && follower.read_all(&held.ring)
     }
 }
 
@@ -41,11 +55,15 @@ impl EventFeed for MemorySubscription {
             if let Some(delivery) = this.follower.pop(this.log.counters(), |at| this.log.id_for(at)) {
                 return Poll::Ready(Some(Ok(delivery)));
             }
+            if this.end_taken {
+                return Poll::Ready(None);
+            }
             ready!(this.follower.wake.poll_rearm(cx));
             let held = this.log.current();
             // Fell behind the history while connected: report it, then go on from the oldest.
             this.follower.skip_lag(&held.ring, held.complete_after);
             this.follower.take(&held.ring);
+            this.end_taken = Self::end_taken(&this.follower, &held);
         }
     }
 
@@ -57,7 +75,7 @@ impl EventFeed for MemorySubscription {
     ) -> Poll<Option<Result<usize, Infallible>>> {
         let this = self.get_mut();
         loop {
-            if this.follower.has_ready() {
+            if this.follower.has_ready() || this.end_taken {
                 return Poll::Ready(Some(Ok(0)));
             }
             ready!(this.follower.wake.poll_rearm(cx));
@@ -70,13 +88,14 @@ impl EventFeed for MemorySubscription {
             }
             // Copy straight from the ring under one lock.
             let copied = this.follower.copy_encoded(&held.ring, out, max_bytes);
+            this.end_taken = Self::end_taken(&this.follower, &held);
             drop(held);
             if copied > 0 {
                 return Poll::Ready(Some(Ok(copied)));
             }
             // A recorded gap (or events the client has seen) stopped the copy: they were
-            // taken instead, for `poll_delivery` to hand out.
-            if this.follower.has_ready() {
+            // taken instead, for `poll_delivery` to hand out; or the end was reached.
+            if this.follower.has_ready() || this.end_taken {
                 return Poll::Ready(Some(Ok(0)));
             }
         }
@@ -88,6 +107,10 @@ impl EventFeed for MemorySubscription {
 
     fn honours_cursor(&self) -> bool {
         true
+    }
+
+    fn is_finished(&self) -> bool {
+        self.end_taken && !self.follower.has_ready()
     }
 }
 

@@ -38,12 +38,12 @@ fn cursor(id: &EventId) -> LastEventId {
 #[test]
 fn resumes_exactly_after_the_cursor() {
     let log = MemoryLog::new();
-    let a = log.push(Event::new("a"));
-    log.push(Event::new("b"));
+    let a = log.push(Event::new("a")).unwrap();
+    log.push(Event::new("b")).unwrap();
     let mut sub = log.subscribe_now(Some(&cursor(a.id().unwrap()))).unwrap();
     assert_eq!(sub.outcome(), ResumeOutcome::Resumed);
     assert_eq!(data(&ready(&mut sub)), ["b"]);
-    log.push(Event::new("c"));
+    log.push(Event::new("c")).unwrap();
     assert_eq!(data(&ready(&mut sub)), ["c"]);
     assert_eq!(sub.position().unwrap(), log.position());
 }
@@ -51,14 +51,14 @@ fn resumes_exactly_after_the_cursor() {
 #[test]
 fn trimmed_history_and_foreign_epochs_are_gaps() {
     let log = MemoryLog::builder().history(2).build();
-    let a = log.push(Event::new("a"));
-    log.push(Event::new("b"));
-    log.push(Event::new("c"));
+    let a = log.push(Event::new("a")).unwrap();
+    log.push(Event::new("b")).unwrap();
+    log.push(Event::new("c")).unwrap();
     let mut sub = log.subscribe_now(Some(&cursor(a.id().unwrap()))).unwrap();
     assert_eq!(sub.outcome(), ResumeOutcome::Resumed, "b is still held");
     assert_eq!(data(&ready(&mut sub)), ["b", "c"]);
 
-    log.push(Event::new("d"));
+    log.push(Event::new("d")).unwrap();
     let mut sub = log.subscribe_now(Some(&cursor(a.id().unwrap()))).unwrap();
     assert_eq!(sub.outcome(), ResumeOutcome::Gap);
     assert_eq!(data(&ready(&mut sub)), ["<gap>", "c", "d"]);
@@ -74,7 +74,7 @@ fn a_lagging_subscriber_gets_a_gap_not_silence() {
     let log = MemoryLog::builder().history(3).build();
     let mut sub = log.subscribe_now(None).unwrap();
     for n in 0..10 {
-        log.push(Event::new(n.to_string()));
+        log.push(Event::new(n.to_string())).unwrap();
     }
     assert_eq!(data(&ready(&mut sub)), ["<gap>", "7", "8", "9"]);
 }
@@ -113,7 +113,7 @@ fn hands_out_more_than_one_batch_without_a_new_append() {
     let log = MemoryLog::new();
     let mut sub = log.subscribe_now(None).unwrap();
     for n in 0..(3 * TAKE_PER_LOCK + 5) {
-        log.push(Event::new(n.to_string()));
+        log.push(Event::new(n.to_string())).unwrap();
     }
     let expected: Vec<String> = (0..(3 * TAKE_PER_LOCK + 5)).map(|n| n.to_string()).collect();
     assert_eq!(data(&ready(&mut sub)), expected);
@@ -129,7 +129,7 @@ fn the_encoded_path_reports_a_lag_gap_then_the_held_events() {
         .poll_encoded(&mut cx, &mut out, 1 << 16)
         .is_pending());
     for n in 0..10 {
-        log.push(Event::new(n.to_string()));
+        log.push(Event::new(n.to_string())).unwrap();
     }
     let answer = Pin::new(&mut sub).poll_encoded(&mut cx, &mut out, 1 << 16);
     assert!(
@@ -138,7 +138,7 @@ fn the_encoded_path_reports_a_lag_gap_then_the_held_events() {
     );
     // The held events follow the gap at once, without waiting for another append.
     assert_eq!(data(&ready(&mut sub)), ["<gap>", "7", "8", "9"]);
-    log.push(Event::new("10"));
+    log.push(Event::new("10")).unwrap();
     let answer = Pin::new(&mut sub).poll_encoded(&mut cx, &mut out, 1 << 16);
     assert!(matches!(answer, Poll::Ready(Some(Ok(n))) if n > 0));
     assert!(out.ends_with(b"data: 10\n\n"));
@@ -152,7 +152,7 @@ async fn wakes_a_waiting_subscriber() {
     let publisher = log.clone();
     tokio::spawn(async move {
         tokio::task::yield_now().await;
-        publisher.push(Event::new("late"));
+        publisher.push(Event::new("late")).unwrap();
     });
     let got = poll_fn(|cx| Pin::new(&mut sub).poll_delivery(cx))
         .await
@@ -192,7 +192,7 @@ fn many_subscribers_woken_by_hand_off_see_every_event_once_in_order() {
     let publisher = log.clone();
     runtime.block_on(async move {
         for n in 0..EVENTS {
-            publisher.push(Event::new(n.to_string()));
+            publisher.push(Event::new(n.to_string())).unwrap();
             if n % 7 == 0 {
                 tokio::task::yield_now().await;
             }
@@ -217,7 +217,7 @@ fn many_subscribers_woken_by_hand_off_see_every_event_once_in_order() {
     let waker = std::task::Waker::from(Arc::clone(&woken));
     let mut cx = Context::from_waker(&waker);
     assert!(Pin::new(&mut late).poll_delivery(&mut cx).is_pending());
-    log.push(Event::new("after"));
+    log.push(Event::new("after")).unwrap();
     assert!(woken.0.load(Ordering::Acquire));
 }
 
@@ -254,11 +254,11 @@ fn a_recorded_gap_comes_just_before_the_next_event_on_both_paths() {
     let log = MemoryLog::new();
     let mut live = log.subscribe_now(None).unwrap();
     let mut encoded = log.subscribe_now(None).unwrap();
-    let a = log.push(Event::new("a"));
+    let a = log.push(Event::new("a")).unwrap();
     log.record_gap();
     log.record_gap();
-    log.push(Event::new("b"));
-    log.push(Event::new("c"));
+    log.push(Event::new("b")).unwrap();
+    log.push(Event::new("c")).unwrap();
     assert_eq!(
         data(&ready(&mut live)),
         ["a", "<gap>", "b", "c"],
@@ -276,7 +276,7 @@ fn a_recorded_gap_comes_just_before_the_next_event_on_both_paths() {
     let mut resumed = log.subscribe_now(Some(&cursor(a.id().unwrap()))).unwrap();
     assert_eq!(data(&ready(&mut resumed)), ["<gap>", "b", "c"]);
     let mut fresh = log.subscribe_now(None).unwrap();
-    log.push(Event::new("d"));
+    log.push(Event::new("d")).unwrap();
     assert_eq!(data(&ready(&mut fresh)), ["d"]);
 }
 
@@ -284,16 +284,20 @@ fn a_recorded_gap_comes_just_before_the_next_event_on_both_paths() {
 fn a_log_with_source_ids_keeps_them_and_resumes_across_instances() {
     let first = MemoryLog::builder().source_ids("orders", 0).unwrap().build();
     for id in [3, 5, 9] {
-        first.push(
-            Event::new(format!("change {id}"))
-                .with_id(id.to_string())
-                .unwrap(),
-        );
+        first
+            .push(
+                Event::new(format!("change {id}"))
+                    .with_id(id.to_string())
+                    .unwrap(),
+            )
+            .unwrap();
     }
     assert_eq!(first.position().as_str(), "orders-9");
-    let without_id = first.push(Event::new("no id of its own"));
+    let without_id = first.push(Event::new("no id of its own")).unwrap();
     assert_eq!(without_id.id().unwrap().as_str(), "orders-9.1");
-    let replayed = first.push(Event::new("change 5 again").with_id("5").unwrap());
+    let replayed = first
+        .push(Event::new("change 5 again").with_id("5").unwrap())
+        .unwrap();
     assert_eq!(replayed.id().unwrap().as_str(), "orders-5");
     assert_eq!(first.len(), 4, "a replayed id is not appended twice");
 
@@ -311,11 +315,13 @@ fn a_log_with_source_ids_keeps_them_and_resumes_across_instances() {
         ResumeOutcome::Gap
     );
     for id in [5, 9] {
-        second.push(
-            Event::new(format!("change {id}"))
-                .with_id(id.to_string())
-                .unwrap(),
-        );
+        second
+            .push(
+                Event::new(format!("change {id}"))
+                    .with_id(id.to_string())
+                    .unwrap(),
+            )
+            .unwrap();
     }
     // The client that saw 5 is ahead of the replay at first: it gets 9 only.
     assert_eq!(data(&ready(&mut resumed)), ["change 9"]);
@@ -344,10 +350,10 @@ fn a_log_name_must_fit_in_a_cursor() {
 fn stats_count_appends_and_gaps_recorded_and_reported() {
     let log = MemoryLog::builder().history(2).build();
     let mut live = log.subscribe_now(None).unwrap();
-    log.push(Event::new("a"));
+    log.push(Event::new("a")).unwrap();
     log.record_gap();
     log.record_gap(); // one gap, as it is reported once
-    log.push(Event::new("b"));
+    log.push(Event::new("b")).unwrap();
     assert_eq!(data(&ready(&mut live)), ["a", "<gap>", "b"]);
     // Another instance's cursor: a gap first, then the history with its recorded gap.
     let other = if log.epoch() == "0badcafe" {
