@@ -93,7 +93,7 @@ impl LastEventId {
 /// use tower_eventstream::{Event, LastEventId, MemoryLog};
 ///
 /// let log = MemoryLog::new();
-/// let stored = log.push(Event::new("hello"));
+/// let stored = log.push(Event::new("hello")).unwrap();
 /// let cursor = LastEventId::try_from(stored.id().unwrap()).unwrap();
 /// assert_eq!(cursor.as_str(), stored.id().unwrap().as_str());
 /// ```

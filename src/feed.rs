@@ -158,7 +158,7 @@ pub trait EventFeed: Send + 'static {
     /// # rt.block_on(async {
     /// let log = MemoryLog::new();
     /// let mut deliveries = log.subscribe(None).await.unwrap().into_stream();
-    /// log.push(Event::new("hello"));
+    /// log.push(Event::new("hello")).unwrap();
     /// match deliveries.next().await {
     ///     Some(Ok(Delivery::Event(event))) => assert_eq!(event.data(), "hello"),
     ///     other => panic!("{other:?}"),

@@ -39,6 +39,11 @@
 //!   another log instance, a subscriber that fell behind): [`Delivery::Gap`],
 //!   [`ResumeOutcome::Gap`]. The client hears of it as a **reset**: an SSE event named
 //!   `reset` ([`StreamConfig::reset_event`]) or `"reset": true` in a long-poll answer.
+//! - **start position**: where a client without a cursor starts ([`StartPosition`]: the
+//!   live end, the oldest event held, or the last N), set with [`StreamConfig::start`].
+//! - **end**: a [finished](EventLog::finish) log's last position. Readers get every event
+//!   up to it, then their stream ends; a client that comes back there is answered `204 No
+//!   Content`, which stops an `EventSource` for good ([`EventFeed::is_finished`]).
 //! - **wait**: how long a long poll is held for an event ([`StreamRequest::wait`]): the
 //!   request's `timeout` in milliseconds, at most [`StreamConfig::max_wait`]; zero is a short
 //!   poll.

@@ -37,7 +37,7 @@ use crate::{
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
 /// # rt.block_on(async {
 /// let log = MemoryLog::new();
-/// log.push(Event::new("hello"));
+/// log.push(Event::new("hello")).unwrap();
 /// let service = EventLogService::new(log.clone());
 ///
 /// let cursor = format!("{}-0", log.epoch());

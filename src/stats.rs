@@ -21,7 +21,7 @@ use crate::EventId;
 ///
 /// let log = MemoryLog::builder().history(2).build();
 /// for n in 0..3 {
-///     log.push(Event::new(n.to_string()));
+///     log.push(Event::new(n.to_string())).unwrap();
 /// }
 /// log.record_gap();
 /// let _reader = log.subscribe_now(None).unwrap();

@@ -26,7 +26,7 @@ use support::report;
 use support::seen::{Seen, SeenRequests};
 use support::server::{Serving, TestServer};
 use tower_eventstream::{
-    Delivery, Event, EventFeed, EventId, EventLogService, MemoryLog, StreamConfig, StreamRequest,
+    Delivery, Event, EventFeed, EventId, EventLogService, MemoryLog, Resumed, StreamConfig, StreamRequest,
 };
 use tower_http::cors::CorsLayer;
 
@@ -42,6 +42,11 @@ impl EventFeed for OneCheckpoint {
     ) -> Poll<Option<Result<Delivery, Infallible>>> {
         let sent = std::mem::replace(&mut self.get_mut().0, true);
         Poll::Ready((!sent).then(|| Ok(Delivery::Checkpoint(EventId::new("cp-1").unwrap()))))
+    }
+
+    // It names its positions: its end adds no closing block of the crate's own.
+    fn honours_cursor(&self) -> bool {
+        true
     }
 }
 
@@ -68,7 +73,9 @@ async fn raw(
     if hit > 1 || name == "stop" {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let once = |event: Event| futures_util::stream::iter([Ok::<_, Infallible>(event)]);
+    // One block, and the stream ends with nothing after it: a source that names its
+    // positions gets no closing `end` checkpoint, so the block alone decides the cursor.
+    let once = |event: Event| Resumed::new(futures_util::stream::iter([Ok::<_, Infallible>(event)]));
     match name.as_str() {
         // An id-only block: `id: idonly-1` and a blank line.
         "idonly" => request

@@ -225,3 +225,26 @@ async fn a_finite_plain_stream_is_not_sent_again() {
     let again = get(server.addr, "/words?timeout=0&lastEventId=end").await;
     assert_eq!(again.status.as_u16(), 204);
 }
+
+/// `204` at the end, whichever way the route is served (hyper's servers and the crate's own).
+#[tokio::test]
+async fn every_way_of_serving_answers_204_at_the_end() {
+    let log = MemoryLog::new();
+    let end = log.push(Event::new("last")).unwrap().id().unwrap().to_string();
+    log.finish();
+    let mut servings = vec![Serving::Axum, Serving::HyperUtil];
+    #[cfg(feature = "server")]
+    servings.push(Serving::CrateServer);
+    for serving in servings {
+        let service = EventLogService::new(log.clone());
+        let server = TestServer::start(serving, Router::new().route_service("/events", service)).await;
+        assert_eq!(
+            sse_status(server.addr, "/events", Some(&end)).await,
+            204,
+            "{serving:?}"
+        );
+        let answer = get(server.addr, &format!("/events?timeout=0&lastEventId={end}")).await;
+        assert_eq!(answer.status.as_u16(), 204, "{serving:?}");
+        assert!(answer.body.is_empty(), "{serving:?}: no body with a 204");
+    }
+}

@@ -45,10 +45,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_eventstream::{Event, MakeLog, StartPosition, StreamConfig, TopicError, Topics, TopicsService};
+use tower_eventstream::{Event, MakeLog, StartPosition, StreamConfig, Topics, TopicsService};
 
 #[path = "panel.rs"]
 mod panel;
+#[path = "../shared/publish.rs"]
+mod publish;
 
 /// The largest message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -132,21 +134,5 @@ async fn post_message<M: MakeLog>(rooms: &Topics<M>, room: &str, body: &[u8]) ->
     let event = Event::new(text)
         .with_name("message")
         .expect("`message` is a valid event name");
-    match rooms.append(room, event).await {
-        Ok(stored) => {
-            let id = stored.id().map(|id| id.as_str()).unwrap_or_default();
-            let json = format!("{{\"id\":{}}}", serde_json::Value::from(id));
-            (
-                StatusCode::CREATED,
-                [(header::CONTENT_TYPE, "application/json")],
-                json,
-            )
-                .into_response()
-        }
-        Err(error @ TopicError::InvalidKey(_)) => {
-            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
-        }
-        // A backend fault ("event log unavailable: …") or too many rooms: passing.
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
-    }
+    publish::append_and_answer(rooms, room, event).await
 }

@@ -36,9 +36,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_eventstream::{
-    Access, Event, MakeLog, Refusal, StreamConfig, TopicError, TopicNames, Topics, TopicsService,
-};
+use tower_eventstream::{Access, Event, MakeLog, Refusal, StreamConfig, TopicNames, Topics, TopicsService};
 
 /// Everyone's topic.
 pub const ANNOUNCEMENTS: &str = "announcements";
@@ -51,6 +49,9 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 
 /// The longest user name.
 pub const MAX_USER_LEN: usize = 32;
+
+#[path = "../shared/publish.rs"]
+mod publish;
 
 const PAGE: &str = include_str!("index.html");
 
@@ -158,21 +159,5 @@ async fn publish<M: MakeLog>(topics: &Topics<M>, topic: &str, name: &str, body: 
         return (StatusCode::BAD_REQUEST, "the body must be UTF-8 text\n").into_response();
     };
     let event = Event::new(text).with_name(name).expect("a valid event name");
-    match topics.append(topic, event).await {
-        Ok(stored) => {
-            let id = stored.id().map(|id| id.as_str()).unwrap_or_default();
-            let json = format!("{{\"id\":{}}}", serde_json::Value::from(id));
-            (
-                StatusCode::CREATED,
-                [(header::CONTENT_TYPE, "application/json")],
-                json,
-            )
-                .into_response()
-        }
-        Err(error @ TopicError::InvalidKey(_)) => {
-            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
-        }
-        // A backend fault or too many topics: passing.
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
-    }
+    publish::append_and_answer(topics, topic, event).await
 }

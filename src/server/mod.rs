@@ -36,7 +36,7 @@
 //! }));
 //!
 //! // A short poll from the start of the log, over a plain socket.
-//! log.push(Event::new("hello"));
+//! log.push(Event::new("hello")).unwrap();
 //! let mut client = tokio::net::TcpStream::connect(addr).await?;
 //! let request = format!(
 //!     "GET /events?timeout=0&lastEventId={}-0 HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n",

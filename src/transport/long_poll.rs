@@ -200,7 +200,11 @@ mod tests {
             Ok::<_, Infallible>(Event::new("shown").with_id("1").unwrap()),
             Ok(Event::empty().with_id("2").unwrap()),
         ];
-        let source = futures_util::stream::iter(events);
+        // A stream that goes on (one that ended would hand out the end cursor instead).
+        let source = futures_util::StreamExt::chain(
+            futures_util::stream::iter(events),
+            futures_util::stream::pending(),
+        );
         let config = StreamConfig::default();
         let watch = Watch::open(
             crate::Transport::LongPoll,

@@ -54,8 +54,8 @@ impl MemoryLogBuilder {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// // The source is replayed from change 41 on: every change after 40 reaches the log.
     /// let log = MemoryLog::builder().source_ids("orders", 40)?.build();
-    /// log.push(Event::new("order 41 paid").with_id("41")?);
-    /// log.push(Event::new("order 42 shipped").with_id("42")?);
+    /// log.push(Event::new("order 41 paid").with_id("41")?)?;
+    /// log.push(Event::new("order 42 shipped").with_id("42")?)?;
     ///
     /// // A client that saw change 41 before the restart resumes right after it.
     /// let cursor = LastEventId::parse("orders-41")?;

@@ -280,9 +280,9 @@ impl MemoryLog {
     /// use futures_util::StreamExt;
     /// let log = MemoryLog::new();
     /// let mut deliveries = log.subscribe_now(None).unwrap().into_stream();
-    /// log.push(Event::new("before"));
+    /// log.push(Event::new("before")).unwrap();
     /// log.record_gap();
-    /// log.push(Event::new("after"));
+    /// log.push(Event::new("after")).unwrap();
     /// let mut seen = Vec::new();
     /// for _ in 0..3 {
     ///     match deliveries.next().await.unwrap().unwrap() {
