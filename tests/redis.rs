@@ -660,7 +660,10 @@ async fn killing_and_restarting_redis_loses_nothing_acknowledged() {
             "took {:?}",
             started.elapsed()
         );
-        let error = result.expect_err("no Redis, no append");
+        let error = match result.expect_err("no Redis, no append") {
+            tower_eventstream::AppendError::Backend(error) => error,
+            other => panic!("a backend failure, not {other:?}"),
+        };
         assert!(
             matches!(
                 error.kind(),

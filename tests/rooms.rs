@@ -17,7 +17,7 @@ use serde_json::json;
 use tower_eventstream::{MakeLog, MemoryLog, MemoryLogBuilder, StreamConfig, Topics};
 
 use support::browser::{on_each_engine, run_scenario, Engine};
-use support::client::{get, long_poll, poll_cursor, poll_events, request, Answer};
+use support::client::{get, long_poll, poll_cursor, poll_events, post_created, post_text, request, Answer};
 use support::reader::SseReader;
 use support::seen::SeenRequests;
 use support::server::{Serving, TestServer};
@@ -37,19 +37,6 @@ fn events(room: &str) -> String {
     format!("/api/rooms/{room}/events")
 }
 
-/// `POST path` with `text`, as the page sends it.
-async fn post_to(addr: SocketAddr, path: &str, text: &str) -> Answer {
-    let headers: &[(&str, &[u8])] = &[("content-type", b"text/plain; charset=utf-8")];
-    request(
-        addr,
-        Method::POST,
-        path,
-        headers,
-        Bytes::copy_from_slice(text.as_bytes()),
-    )
-    .await
-}
-
 /// `answer` (to `what`) must be `400` with a message that names every one of `names`.
 fn assert_refused(what: &str, answer: &Answer, names: &[&str]) {
     let text = answer.text();
@@ -60,25 +47,10 @@ fn assert_refused(what: &str, answer: &Answer, names: &[&str]) {
     );
 }
 
-/// Posts `text` to `path`, which must answer `201 {"id":…}`; returns the id.
-async fn post_ok_to(addr: SocketAddr, path: &str, text: &str) -> String {
-    let answer = post_to(addr, path, text).await;
-    assert_eq!(
-        answer.status,
-        StatusCode::CREATED,
-        "POST {path}: {}",
-        answer.text()
-    );
-    assert_eq!(answer.header("content-type"), Some("application/json"));
-    answer.json()["id"]
-        .as_str()
-        .expect("the id is a string")
-        .to_owned()
-}
 
 /// Posts `text` to `room`; returns the id.
 async fn post_ok(addr: SocketAddr, room: &str, text: &str) -> String {
-    post_ok_to(addr, &format!("/api/rooms/{room}/messages"), text).await
+    post_created(addr, &format!("/api/rooms/{room}/messages"), text).await
 }
 
 /// The next `n` events of `client`: `(id, data)`, each a `message`.
@@ -208,7 +180,7 @@ async fn an_invalid_room_name_is_400_with_a_message_on_every_route() {
             ),
             (
                 "POST",
-                post_to(addr, &format!("/api/rooms/{room}/messages"), "hi").await,
+                post_text(addr, &format!("/api/rooms/{room}/messages"), "hi".to_owned()).await,
             ),
         ];
         for (what, answer) in answers {
@@ -234,7 +206,7 @@ async fn the_old_routes_are_the_lobby() {
     let old_cursor = poll_start(addr, "/api/events").await;
 
     let first = post_ok(addr, "lobby", "to the lobby's room route").await;
-    let second = post_ok_to(addr, "/api/messages", "to the old route").await;
+    let second = post_created(addr, "/api/messages", "to the old route").await;
     post_ok(addr, "kitchen", "elsewhere").await;
     let third = post_ok(addr, "lobby", "to the lobby again").await;
     let expected = vec![

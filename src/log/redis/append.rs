@@ -1,97 +1,125 @@
-//! Appending: one `XADD` (and an `XTRIM` in the same `MULTI` under an age limit).
+//! Adding entries: an event, a recorded gap or the end, each in one round trip through the
+//! append script (see [`script`](super::script)), which adds nothing after the end.
 
 use std::time::Duration;
 
-use redis::{Cmd, Value};
+use redis::Cmd;
 
-use super::error::RedisLogError;
+use super::error::{limited, RedisLogError};
 use super::id::StreamId;
-use super::reply::{text_of, GAP_FIELD};
+use super::reply::{END_FIELD, GAP_FIELD};
+use super::script::Added;
 use super::RedisLog;
 use crate::Event;
 
+/// An entry to add.
+#[derive(Clone, Copy)]
+pub(super) enum NewEntry<'a> {
+    Event(&'a Event),
+    /// A recorded gap: the field `gap`.
+    Gap,
+    /// The stream's end: the field `end`.
+    End,
+}
+
 impl RedisLog {
-    /// Stores `event`'s fields as a new entry (or, for `None`, a recorded gap); returns the id
-    /// Redis assigned.
-    pub(super) async fn xadd(&self, event: Option<&Event>) -> Result<StreamId, RedisLogError> {
+    /// Adds `entry` unless the stream is finished, within the command timeout. Events and gaps
+    /// are trimmed as configured (`MAXLEN ~` in the `XADD`, and an `XTRIM MINID ~` under an
+    /// age limit); the end is not, so that it is never trimmed away.
+    pub(super) async fn add(&self, entry: NewEntry<'_>) -> Result<Added, RedisLogError> {
         let key = &self.inner.key;
+        let operation = match entry {
+            NewEntry::End => "finish",
+            _ => "XADD",
+        };
         // Until its answer comes, the reader holds the subscribers' wake-up for this entry
         // if it is reading on.
         let _appending = self.inner.window.appending();
-        let xadd = self.xadd_command(event);
+        let (max_len, min_id) = match entry {
+            NewEntry::End => (String::new(), String::new()),
+            _ => (
+                self.inner.max_len.to_string(),
+                self.inner.max_age.map(oldest_kept).unwrap_or_default(),
+            ),
+        };
+        let args = |command: &mut Cmd| {
+            command.arg(&max_len).arg(&min_id);
+            fields(command, entry);
+        };
         let mut connection = self.inner.manager.clone();
-        let reply = match self.inner.max_age {
-            None => xadd.query_async::<Value>(&mut connection).await,
-            Some(age) => {
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .add_command(xadd)
-                    .add_command(self.trim_command(age))
-                    .ignore();
-                pipe.query_async::<Value>(&mut connection)
-                    .await
-                    .map(|reply| match reply {
-                        Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
-                        other => other,
-                    })
+        let script = &self.inner.family.script;
+        let timeout = self.inner.command_timeout;
+        limited(
+            operation,
+            key,
+            timeout,
+            script.run(&mut connection, operation, key, args),
+        )
+        .await
+    }
+
+    /// Waits (up to the command timeout) until this process's window has read the stream's
+    /// end, `end`.
+    pub(super) async fn read_back(&self, end: StreamId) {
+        let window = &self.inner.window;
+        let deadline = tokio::time::Instant::now() + self.inner.command_timeout;
+        loop {
+            // Made before the look, so that a change after it wakes it.
+            let changed = window.wake.notified();
+            if window.lock().finished.is_some_and(|finished| finished >= end) {
+                return;
             }
-        };
-        let reply = reply.map_err(|e| RedisLogError::from_redis("XADD", key, e))?;
-        text_of(&reply).and_then(StreamId::parse).ok_or_else(|| {
-            RedisLogError::unexpected("XADD", key, format!("expected the new entry's id, got {reply:?}"))
-        })
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return;
+            }
+        }
     }
+}
 
-    /// `XADD <key> MAXLEN ~ <n> * <fields>`.
-    fn xadd_command(&self, event: Option<&Event>) -> Cmd {
-        let mut xadd = redis::cmd("XADD");
-        xadd.arg(&*self.inner.key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.inner.max_len)
-            .arg("*");
-        let Some(event) = event else {
-            xadd.arg(GAP_FIELD).arg("");
-            return xadd;
-        };
-        let mut fields = 0;
-        if let Some(name) = event.name() {
-            xadd.arg("name").arg(name);
-            fields += 1;
+/// The entry's fields and values: `name`, `data`, `retry`, `comment` for an event (`empty` for
+/// an event with none of them: an entry needs a field), `gap` or `end` for the others.
+fn fields(command: &mut Cmd, entry: NewEntry<'_>) {
+    let event = match entry {
+        NewEntry::Gap => {
+            command.arg(GAP_FIELD).arg("");
+            return;
         }
-        if event.has_data() {
-            xadd.arg("data").arg(event.data());
-            fields += 1;
+        NewEntry::End => {
+            command.arg(END_FIELD).arg("");
+            return;
         }
-        if let Some(retry) = event.retry() {
-            xadd.arg("retry")
-                .arg(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX));
-            fields += 1;
-        }
-        if let Some(comment) = event.comment() {
-            xadd.arg("comment").arg(comment);
-            fields += 1;
-        }
-        if fields == 0 {
-            // XADD needs a field; this one marks an event with nothing in it.
-            xadd.arg("empty").arg("");
-        }
-        xadd
+        NewEntry::Event(event) => event,
+    };
+    let mut fields = 0;
+    if let Some(name) = event.name() {
+        command.arg("name").arg(name);
+        fields += 1;
     }
+    if event.has_data() {
+        command.arg("data").arg(event.data());
+        fields += 1;
+    }
+    if let Some(retry) = event.retry() {
+        command
+            .arg("retry")
+            .arg(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX));
+        fields += 1;
+    }
+    if let Some(comment) = event.comment() {
+        command.arg("comment").arg(comment);
+        fields += 1;
+    }
+    if fields == 0 {
+        command.arg("empty").arg("");
+    }
+}
 
-    /// `XTRIM <key> MINID ~ <now - age>`, with this process's clock.
-    fn trim_command(&self, age: Duration) -> Cmd {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
-        let oldest_ms = u64::try_from(now_ms.saturating_sub(age.as_millis())).unwrap_or(0);
-        let mut xtrim = redis::cmd("XTRIM");
-        xtrim
-            .arg(&*self.inner.key)
-            .arg("MINID")
-            .arg("~")
-            .arg(format!("{oldest_ms}-0"));
-        xtrim
-    }
+/// The `MINID` of an age limit, `<now - age>-0`, with this process's clock.
+fn oldest_kept(age: Duration) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let oldest_ms = u64::try_from(now_ms.saturating_sub(age.as_millis())).unwrap_or(0);
+    format!("{oldest_ms}-0")
 }

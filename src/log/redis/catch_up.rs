@@ -7,7 +7,7 @@ use redis::Value;
 
 use super::error::{limited, RedisLogError};
 use super::id::StreamId;
-use super::reply::{parse_entries, Entry};
+use super::reply::{parse_items, Entries, Entry};
 use super::snapshot::{read_after, Continuity, Read};
 use super::subscription::{Mode, RedisSubscription};
 use super::{Inner, RedisLog, FETCH_BACKOFF, FETCH_BATCH, READER_BLOCK};
@@ -30,20 +30,30 @@ impl Inner {
 }
 
 impl Inner {
-    /// The newest `n` entries, oldest first (fewer when the stream holds fewer).
-    async fn newest(&self, n: usize) -> Result<Vec<Entry>, RedisLogError> {
+    /// The newest `n` entries, oldest first (fewer when the stream holds fewer), and the
+    /// stream's end if it is finished: the end is not one of the `n`.
+    pub(super) async fn newest(&self, n: usize) -> Result<Entries, RedisLogError> {
         let mut connection = self.manager.clone();
         let mut command = redis::cmd("XREVRANGE");
-        command.arg(&*self.key).arg("+").arg("-").arg("COUNT").arg(n);
+        // One more, in case the newest is the end.
+        command
+            .arg(&*self.key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(n.saturating_add(1));
         let reply = limited("XREVRANGE", &self.key, self.command_timeout, async {
             let reply = command.query_async::<Value>(&mut connection).await;
             reply.map_err(|error| RedisLogError::from_redis("XREVRANGE", &self.key, error))
         })
         .await?;
-        let mut entries = parse_entries(&reply)
+        let mut items = parse_items(&reply)
             .map_err(|detail| RedisLogError::unexpected("XREVRANGE", &self.key, detail))?;
-        entries.reverse();
-        Ok(entries)
+        items.reverse();
+        let mut newest = Entries::up_to_end(items);
+        let extra = newest.entries.len().saturating_sub(n);
+        newest.entries.drain(..extra);
+        Ok(newest)
     }
 }
 
@@ -60,26 +70,22 @@ impl RedisLog {
             StartPosition::Oldest => StreamId::ZERO,
             StartPosition::Last(n) => {
                 let generation = self.inner.window.lock().generation;
-                let entries = self.inner.newest(n).await.map_err(SubscribeError::Backend)?;
-                return Ok(match entries.first() {
+                let Entries { entries, end } = self.inner.newest(n).await.map_err(SubscribeError::Backend)?;
+                return Ok(match (entries.first(), end) {
                     // From the newest read on, every id exists: later reads find no gap.
-                    Some((first, _)) => self.caught_up(first.pred(), generation, outcome, entries),
-                    None => self.subscribe_at_live_end(),
+                    (Some((first, _)), _) => self.caught_up(first.pred(), generation, outcome, entries, end),
+                    // A stream finished without an event: at its end.
+                    (None, Some(end)) => self.caught_up(end, generation, outcome, entries, Some(end)),
+                    (None, None) => self.subscribe_at_live_end(),
                 });
             }
         };
         let generation = {
             let window = self.inner.window.lock();
             if let Some(next_seq) = window.seq_after(after) {
-                let generation = window.generation;
+                let (generation, ended) = (window.generation, window.read_to_end(next_seq));
                 drop(window);
-                return Ok(self.subscription(
-                    after,
-                    next_seq,
-                    generation,
-                    Mode::Window,
-                    ResumeOutcome::Fresh,
-                ));
+                return Ok(self.in_window(after, next_seq, generation, outcome, ended));
             }
             window.generation
         };
@@ -95,7 +101,7 @@ impl RedisLog {
                 .map_err(SubscribeError::Backend)?;
             match read.continuity {
                 Continuity::Continuous => {
-                    return Ok(self.caught_up(after, generation, outcome, read.entries))
+                    return Ok(self.caught_up(after, generation, outcome, read.entries, read.end))
                 }
                 Continuity::Gap { restart } | Continuity::Future { restart } => after = restart,
             }
@@ -106,19 +112,23 @@ impl RedisLog {
     }
 
     /// A subscription at `cursor` that takes `entries`, read from Redis right after it, and
-    /// reads on from Redis while a full batch suggests more.
+    /// reads on from Redis while a full batch suggests more; `end` when the stream's end
+    /// follows them (it then ends after them).
     fn caught_up(
         &self,
         cursor: StreamId,
         generation: u64,
         outcome: ResumeOutcome,
         entries: Vec<Entry>,
+        end: Option<StreamId>,
     ) -> RedisSubscription {
         let full = entries.len() >= FETCH_BATCH;
         // It reads on in the window once it joins it.
         let mut subscription = self.subscription(cursor, 0, generation, Mode::Join, outcome);
         subscription.take_read(entries);
-        if full {
+        if end.is_some() {
+            subscription.end_reached();
+        } else if full {
             subscription.mode = subscription.start_fetch();
         }
         subscription
@@ -138,7 +148,7 @@ impl RedisLog {
             .map_err(SubscribeError::Backend)?;
         match read.continuity {
             Continuity::Continuous => {
-                Ok(self.caught_up(cursor, generation, ResumeOutcome::Resumed, read.entries))
+                Ok(self.caught_up(cursor, generation, ResumeOutcome::Resumed, read.entries, read.end))
             }
             Continuity::Gap { restart } => {
                 let outcome = ResumeOutcome::Gap;
@@ -195,7 +205,11 @@ impl RedisSubscription {
                 let full = read.entries.len() >= FETCH_BATCH;
                 self.follower.settle_gap(self.cursor);
                 self.take_read(read.entries);
-                self.mode = if full { self.start_fetch() } else { Mode::Join };
+                if read.end.is_some() {
+                    self.end_reached();
+                } else {
+                    self.mode = if full { self.start_fetch() } else { Mode::Join };
+                }
             }
             // Trimmed past the cursor, or the stream was deleted, recreated or rewound
             // (history lost) since. The gap is reported once the position after it is known

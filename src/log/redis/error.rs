@@ -84,8 +84,12 @@ impl RedisLogError {
         let mut detail = format!(
             "no answer within {after:?}; check that redis-server is running and reachable at the configured URL"
         );
-        if operation == "XADD" {
-            detail.push_str(" (the event may or may not have been stored)");
+        match operation {
+            "XADD" => detail.push_str(" (the event may or may not have been stored)"),
+            "finish" => {
+                detail.push_str(" (the end may or may not have been stored; finishing again is harmless)")
+            }
+            _ => {}
         }
         RedisLogError::new(RedisLogErrorKind::Timeout, operation, key, detail)
     }

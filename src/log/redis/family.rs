@@ -11,6 +11,7 @@ use redis::aio::ConnectionManager;
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
 use super::id::StreamId;
 use super::reader::{Added, Follow};
+use super::script::Script;
 use super::snapshot::read_after;
 use super::window::Window;
 use super::{AbortOnDrop, Inner, RedisLog};
@@ -54,6 +55,8 @@ pub(super) struct Family {
     logs: Lock<HashMap<Arc<str>, Weak<Inner>>>,
     /// What the reader task follows.
     follow: Arc<Follow>,
+    /// The append script's digest, learnt once for every key.
+    pub(super) script: Script,
     _reader: AbortOnDrop,
 }
 
@@ -81,6 +84,7 @@ impl RedisLogs {
                 settings,
                 logs: Lock::new(HashMap::new()),
                 follow,
+                script: Script::default(),
                 _reader: reader,
             }),
         }
@@ -128,6 +132,10 @@ impl RedisLogs {
         }
         let start = read.last_generated;
         let window = Arc::new(Window::new(start, family.settings.window));
+        if let Some(end) = read.newest_end {
+            // Finished before this process came: its subscribers start at the end.
+            window.finished_at(end);
+        }
         let inner = Arc::new(Inner {
             key: Arc::clone(&key),
             manager: family.manager.clone(),

@@ -243,7 +243,7 @@ mod tests {
         let key: Arc<str> = Arc::from("k");
         let notified = pin!(window.wake.notified());
         let from = followed.last.ms + 1;
-        followed.last = window.extend(entries(from, count));
+        followed.last = window.extend(entries(from, count), None);
         followed.added(window, count as usize, &key, holds);
         fired(notified)
     }

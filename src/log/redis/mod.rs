@@ -2,10 +2,11 @@
 //!
 //! # How it works
 //!
-//! - **Append** is one `XADD <key> MAXLEN ~ <n> *` storing the event's fields (`data`,
-//!   `name`, and `retry` / `comment` when set); the id Redis assigns (`<ms>-<seq>`) is the
-//!   event id. With [`RedisLogBuilder::max_age`], an `XTRIM <key> MINID ~ <now - age>` runs in
-//!   the same `MULTI`.
+//! - **Append** is one `XADD <key> MAXLEN ~ <n> * <fields>`, run by a Lua script (one
+//!   `EVALSHA`, one round trip) that first checks that the stream's newest entry is not its
+//!   end (see *Entries* below) and adds nothing after it. With [`RedisLogBuilder::max_age`],
+//!   an `XTRIM <key> MINID ~ <now - age>` runs in the same script. The id Redis assigns
+//!   (`<ms>-<seq>`) is the event id.
 //! - **One reader per process and family of streams.** [`RedisLogBuilder::connect_logs`]
 //!   opens a [`RedisLogs`]: every stream key under one prefix (one per topic, say), sharing
 //!   one multiplexed connection and one background reader task with one blocking
@@ -35,6 +36,10 @@
 //!   part from Redis (`XRANGE (<cursor> + COUNT n`, repeated) and then joins the window at
 //!   its cursor, once the window holds that very id (which proves it reads the same stream);
 //!   ids order both, so nothing is lost or repeated at the seam.
+//! - **The end.** Every read from Redis notes the stream's end entry, among the entries read
+//!   or as its newest entry (`XINFO STREAM`'s `last-entry`), and the window remembers it: a
+//!   window that has read the end takes nothing more, and a process that connects to a
+//!   finished stream starts with its window at the end.
 //! - **Gaps.** Every read from Redis is a `MULTI` of `XINFO STREAM`, `TIME`, the cursor's
 //!   own entry and the entries after it, so the check and the data are one snapshot. See
 //!   [`RedisLog`] for the rule.
@@ -44,6 +49,24 @@
 //!   was overwritten with a value that is not a stream) is left out of the `XREAD` and
 //!   re-checked in turn; the other keys go on. An append while Redis is down fails within
 //!   the command timeout.
+//!
+//! # Entries
+//!
+//! Each stream entry is one of these, told apart by its fields, so that a producer in another
+//! language can write to the stream (and a consumer read it) without this crate:
+//!
+//! | Fields | Meaning |
+//! |---|---|
+//! | `data`, `name`, `retry`, `comment` (each optional; `empty` when none is set) | An event: its data, its SSE `event:` name, its `retry:` in milliseconds, its comment. The entry's id is the event id. |
+//! | `gap` (any value) | A recorded gap ([`EventLog::record_gap`]): readers report a gap at this point. |
+//! | `end` (any value) | The end ([`EventLog::finish`]): the stream is complete; readers end after the entries before it. |
+//!
+//! The end must be the stream's last entry: readers take nothing after the first `end`
+//! entry, and the append script refuses to add anything once the newest entry is an end. Another
+//! program finishes a stream with `XADD <key> * end ""` (if appends may still be going on, run
+//! it as this crate does, in a script that first checks the newest entry: `XREVRANGE <key> + -
+//! COUNT 1`), and should never add entries after it. A finished stream stays finished until it
+//! is deleted.
 
 use std::fmt;
 use std::future::Future;
@@ -53,7 +76,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 use super::ring::{CountsSubscribers, SubscriberCount};
-use super::{EventLog, ResumeOutcome, StartPosition, SubscribeError};
+use super::{AppendError, EventLog, ResumeOutcome, StartPosition, SubscribeError};
 use crate::stats::{LogCounters, LogStats};
 use crate::{CursorError, Event, EventId, LastEventId};
 
@@ -66,6 +89,7 @@ mod hold;
 mod id;
 mod reader;
 mod reply;
+mod script;
 mod snapshot;
 mod subscription;
 mod window;
@@ -76,10 +100,10 @@ pub use error::{RedisLogError, RedisLogErrorKind};
 pub use family::RedisLogs;
 pub use subscription::RedisSubscription;
 
-use error::limited;
+use append::NewEntry;
 use family::Family;
 use id::StreamId;
-use subscription::Mode;
+use script::Added;
 use window::Window;
 
 // The builder's defaults, public as `RedisLogBuilder::DEFAULT_*`.
@@ -116,6 +140,23 @@ const FETCH_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duratio
 /// they keep up. Cloning is cheap; clones share the connection and the reader, which stops
 /// when the last clone and the last subscription are dropped (and, for a log of a
 /// [`RedisLogs`] family, the family's last handle and log).
+///
+/// # Finishing
+///
+/// [`finish`](EventLog::finish) stores the end in the stream itself, as an entry with the
+/// field `end` (see the [module docs](self) for the entry format), so every process sees it:
+/// one running, one cut off from Redis when it happened (once it is back), one that connects
+/// later. Appends from any process then fail with [`AppendError::Finished`]: the check and
+/// the `XADD` are one Lua script, so no entry can follow the end. Each subscription hands
+/// out every event before the end and then ends, [finished](crate::EventFeed::is_finished);
+/// one that starts at the end (a cursor naming the last event or the end entry, or a fresh
+/// one at the live end of a finished stream) is finished as soon as it is made. A fresh
+/// subscription from the oldest event or the last `n` gets those events, then the end (the
+/// end entry is not one of the `n`). A subscription that reads up to the end stays at its last
+/// event's id; the end entry's id is a valid cursor too, at the end.
+///
+/// A subscription learns of the end from this process's reader (within moments of the
+/// `XADD`) or from its own read of Redis; [`RedisLog::is_finished`] asks Redis.
 ///
 /// # When a cursor resumes, and when it is a gap
 ///
@@ -225,6 +266,14 @@ impl RedisLog {
         self.inner.window.lock().end.event_id()
     }
 
+    /// Whether the stream is finished ([`EventLog::finish`]: its newest entry is the end),
+    /// whichever process finished it. Asks Redis (one `XREVRANGE <key> + - COUNT 1`), so it
+    /// is true as soon as the end is stored; this process's subscriptions learn of it from
+    /// its reader a moment later.
+    pub async fn is_finished(&self) -> Result<bool, RedisLogError> {
+        Ok(self.inner.newest(0).await?.end.is_some())
+    }
+
     /// A snapshot of this process's side of the log (see [`LogStats`]): its local
     /// subscribers, the events its window holds, the position its reader reached, and the
     /// appends, recorded gaps and reported gaps of this process. What other processes did
@@ -261,29 +310,39 @@ impl EventLog for RedisLog {
     type Error = RedisLogError;
     type Subscription = RedisSubscription;
 
-    async fn append(&self, event: Event) -> Result<Event, RedisLogError> {
-        let id = limited(
-            "XADD",
-            &self.inner.key,
-            self.inner.command_timeout,
-            self.xadd(Some(&event)),
-        )
-        .await?;
-        self.inner.counters.appended(1);
-        Ok(event.with_event_id(id.event_id()))
+    /// Adds the event's entry, unless the stream is finished (whichever process finished
+    /// it): [`AppendError::Finished`] then, and nothing is added.
+    async fn append(&self, event: Event) -> Result<Event, AppendError<RedisLogError>> {
+        match self.add(NewEntry::Event(&event)).await {
+            Ok(Added::Entry(id)) => {
+                self.inner.counters.appended(1);
+                Ok(event.with_event_id(id.event_id()))
+            }
+            Ok(Added::Finished(_)) => Err(AppendError::Finished),
+            Err(error) => Err(AppendError::Backend(error)),
+        }
+    }
+
+    /// Adds the end entry (the field `end`), in every process's view of the stream: readers
+    /// everywhere end once they have read every event before it, and appends fail from now
+    /// on. Finishing a finished stream adds nothing (the check and the `XADD` are one
+    /// script).
+    ///
+    /// Returns once this process's reader has read the end too (or after the command
+    /// timeout if it lags), so that a client subscribing here next starts finished.
+    async fn finish(&self) -> Result<(), RedisLogError> {
+        let (Added::Entry(end) | Added::Finished(end)) = self.add(NewEntry::End).await?;
+        self.read_back(end).await;
+        Ok(())
     }
 
     /// Adds an entry with the field `gap` (and no event): every reader, in every process,
-    /// reports a gap at that point of the stream, named by the entry's id.
+    /// reports a gap at that point of the stream, named by the entry's id. On a finished
+    /// stream it adds nothing (no event follows to miss).
     async fn record_gap(&self) -> Result<(), RedisLogError> {
-        limited(
-            "XADD",
-            &self.inner.key,
-            self.inner.command_timeout,
-            self.xadd(None),
-        )
-        .await?;
-        self.inner.counters.gap_recorded();
+        if let Added::Entry(_) = self.add(NewEntry::Gap).await? {
+            self.inner.counters.gap_recorded();
+        }
         Ok(())
     }
 
@@ -316,25 +375,15 @@ impl EventLog for RedisLog {
                 let window = self.inner.window.lock();
                 if let Some(next_seq) = window.seq_after(cursor) {
                     // Everything after the cursor is in the window: no need to ask Redis.
-                    let generation = window.generation;
+                    let (generation, ended) = (window.generation, window.read_to_end(next_seq));
                     drop(window);
-                    let (mode, outcome) = (Mode::Window, ResumeOutcome::Resumed);
-                    return Ok(self.subscription(cursor, next_seq, generation, mode, outcome));
+                    let outcome = ResumeOutcome::Resumed;
+                    return Ok(self.in_window(cursor, next_seq, generation, outcome, ended));
                 }
                 window.generation
             };
             self.resume_from_redis(cursor, generation).await
         }
-    }
-}
-
-impl RedisLog {
-    /// A subscription at the live end of this process's window.
-    fn subscribe_at_live_end(&self) -> RedisSubscription {
-        let window = self.inner.window.lock();
-        let (end, next_seq, generation) = (window.end, window.ring.next_seq(), window.generation);
-        drop(window);
-        self.subscription(end, next_seq, generation, Mode::Window, ResumeOutcome::Fresh)
     }
 }
 

@@ -302,13 +302,20 @@ impl Followed {
         };
         match read.continuity {
             Continuity::Continuous => {
-                let got = read.entries.len();
+                let got = read.entries.len() + usize::from(read.end.is_some());
                 if got > 0 {
-                    self.last = window.extend(read.entries);
+                    self.last = window.extend(read.entries, read.end);
                 }
                 self.added(&window, got, key, holds);
+                let finished = window.lock().finished.is_some();
+                if finished {
+                    // Nothing comes after the end: its subscribers hear of it now, and the
+                    // reader passes over whatever was added after it.
+                    self.quiet();
+                    self.last = self.last.max(read.last_generated);
+                }
                 self.head_added = (self.last == read.last_generated).then_some(read.entries_added);
-                got >= READER_BATCH
+                got >= READER_BATCH && !finished
             }
             // Entries after `last` are gone, or the stream was deleted, recreated or rewound.
             Continuity::Gap { restart } | Continuity::Future { restart } => {

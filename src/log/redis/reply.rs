@@ -52,7 +52,51 @@ pub(super) type Entry = (StreamId, Option<Event>);
 /// The field that marks an entry as a recorded gap.
 pub(super) const GAP_FIELD: &str = "gap";
 
-pub(super) fn parse_entries(reply: &Value) -> Result<Vec<Entry>, String> {
+/// The field that marks an entry as the stream's end ([`RedisLog::finish`](super::RedisLog)).
+pub(super) const END_FIELD: &str = "end";
+
+/// One stream entry as read: an event or a recorded gap, or the stream's end.
+#[derive(Debug)]
+pub(super) enum Item {
+    Entry(Entry),
+    End(StreamId),
+}
+
+/// The entries of a reply in the stream's order, up to its end if the reply reaches it (what
+/// follows the end is no part of the stream: it is left out).
+#[derive(Debug, Default)]
+pub(super) struct Entries {
+    pub(super) entries: Vec<Entry>,
+    /// The end entry's id, when the reply reached it.
+    pub(super) end: Option<StreamId>,
+}
+
+impl Entries {
+    /// `items` in the stream's order, up to the first end.
+    pub(super) fn up_to_end(items: impl IntoIterator<Item = Item>) -> Entries {
+        let mut entries = Vec::new();
+        for item in items {
+            match item {
+                Item::Entry(entry) => entries.push(entry),
+                Item::End(id) => {
+                    return Entries {
+                        entries,
+                        end: Some(id),
+                    }
+                }
+            }
+        }
+        Entries { entries, end: None }
+    }
+}
+
+/// The entries of an `XRANGE` reply (oldest first), up to the stream's end.
+pub(super) fn parse_entries(reply: &Value) -> Result<Entries, String> {
+    parse_items(reply).map(Entries::up_to_end)
+}
+
+/// Every entry of an `XRANGE` or `XREVRANGE` reply, in the reply's order.
+pub(super) fn parse_items(reply: &Value) -> Result<Vec<Item>, String> {
     let items = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(items) => items,
@@ -65,8 +109,9 @@ pub(super) fn parse_entries(reply: &Value) -> Result<Vec<Entry>, String> {
 }
 
 /// `[id, [field, value, …]]` → the event as appended (fields written by other producers are
-/// read leniently: text that is not UTF-8 is replaced, unusable names are dropped).
-pub(super) fn parse_entry(item: &Value) -> Option<Entry> {
+/// read leniently: text that is not UTF-8 is replaced, unusable names are dropped), a
+/// recorded gap, or the end.
+pub(super) fn parse_entry(item: &Value) -> Option<Item> {
     let Value::Array(parts) = item else { return None };
     let id = parts.first().and_then(bytes_of).and_then(StreamId::parse_bytes)?;
     let fields = match parts.get(1) {
@@ -80,8 +125,11 @@ pub(super) fn parse_entry(item: &Value) -> Option<Entry> {
             .and_then(|(_, value)| bytes_of(value))
             .map(String::from_utf8_lossy)
     };
+    if field(END_FIELD).is_some() {
+        return Some(Item::End(id));
+    }
     if field(GAP_FIELD).is_some() {
-        return Some((id, None));
+        return Some(Item::Entry((id, None)));
     }
     let mut event = match field("data") {
         Some(data) => Event::new(data),
@@ -96,7 +144,7 @@ pub(super) fn parse_entry(item: &Value) -> Option<Entry> {
     if let Some(comment) = field("comment") {
         event = event.with_comment(comment);
     }
-    Some((id, Some(event.with_event_id(id.event_id()))))
+    Some(Item::Entry((id, Some(event.with_event_id(id.event_id())))))
 }
 
 #[cfg(test)]
@@ -121,8 +169,9 @@ mod tests {
                 bulk("250"),
             ]),
         ]);
-        let (got_id, event) = parse_entry(&entry).unwrap();
-        let event = event.unwrap();
+        let Some(Item::Entry((got_id, Some(event)))) = parse_entry(&entry) else {
+            panic!("an event");
+        };
         assert_eq!(got_id, id("5-1"));
         assert_eq!((event.data(), event.name()), ("a\nb", None));
         assert_eq!(event.retry(), Some(Duration::from_millis(250)));
@@ -137,5 +186,30 @@ mod tests {
             assert!(parse_entry(&bad).is_none(), "{bad:?}");
         }
         assert!(parse_entries(&Value::Int(1)).is_err());
+    }
+
+    #[test]
+    fn the_end_entry_ends_what_is_read() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let entry =
+            |id: &str, field: &str| Value::Array(vec![bulk(id), Value::Array(vec![bulk(field), bulk("")])]);
+        let reply = Value::Array(vec![
+            entry("1-0", "data"),
+            entry("2-0", GAP_FIELD),
+            entry("3-0", END_FIELD),
+            entry("4-0", "data"),
+            entry("5-0", END_FIELD),
+        ]);
+        let read = parse_entries(&reply).unwrap();
+        let ids: Vec<StreamId> = read.entries.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [id("1-0"), id("2-0")]);
+        assert!(read.entries[1].1.is_none(), "a recorded gap");
+        assert_eq!(
+            read.end,
+            Some(id("3-0")),
+            "the first end counts; what follows is left out"
+        );
+        let none = parse_entries(&Value::Array(vec![entry("1-0", "data")])).unwrap();
+        assert_eq!(none.end, None);
     }
 }

@@ -8,13 +8,19 @@ use redis::Value;
 
 use super::error::RedisLogError;
 use super::id::StreamId;
-use super::reply::{bytes_of, entry_id, int_of, pairs_of, parse_entries, Entry};
+use super::reply::{bytes_of, entry_id, int_of, pairs_of, parse_entries, parse_entry, Entries, Entry, Item};
 
 /// One consistent read of the stream after a cursor.
 pub(super) struct Read {
     pub(super) continuity: Continuity,
-    /// Entries after the cursor (only when continuous).
+    /// Entries after the cursor (only when continuous), up to the stream's end.
     pub(super) entries: Vec<Entry>,
+    /// The stream's end (see [`RedisLog::finish`](super::RedisLog)), when this read reached
+    /// it: it follows `entries`, or the cursor is at it (only when continuous). A reader that
+    /// takes `entries` has read the whole stream.
+    pub(super) end: Option<StreamId>,
+    /// The end entry's id when it is the stream's newest entry: the stream is finished.
+    pub(super) newest_end: Option<StreamId>,
     /// The stream's newest id (`0-0` when it does not exist).
     pub(super) last_generated: StreamId,
     /// How many entries were ever added to the stream (0 when it does not exist).
@@ -64,6 +70,8 @@ pub(super) async fn read_after(
         return Ok(Read {
             continuity,
             entries: Vec::new(),
+            end: None,
+            newest_end: None,
             last_generated: StreamId::ZERO,
             entries_added: 0,
         });
@@ -71,15 +79,21 @@ pub(super) async fn read_after(
 
     let own_exists = matches!(&replies.own, Value::Array(items) if !items.is_empty());
     let continuity = info.continuity(cursor, own_exists, head_added, future);
-    let entries = match continuity {
-        Continuity::Continuous => {
-            parse_entries(&replies.after).map_err(|detail| RedisLogError::unexpected(OP, key, detail))?
+    let Entries { entries, end } = match continuity {
+        Continuity::Continuous if count > 0 => {
+            let mut read =
+                parse_entries(&replies.after).map_err(|detail| RedisLogError::unexpected(OP, key, detail))?;
+            // The cursor at the end (or past it, on an entry that should not be there).
+            read.end = read.end.or(info.newest_end.filter(|end| cursor >= *end));
+            read
         }
-        _ => Vec::new(),
+        _ => Entries::default(),
     };
     Ok(Read {
         continuity,
         entries,
+        end,
+        newest_end: info.newest_end,
         last_generated: info.last_generated,
         entries_added: info.entries_added,
     })
@@ -195,6 +209,8 @@ struct StreamInfo {
     max_deleted: StreamId,
     entries_added: u64,
     first_entry: Option<StreamId>,
+    /// The newest entry's id, if it is the end entry.
+    newest_end: Option<StreamId>,
 }
 
 impl StreamInfo {
@@ -221,12 +237,18 @@ impl StreamInfo {
             None | Some(Value::Nil) => None,
             Some(entry) => Some(entry_id(entry).ok_or_else(|| format!("`first-entry` is {entry:?}"))?),
         };
+        // Read leniently, as entries are: one this crate cannot read is no end.
+        let newest_end = match field("last-entry").and_then(parse_entry) {
+            Some(Item::End(id)) => Some(id),
+            _ => None,
+        };
         Ok(StreamInfo {
             length: number("length")?,
             last_generated: id("last-generated-id")?,
             max_deleted: id("max-deleted-entry-id")?,
             entries_added: number("entries-added")?,
             first_entry,
+            newest_end,
         })
     }
 
@@ -287,6 +309,7 @@ mod tests {
             first_entry: first.map(id),
             last_generated: id(last),
             max_deleted: id(deleted),
+            newest_end: None,
         }
     }
 

@@ -31,12 +31,17 @@ pub(super) enum Mode {
     AwaitReader(Pin<Box<Sleep>>),
     /// A read from Redis failed; tries again after a pause (the client stays connected).
     Backoff(Pin<Box<Sleep>>),
+    /// Took every entry before the stream's end: nothing more to read.
+    Ended,
 }
 
 /// A reader of a [`RedisLog`]; dropping it releases it at once.
 ///
 /// It never ends with an error: while Redis is unreachable it waits (an SSE stream keeps
-/// sending keep-alives) and then goes on where it was.
+/// sending keep-alives) and then goes on where it was. It ends (and
+/// [is finished](EventFeed::is_finished)) once it has handed out every event before the
+/// stream's end (see [`RedisLog::finish`](super::RedisLog)); one that starts at the end is
+/// finished at once.
 pub struct RedisSubscription {
     pub(super) log: Counted<RedisLog>,
     /// Its place in the window (in `Window`), what it took from the window or Redis and
@@ -50,6 +55,8 @@ pub struct RedisSubscription {
     pub(super) generation: u64,
     pub(super) backoff: Duration,
     outcome: ResumeOutcome,
+    /// It took every entry before the stream's end: it ends once it has handed them out.
+    ended: bool,
 }
 
 impl RedisLog {
@@ -71,11 +78,47 @@ impl RedisLog {
             generation,
             backoff: FETCH_BACKOFF.0,
             outcome,
+            ended: false,
         }
+    }
+
+    /// A subscription at the live end of this process's window: finished at once when the
+    /// window has read the stream's end.
+    pub(super) fn subscribe_at_live_end(&self) -> RedisSubscription {
+        let window = self.inner.window.lock();
+        let (end, next_seq, generation) = (window.end, window.ring.next_seq(), window.generation);
+        let ended = window.read_to_end(next_seq);
+        drop(window);
+        self.in_window(end, next_seq, generation, ResumeOutcome::Fresh, ended)
+    }
+
+    /// A subscription reading the window from `next_seq` on; `ended` when that is the end of
+    /// a finished stream.
+    pub(super) fn in_window(
+        &self,
+        cursor: StreamId,
+        next_seq: u64,
+        generation: u64,
+        outcome: ResumeOutcome,
+        ended: bool,
+    ) -> RedisSubscription {
+        let mut subscription = self.subscription(cursor, next_seq, generation, Mode::Window, outcome);
+        if ended {
+            subscription.end_reached();
+        }
+        subscription
     }
 }
 
 impl RedisSubscription {
+    /// It took every entry before the stream's end: a gap still owed is reported (naming
+    /// where it stopped), then the stream ends.
+    pub(super) fn end_reached(&mut self) {
+        self.follower.settle_gap(self.cursor);
+        self.ended = true;
+        self.mode = Mode::Ended;
+    }
+
     /// Takes the next batch from the window (after a wake-up): Ready when there may be
     /// something to hand out, or another mode to go on in.
     fn poll_window(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -107,6 +150,10 @@ impl RedisSubscription {
         if let Some(last) = self.follower.take(&state.ring) {
             self.cursor = last;
         }
+        if state.finished.is_some() && self.follower.read_all(&state.ring) {
+            drop(state);
+            self.end_reached();
+        }
         Poll::Ready(())
     }
 
@@ -133,6 +180,8 @@ impl RedisSubscription {
                 ready!(sleep.as_mut().poll(cx));
                 self.mode = self.start_fetch();
             }
+            // `poll_delivery` ends the stream first.
+            Mode::Ended => {}
         }
         Poll::Ready(())
     }
@@ -150,6 +199,9 @@ impl EventFeed for RedisSubscription {
             if let Some(delivery) = this.follower.pop(&this.log.inner.counters, StreamId::event_id) {
                 return Poll::Ready(Some(Ok(delivery)));
             }
+            if this.ended {
+                return Poll::Ready(None);
+            }
             ready!(this.poll_mode(cx));
         }
     }
@@ -160,6 +212,10 @@ impl EventFeed for RedisSubscription {
 
     fn honours_cursor(&self) -> bool {
         true
+    }
+
+    fn is_finished(&self) -> bool {
+        self.ended && !self.follower.has_ready()
     }
 }
 

@@ -35,8 +35,12 @@ pub(super) struct WindowState {
     pub(super) ring: Ring<Entry>,
     /// Every entry of the stream after `start`, up to `end`, is in `ring`.
     pub(super) start: StreamId,
-    /// The newest id read (or `start`).
+    /// The newest id read (or `start`); the end entry's once the stream is finished.
     pub(super) end: StreamId,
+    /// The stream's end entry, once the reader has read it (see
+    /// [`RedisLog::finish`](super::RedisLog)): `ring` holds every entry before it since
+    /// `start`, and nothing after it is read into the window.
+    pub(super) finished: Option<StreamId>,
     /// Where the reader started over at the last change of `generation`.
     pub(super) restart_at: StreamId,
     /// Bumped when the reader finds that what it read before is no longer the stream's
@@ -66,6 +70,7 @@ impl Window {
                 ring: Ring::new(),
                 start,
                 end: start,
+                finished: None,
                 restart_at: start,
                 generation: 0,
             }),
@@ -91,16 +96,20 @@ impl Window {
         self.state.lock()
     }
 
-    /// Adds the entries the reader read after the newest held, each encoded once. Returns the
-    /// newest id held.
+    /// Adds the entries the reader read after the newest held, each encoded once, and the
+    /// stream's end if the read reached it. Returns the newest id held (the end's, once it
+    /// is read). A finished window takes nothing more.
     ///
     /// It does not wake the subscribers: the reader does, at once or a little later while
     /// more keeps coming (see [`hold`](super::hold)). A subscriber that looks meanwhile (it
     /// is busy, not waiting) takes them anyway.
-    pub(super) fn extend(&self, entries: Vec<Entry>) -> StreamId {
+    pub(super) fn extend(&self, entries: Vec<Entry>, end: Option<StreamId>) -> StreamId {
         // One stamp for the batch: the delay is measured from when this process read it.
         let stamp = crate::measure::append_stamp();
         let mut state = self.lock();
+        if state.finished.is_some() {
+            return state.end;
+        }
         for (id, mut event) in entries {
             if id <= state.end {
                 continue;
@@ -115,7 +124,19 @@ impl Window {
                 state.start = evicted;
             }
         }
+        if let Some(end) = end.filter(|end| *end > state.end) {
+            state.end = end;
+            state.finished = Some(end);
+        }
         state.end
+    }
+
+    /// The stream is finished at `end`, its newest id (a window that starts there).
+    pub(super) fn finished_at(&self, end: StreamId) {
+        let mut state = self.lock();
+        if state.ring.len() == 0 && state.end == end {
+            state.finished = Some(end);
+        }
     }
 
     /// Wakes every subscriber waiting for the window to change.
@@ -129,6 +150,7 @@ impl Window {
         state.ring.clear();
         state.start = at;
         state.end = at;
+        state.finished = None;
         state.restart_at = at;
         state.generation += 1;
         drop(state);
@@ -141,6 +163,10 @@ impl WindowState {
     /// alone: the sequence number after the cursor's own event, or the first one if the
     /// cursor is the window's start.
     pub(super) fn seq_after(&self, cursor: StreamId) -> Option<u64> {
+        if self.finished == Some(cursor) {
+            // At the end itself: nothing more to read.
+            return Some(self.ring.next_seq());
+        }
         if cursor == self.start {
             return Some(self.ring.first_seq());
         }
@@ -148,5 +174,10 @@ impl WindowState {
             return None;
         }
         self.ring.seq_after(|(id, _)| id.cmp(&cursor))
+    }
+
+    /// Whether a reader that goes on at `next_seq` has read the whole of a finished stream.
+    pub(super) fn read_to_end(&self, next_seq: u64) -> bool {
+        self.finished.is_some() && next_seq >= self.ring.next_seq()
     }
 }
