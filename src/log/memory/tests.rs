@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use super::*;
 use crate::log::ring::TAKE_PER_LOCK;
-use crate::log::Subscription;
+use crate::log::{ResumeOutcome, Subscription};
 use crate::{Delivery, EventFeed};
 
 fn ready(sub: &mut MemorySubscription) -> Vec<Delivery> {

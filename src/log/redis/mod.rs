@@ -144,7 +144,7 @@ const FETCH_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duratio
 /// # Finishing
 ///
 /// [`finish`](EventLog::finish) stores the end in the stream itself, as an entry with the
-/// field `end` (see the [module docs](self) for the entry format), so every process sees it:
+/// field `end` (an `XADD <key> * end ""` from any program does the same), so every process sees it:
 /// one running, one cut off from Redis when it happened (once it is back), one that connects
 /// later. Appends from any process then fail with [`AppendError::Finished`]: the check and
 /// the `XADD` are one Lua script, so no entry can follow the end. Each subscription hands
