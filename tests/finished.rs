@@ -248,3 +248,34 @@ async fn every_way_of_serving_answers_204_at_the_end() {
         assert!(answer.body.is_empty(), "{serving:?}: no body with a 204");
     }
 }
+
+/// A finished topic is kept for its keep time even when idle eviction is shorter.
+#[tokio::test]
+async fn idle_eviction_does_not_cut_a_finished_topics_keep_short() {
+    let topics = Topics::builder(MemoryLog::builder())
+        .idle_eviction(Duration::from_millis(100))
+        .keep_finished(Duration::from_millis(800))
+        .build();
+    topics.append("done", Event::new("last")).await.unwrap();
+    topics.finish("done").await.unwrap();
+    topics.append("open", Event::new("idle")).await.unwrap();
+    let finished_at = std::time::Instant::now();
+    wait_until("the idle open topic to be evicted", || {
+        topics.get("open").is_none()
+    })
+    .await;
+    assert!(
+        topics.get("done").is_some(),
+        "still kept after {:?}",
+        finished_at.elapsed()
+    );
+    wait_until("the finished topic to be evicted", || {
+        topics.get("done").is_none()
+    })
+    .await;
+    assert!(
+        finished_at.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        finished_at.elapsed()
+    );
+}

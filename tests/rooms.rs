@@ -47,7 +47,6 @@ fn assert_refused(what: &str, answer: &Answer, names: &[&str]) {
     );
 }
 
-
 /// Posts `text` to `room`; returns the id.
 async fn post_ok(addr: SocketAddr, room: &str, text: &str) -> String {
     post_created(addr, &format!("/api/rooms/{room}/messages"), text).await

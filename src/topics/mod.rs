@@ -168,7 +168,8 @@ impl<M: MakeLog> TopicsBuilder<M> {
 
     /// Keeps a topic finished through [`Topics::finish`] for `keep` (default
     /// [`DEFAULT_KEEP_FINISHED`]), so that late and reconnecting clients can still read it,
-    /// then evicts it, whether readers are connected or not (they read on to the end).
+    /// then evicts it, whether readers are connected or not (they read on to the end). Idle
+    /// eviction does not apply to a finished topic.
     pub fn keep_finished(mut self, keep: Duration) -> Self {
         self.keep_finished = Some(keep);
         self
@@ -277,11 +278,15 @@ impl<M: MakeLog> Topics<M> {
 
     /// Creates the topic `key` (a new log); [`TopicError::AlreadyExists`] if it is live. The
     /// way to make topics of a registry [`created_explicitly`](TopicsBuilder::created_explicitly).
+    /// Write to it through [`append`](Topics::append) and [`finish`](Topics::finish), not
+    /// through the log returned: the registry counts an append as use (so the topic is not
+    /// evicted as idle while it is written to) and starts a finished topic's keep time.
     pub async fn create(&self, key: &str) -> Result<M::Log, TopicError<LogError<M>>> {
         self.registry.create(key).await
     }
 
-    /// The log of the live topic `key`, without creating it.
+    /// The log of the live topic `key`, without creating it. A look is not a use: it does
+    /// not keep the topic from idle eviction.
     pub fn get(&self, key: &str) -> Option<M::Log> {
         self.registry.get(key)
     }

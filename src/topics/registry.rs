@@ -203,12 +203,10 @@ impl<M: MakeLog> Registry<M> {
         self.make_topic(key, true).await
     }
 
-    /// The live topic `key`'s log, without making one.
+    /// The live topic `key`'s log, without making one; a look, not a use (it does not keep
+    /// the topic from idle eviction).
     pub(crate) fn get(&self, key: &str) -> Option<M::Log> {
-        let map = self.map();
-        let topic = map.get(key)?;
-        topic.last_used_ms.store(self.now_ms(), Ordering::Release);
-        Some(topic.log.clone())
+        self.map().get(key).map(|topic| topic.log.clone())
     }
 
     /// Notes that the live topic `key` was finished now: it is kept for a while, then
@@ -270,28 +268,28 @@ impl<M: MakeLog> Registry<M> {
         Ok(())
     }
 
-    /// Drops the topics that have had no subscriber and no append for `idle` (when given),
-    /// and those finished longer than `keep_finished` ago (when given), readers or not.
+    /// Drops the topics that have had no subscriber and no append for `idle` (when given);
+    /// a finished topic instead once it was finished `keep_finished` ago (when given: never
+    /// otherwise), readers or not, so that idle eviction cannot cut its keep short.
     pub(crate) fn evict(&self, idle: Option<Duration>, keep_finished: Option<Duration>) -> usize {
         let now = self.now_ms();
-        let idle_ms = idle.map(|idle| idle.as_millis() as u64);
-        let keep_ms = keep_finished.map(|keep| keep.as_millis() as u64);
+        let millis = |limit: Duration| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let (idle_ms, keep_ms) = (idle.map(millis), keep_finished.map(millis));
         let mut map = self.map();
         let before = map.len();
         map.retain(|_, topic| {
             if topic.pinned {
                 return true;
             }
-            let finished = topic.finished_ms.load(Ordering::Acquire);
-            if let (Some(keep_ms), true) = (keep_ms, finished > 0) {
-                if now.saturating_sub(finished - 1) >= keep_ms {
-                    return false;
+            match topic.finished_ms.load(Ordering::Acquire) {
+                0 => {
+                    topic.subscribers.load(Ordering::Acquire) > 0
+                        || idle_ms.is_none_or(|idle_ms| {
+                            now.saturating_sub(topic.last_used_ms.load(Ordering::Acquire)) < idle_ms
+                        })
                 }
+                finished => keep_ms.is_none_or(|keep_ms| now.saturating_sub(finished - 1) < keep_ms),
             }
-            topic.subscribers.load(Ordering::Acquire) > 0
-                || idle_ms.is_none_or(|idle_ms| {
-                    now.saturating_sub(topic.last_used_ms.load(Ordering::Acquire)) < idle_ms
-                })
         });
         let evicted = before - map.len();
         if evicted > 0 {
