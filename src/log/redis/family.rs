@@ -33,7 +33,7 @@ use crate::log::ring::{Lock, SubscriberCount};
 /// ```no_run
 /// use tower_eventstream::{Event, EventLog, RedisLog};
 ///
-/// # async fn run() -> Result<(), tower_eventstream::RedisLogError> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let topics = RedisLog::builder("redis://127.0.0.1:6379", "topic:")
 ///     .connect_logs()
 ///     .await?;

@@ -195,7 +195,7 @@ const FETCH_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duratio
 /// ```no_run
 /// use tower_eventstream::{Event, EventLog, RedisLog};
 ///
-/// # async fn run() -> Result<(), tower_eventstream::RedisLogError> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let log = RedisLog::builder("redis://127.0.0.1:6379", "chat")
 ///     .max_len(100_000)
 ///     .connect()
