@@ -11,9 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use bytes::Bytes;
-use http::Method;
-use support::client::{get, long_poll, poll_cursor, poll_data, request};
+use support::client::{get, long_poll, poll_cursor, poll_data, sse_status};
 use support::reader::SseReader;
 use support::server::{Serving, TestServer};
 use support::sse::SseClient;
@@ -23,24 +21,10 @@ use tower_eventstream::{
     StartPosition, StreamConfig, TopicError, Topics, TopicsService,
 };
 
-const SSE: (&str, &[u8]) = ("accept", b"text/event-stream");
-
 async fn serve(log: &MemoryLog, start: StartPosition) -> TestServer {
     let config = StreamConfig::default().start(start);
     let service = EventLogService::new(log.clone()).with_config(config);
     TestServer::start(Serving::Axum, Router::new().route_service("/events", service)).await
-}
-
-/// The status of an SSE request with `cursor`.
-async fn sse_status(addr: SocketAddr, path: &str, cursor: Option<&str>) -> u16 {
-    let mut headers = vec![SSE];
-    if let Some(cursor) = cursor {
-        headers.push(("last-event-id", cursor.as_bytes()));
-    }
-    request(addr, Method::GET, path, &headers, Bytes::new())
-        .await
-        .status
-        .as_u16()
 }
 
 /// Reads an SSE stream to its end: the data of its events and its last id.
@@ -91,8 +75,8 @@ async fn readers_get_every_event_then_the_end_and_a_return_at_the_end_is_204() {
     assert_eq!(at_end.status.as_u16(), 204, "{}", at_end.text());
 
     // The browser's reconnect at the end, and a newcomer at the live end: 204.
-    assert_eq!(sse_status(addr, "/events", Some(&end)).await, 204);
-    assert_eq!(sse_status(addr, "/events", None).await, 204);
+    assert_eq!(sse_status(addr, "/events", Some(&end)).await.as_u16(), 204);
+    assert_eq!(sse_status(addr, "/events", None).await.as_u16(), 204);
     // A cursor before the end: the rest, then the end.
     let (_, first_id) = read_to_end(addr, "/events", Some(&cursor_before(&end, 2))).await;
     assert_eq!(first_id, end);
@@ -114,7 +98,10 @@ async fn a_late_joiner_from_the_oldest_gets_the_whole_stream_then_the_end() {
     let server = serve(&log, StartPosition::Oldest).await;
     let (data, last) = read_to_end(server.addr, "/events", None).await;
     assert_eq!(data, ["Once", "upon", "a", "time"]);
-    assert_eq!(sse_status(server.addr, "/events", Some(&last)).await, 204);
+    assert_eq!(
+        sse_status(server.addr, "/events", Some(&last)).await.as_u16(),
+        204
+    );
     let (_, answer) = long_poll(server.addr, "/events?timeout=0").await;
     assert_eq!(poll_data(&answer), ["Once", "upon", "a", "time"]);
     assert_eq!(answer["finished"], true, "{answer}");
@@ -135,7 +122,7 @@ async fn request_scoped_topics_are_404_until_created_and_evicted_after_their_kee
     let addr = server.addr;
 
     assert_eq!(get(addr, "/jobs/nope?timeout=0").await.status.as_u16(), 404);
-    assert_eq!(sse_status(addr, "/jobs/nope", None).await, 404);
+    assert_eq!(sse_status(addr, "/jobs/nope", None).await.as_u16(), 404);
     assert!(matches!(
         topics.append("nope", Event::new("x")).await,
         Err(TopicError::NotFound)
@@ -202,7 +189,7 @@ async fn a_finite_source_fills_a_log_to_its_end() {
     let server = TestServer::start(Serving::Axum, Router::new().route_service("/e", service)).await;
     let (data, last) = read_to_end(server.addr, "/e", None).await;
     assert_eq!(data, ["a", "b", "c"]);
-    assert_eq!(sse_status(server.addr, "/e", Some(&last)).await, 204);
+    assert_eq!(sse_status(server.addr, "/e", Some(&last)).await.as_u16(), 204);
 }
 
 #[tokio::test]
@@ -218,7 +205,7 @@ async fn a_finite_plain_stream_is_not_sent_again() {
     let (data, last) = read_to_end(server.addr, "/words", None).await;
     assert_eq!(data, ["one", "two"]);
     assert_eq!(last, "end", "the closing checkpoint names the end");
-    assert_eq!(sse_status(server.addr, "/words", Some(&last)).await, 204);
+    assert_eq!(sse_status(server.addr, "/words", Some(&last)).await.as_u16(), 204);
     let (_, answer) = long_poll(server.addr, "/words?timeout=0").await;
     assert_eq!(answer["finished"], true, "{answer}");
     assert_eq!(poll_cursor(&answer), "end");

@@ -14,17 +14,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use tower_eventstream::{MemoryLogBuilder, Shutdown, StreamConfig, Topics};
 
-use support::client::{get, long_poll, poll_cursor, poll_events, post_created, post_text, request};
+use support::client::{get, long_poll, poll_cursor, poll_events, post_created, post_text, sse_status};
 use support::reader::SseReader;
 use support::server::{Serving, TestServer};
 use support::sse::SseClient;
 use support::{wait_until, within};
 
 const PROMPT: &str = "the quick brown fox jumps over the lazy dog";
-const SSE: (&str, &[u8]) = ("accept", b"text/event-stream");
 
 /// A server of the example's routes (`settings` as given) with a keep of `keep`.
 async fn start(settings: app::Settings, keep: Duration) -> (TestServer, Topics<MemoryLogBuilder>) {
@@ -50,17 +49,6 @@ fn events_path(id: &str) -> String {
 
 async fn generate(addr: SocketAddr, prompt: &str) -> String {
     post_created(addr, "/api/generations", prompt).await
-}
-
-/// The status of an SSE request for `path` (resuming from `cursor` if given).
-async fn sse_status(addr: SocketAddr, path: &str, cursor: Option<&str>) -> StatusCode {
-    let mut headers = vec![SSE];
-    if let Some(cursor) = cursor {
-        headers.push(("last-event-id", cursor.as_bytes()));
-    }
-    request(addr, Method::GET, path, &headers, Bytes::new())
-        .await
-        .status
 }
 
 /// Reads `n` tokens of `client`: `(id, data)` each, every one named `token`.

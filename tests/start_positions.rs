@@ -77,6 +77,13 @@ async fn sse_data(client: &mut SseClient, n: usize) -> Vec<String> {
     client.take(n).await.into_iter().map(|event| event.data).collect()
 }
 
+/// A client starting at the oldest event gets `held`, on both transports, with no reset.
+async fn oldest_is_what_is_held<L: EventLog>(served: &Served<L>, held: &[&str]) {
+    assert_eq!(first_poll(served.addr(StartPosition::Oldest)).await, held);
+    let mut client = SseClient::connect(served.addr(StartPosition::Oldest), "/events", None).await;
+    assert_eq!(sse_data(&mut client, held.len()).await, held, "no reset first");
+}
+
 async fn each_start_position_on_both_transports<L: EventLog>(served: &Served<L>) {
     let mut ids = Vec::new();
     for n in 1..=5 {
@@ -168,16 +175,7 @@ async fn memory_history_trimmed_before_a_client_came_is_no_gap() {
     for n in 1..=5 {
         served.append(&format!("e{n}")).await;
     }
-    assert_eq!(
-        first_poll(served.addr(StartPosition::Oldest)).await,
-        ["e3", "e4", "e5"]
-    );
-    let mut client = SseClient::connect(served.addr(StartPosition::Oldest), "/events", None).await;
-    assert_eq!(
-        sse_data(&mut client, 3).await,
-        ["e3", "e4", "e5"],
-        "no reset first"
-    );
+    oldest_is_what_is_held(&served, &["e3", "e4", "e5"]).await;
 }
 
 #[tokio::test]
@@ -261,16 +259,7 @@ mod redis {
         assert_eq!(trimmed, 2);
         // Another process, whose window starts at the stream's end: it asks Redis.
         let served = Served::new(log(&server, "trimmed").await, RedisLog::position).await;
-        assert_eq!(
-            first_poll(served.addr(StartPosition::Oldest)).await,
-            ["e3", "e4", "e5"]
-        );
-        let mut client = SseClient::connect(served.addr(StartPosition::Oldest), "/events", None).await;
-        assert_eq!(
-            sse_data(&mut client, 3).await,
-            ["e3", "e4", "e5"],
-            "no reset first"
-        );
+        oldest_is_what_is_held(&served, &["e3", "e4", "e5"]).await;
         assert_eq!(
             first_poll(served.addr(StartPosition::Last(2))).await,
             ["e4", "e5"]

@@ -306,3 +306,16 @@ pub async fn post_created(addr: SocketAddr, path: &str, text: &str) -> String {
         .expect("the id is a string")
         .to_owned()
 }
+
+/// The status of an SSE request for `path`, resuming from `cursor` if given. The body is read
+/// to its end: for answers that have one (a refusal, `204`, a stream that ends).
+#[allow(dead_code)]
+pub async fn sse_status(addr: SocketAddr, path: &str, cursor: Option<&str>) -> StatusCode {
+    let mut headers: Vec<(&str, &[u8])> = vec![("accept", b"text/event-stream")];
+    if let Some(cursor) = cursor {
+        headers.push(("last-event-id", cursor.as_bytes()));
+    }
+    request(addr, Method::GET, path, &headers, Bytes::new())
+        .await
+        .status
+}
