@@ -8,7 +8,8 @@
 //! Starts its own `redis-server` (Debian package `redis-server`) on a free loopback port;
 //! without one it says so and exits. Each round subscribes 10 000 readers, appends 200 events
 //! one after another, and times until every reader has received all of them; the two logs take
-//! turns, and the verdict is the ratio of their medians over the rounds.
+//! turns, and the verdict is the ratio of their medians over the rounds. Then it times
+//! RedisLog appends one after another (no subscriber): the cost of one append.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -20,6 +21,8 @@ use tower_eventstream::{Delivery, Event, EventFeed, EventLog, MemoryLog, RedisLo
 const SUBSCRIBERS: usize = 10_000;
 const EVENTS: usize = 200;
 const ROUNDS: usize = 3;
+/// Appends timed one after another, per round.
+const APPENDS: usize = 2_000;
 /// RedisLog's median time may be at most this multiple of MemoryLog's.
 const TARGET_RATIO: f64 = 1.5;
 
@@ -64,6 +67,19 @@ async fn fan_out<L: EventLog>(log: &L) -> Duration {
         reader.expect("a reader panicked");
     }
     started.elapsed()
+}
+
+/// Appends, one after another with no subscriber: the time of one append (its round trip to
+/// Redis, the check and the `XADD`).
+async fn append_one_by_one<L: EventLog>(log: &L) -> Duration {
+    let started = Instant::now();
+    for n in 0..APPENDS {
+        log.append(Event::new(format!("alone {n}")))
+            .await
+            .map_err(|e| e.to_string())
+            .expect("append");
+    }
+    started.elapsed() / APPENDS as u32
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -119,5 +135,18 @@ fn main() {
         );
         let verdict = if ratio <= TARGET_RATIO { "met" } else { "missed" };
         println!("target: RedisLog at most {TARGET_RATIO}x MemoryLog (ratio of medians): {verdict}");
+        let mut appends = Vec::new();
+        for _ in 0..ROUNDS {
+            appends.push(append_one_by_one(&redis).await);
+        }
+        let rounds: Vec<String> = appends
+            .iter()
+            .map(|t| format!("{:.1} µs", t.as_secs_f64() * 1e6))
+            .collect();
+        println!(
+            "RedisLog append, {APPENDS} one after another: {:.1} µs each (median; rounds {})",
+            median(appends).as_secs_f64() * 1e6,
+            rounds.join(", ")
+        );
     });
 }
