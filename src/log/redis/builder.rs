@@ -4,17 +4,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Value};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, Value};
 
+use super::connection::Connection;
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
 use super::family::{RedisLogs, Settings};
+use super::listener::{push_channel, Listener};
 use super::reader::{read_loop, Follow, Reader};
 use super::reply::text_of;
-use super::xread::Blocking;
 use super::{
     AbortOnDrop, RedisLog, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_LEN, DEFAULT_WINDOW,
-    READER_BLOCK,
 };
 
 /// Configures and connects a [`RedisLog`], or a family of them ([`RedisLogs`]).
@@ -31,6 +32,7 @@ pub struct RedisLogBuilder {
     window: usize,
     command_timeout: Duration,
     connect_timeout: Duration,
+    cluster: bool,
 }
 
 impl RedisLogBuilder {
@@ -79,6 +81,27 @@ impl RedisLogBuilder {
         self
     }
 
+    /// The URL names a node of a Redis Cluster (7.0 or later): the other nodes are found
+    /// from it. Each stream key lives on the shard that serves its slot, and so does its
+    /// Pub/Sub channel (named like the key), so appends and notices of one key stay on one
+    /// shard; a family's keys spread over the shards unless the prefix holds a hash tag
+    /// (`{…}`). Commands follow `MOVED` and `ASK`, and the new primary after a failover.
+    ///
+    /// ```no_run
+    /// use tower_eventstream::RedisLog;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let topics = RedisLog::builder("redis://10.0.0.5:7000", "topic:")
+    ///     .cluster()
+    ///     .connect_logs()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
     /// Connects to Redis, reads the stream's position and starts this process's reader: a
     /// [`RedisLogs`] family of one key, [`connect_logs`](RedisLogBuilder::connect_logs)
     /// then [`log("")`](RedisLogs::log).
@@ -103,30 +126,21 @@ impl RedisLogBuilder {
     /// of the builder applies to each log of the family.
     ///
     /// However many logs the family has, it holds two connections to Redis (one for
-    /// appends and reads, one for the reader's blocking wait). Fails if the URL is unusable
+    /// appends and reads, one for the reader's Pub/Sub; two per shard of a cluster). Fails if the URL is unusable
     /// or Redis cannot be reached within the connect timeout. Must be called within a Tokio
     /// runtime.
     pub async fn connect_logs(self) -> Result<RedisLogs, RedisLogError> {
         let prefix: Arc<str> = Arc::from(self.key.as_str());
-        let client =
-            Client::open(self.url.as_str()).map_err(|e| RedisLogError::from_redis("connect", &prefix, e))?;
-        let manager = self.connect_manager(&client, &prefix).await?;
-        let (reader_config, mut reader_connection) = self.connect_reader(&client, &prefix).await?;
-        check_server_version(&mut reader_connection, &prefix, self.command_timeout).await?;
-        let blocking = Blocking::new(
-            client,
-            reader_config,
-            self.connect_timeout,
-            reader_connection,
-            Arc::clone(&prefix),
-        )
-        .await?;
-
+        let (connection, listener) = if self.cluster {
+            self.connect_cluster(&prefix).await?
+        } else {
+            self.connect_server(&prefix).await?
+        };
         let follow = Arc::new(Follow::default());
         let reader = Reader::new(
             Arc::clone(&follow),
-            manager.clone(),
-            blocking,
+            connection.clone(),
+            listener,
             self.command_timeout,
         );
         let reader = tokio::spawn(read_loop(reader));
@@ -137,7 +151,60 @@ impl RedisLogBuilder {
             command_timeout: self.command_timeout,
         };
         let reader = AbortOnDrop(reader.abort_handle());
-        Ok(RedisLogs::new(prefix, manager, settings, follow, reader))
+        Ok(RedisLogs::new(prefix, connection, settings, follow, reader))
+    }
+
+    /// A single server: the shared connection, and the reader's Pub/Sub connection (RESP3,
+    /// whose pushes carry the notices).
+    async fn connect_server(&self, prefix: &Arc<str>) -> Result<(Connection, Listener), RedisLogError> {
+        let failed = |e| RedisLogError::from_redis("connect", prefix, e);
+        let info = self.url.as_str().into_connection_info().map_err(failed)?;
+        let client = Client::open(info.clone()).map_err(failed)?;
+        let manager = self.connect_manager(&client, prefix).await?;
+
+        let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let listening = Client::open(info.set_redis_settings(resp3)).map_err(failed)?;
+        let (pushes, heard) = push_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.attempt_timeout()))
+            .set_response_timeout(Some(self.command_timeout))
+            .set_push_sender(pushes);
+        let mut connection = limited("connect", prefix, self.connect_timeout, async {
+            let connection = listening.get_multiplexed_async_connection_with_config(&config);
+            connection.await.map_err(failed)
+        })
+        .await?;
+        check_server_version(&mut connection, prefix, self.command_timeout).await?;
+        let timeouts = (self.connect_timeout, self.command_timeout);
+        let listener = Listener::server(listening, config, connection, heard, Arc::clone(prefix), timeouts);
+        Ok((Connection::Server(manager), listener))
+    }
+
+    /// A cluster: a connection to every node for commands, and another to every node for
+    /// the reader's Pub/Sub (RESP3).
+    async fn connect_cluster(&self, prefix: &Arc<str>) -> Result<(Connection, Listener), RedisLogError> {
+        let failed = |e| RedisLogError::from_redis("connect", prefix, e);
+        let builder = || {
+            ClusterClientBuilder::new(vec![self.url.as_str()])
+                .connection_timeout(self.attempt_timeout())
+                .response_timeout(self.command_timeout)
+        };
+        let client = builder().build().map_err(failed)?;
+        let connection = limited("connect", prefix, self.connect_timeout, async {
+            client.get_async_connection().await.map_err(failed)
+        })
+        .await?;
+        let mut connection = Connection::Cluster(connection);
+        check_server_version(&mut connection, prefix, self.command_timeout).await?;
+        let (pushes, heard) = push_channel();
+        let listening = builder()
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .build()
+            .map_err(failed)?;
+        let timeouts = (self.connect_timeout, self.command_timeout);
+        let listener = Listener::cluster(&listening, heard, Arc::clone(prefix), timeouts).await?;
+        Ok((connection, listener))
     }
 
     /// The longest one connection attempt may take.
@@ -165,26 +232,6 @@ impl RedisLogBuilder {
         .await
     }
 
-    /// The reader's own connection (its `XREAD BLOCK` would hold up a shared one), and the
-    /// settings it reconnects with.
-    async fn connect_reader(
-        &self,
-        client: &Client,
-        key: &Arc<str>,
-    ) -> Result<(AsyncConnectionConfig, MultiplexedConnection), RedisLogError> {
-        let reader_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.attempt_timeout()))
-            .set_response_timeout(Some(READER_BLOCK + self.command_timeout));
-        let connection = limited("connect", key, self.connect_timeout, async {
-            client
-                .get_multiplexed_async_connection_with_config(&reader_config)
-                .await
-                .map_err(|e| RedisLogError::from_redis("connect", key, e))
-        })
-        .await?;
-        Ok((reader_config, connection))
-    }
-
     /// A builder with the default settings.
     pub(super) fn new(url: String, key: String) -> Self {
         RedisLogBuilder {
@@ -195,6 +242,7 @@ impl RedisLogBuilder {
             window: DEFAULT_WINDOW,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            cluster: false,
         }
     }
 }
@@ -209,6 +257,7 @@ impl fmt::Debug for RedisLogBuilder {
             .field("window", &self.window)
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -217,7 +266,7 @@ impl fmt::Debug for RedisLogBuilder {
 /// A server that hides `INFO` is given the benefit of the doubt (the check at each read
 /// still refuses a reply without those fields).
 async fn check_server_version(
-    connection: &mut MultiplexedConnection,
+    connection: &mut impl ConnectionLike,
     key: &Arc<str>,
     limit: Duration,
 ) -> Result<(), RedisLogError> {

@@ -10,7 +10,7 @@ use super::id::StreamId;
 use super::reply::{parse_items, Entries, Entry};
 use super::snapshot::{read_after, Continuity, Read};
 use super::subscription::{Mode, RedisSubscription};
-use super::{Inner, RedisLog, FETCH_BACKOFF, FETCH_BATCH, READER_BLOCK};
+use super::{Inner, RedisLog, AWAIT_READER, FETCH_BACKOFF, FETCH_BATCH};
 use crate::log::{ResumeOutcome, StartPosition, SubscribeError};
 use crate::measure::GapCause;
 use crate::CursorError;
@@ -246,7 +246,7 @@ impl RedisSubscription {
         self.mode = if same_generation && self.cursor > state.end {
             // The reader has not read this far yet: wait for it, or read from Redis again if
             // it does not come.
-            Mode::AwaitReader(Box::pin(tokio::time::sleep(READER_BLOCK)))
+            Mode::AwaitReader(Box::pin(tokio::time::sleep(AWAIT_READER)))
         } else {
             // The window moved past the cursor, or holds another stream (it was deleted or
             // recreated meanwhile): read from Redis again, after a pause so that this cannot

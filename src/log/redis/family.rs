@@ -6,8 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
+use super::connection::Connection;
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
 use super::id::StreamId;
 use super::reader::{Added, Follow};
@@ -20,10 +19,11 @@ use crate::log::ring::{Lock, SubscriberCount};
 /// A family of [`RedisLog`]s: one per stream key under a prefix (one per topic, room or
 /// tenant), all sharing one Redis connection and one reader in this process.
 ///
-/// However many keys the family has, this process holds two connections to Redis: a
-/// multiplexed one for appends and reads, and one on which a single background task waits
-/// for new entries of every followed key at once (one `XREAD BLOCK` over all of them). A key
-/// is followed while a [`RedisLog`] for it (or one of its subscriptions) is alive.
+/// However many keys the family has, this process holds two connections to Redis (two per
+/// shard of a cluster): a multiplexed one for appends and reads, and the Pub/Sub connection
+/// on which a single background task hears of new entries of every followed key (see the
+/// [module documentation](super) for how). A key is followed while a [`RedisLog`] for it (or
+/// one of its subscriptions) is alive.
 ///
 /// Made by [`RedisLogBuilder::connect_logs`](super::RedisLogBuilder::connect_logs); every
 /// setting of the builder applies to each log of the family. Cloning is cheap; clones share
@@ -49,7 +49,7 @@ pub struct RedisLogs {
 /// What the logs of a family share.
 pub(super) struct Family {
     prefix: Arc<str>,
-    manager: ConnectionManager,
+    manager: Connection,
     settings: Settings,
     /// The live log of each key, so that one key has one window in this process.
     logs: Lock<HashMap<Arc<str>, Weak<Inner>>>,
@@ -72,7 +72,7 @@ impl RedisLogs {
     /// A family whose reader task (already started, following `follow`) is `reader`.
     pub(super) fn new(
         prefix: Arc<str>,
-        manager: ConnectionManager,
+        manager: Connection,
         settings: Settings,
         follow: Arc<Follow>,
         reader: AbortOnDrop,

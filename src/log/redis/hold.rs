@@ -1,29 +1,28 @@
-//! Holding a window's wake-up while the reader reads on.
+//! Holding a window's wake-up while more entries keep coming for it.
 //!
 //! Waking a window wakes every subscriber waiting on it: with ten thousand of them, one
-//! wake-up costs far more than the entries it announces. When appends trickle in one after
-//! another, the reader reads one or two entries per round; waking everyone each time queues
-//! ten thousand tasks per entry, ahead of the reader and of the connections the appends go
+//! wake-up costs far more than the entries it announces. When appends come one after
+//! another, the reader takes one entry per notice; waking everyone each time queues ten
+//! thousand tasks per entry, ahead of the reader and of the connections the appends go
 //! through, and the wake-ups set the pace.
 //!
 //! So a key's first entries after a quiet spell wake its subscribers at once (a lone event
-//! waits for nothing), and while more keeps coming the reader holds the wake-up. More is
-//! coming while each read finds more, or while an append of this process to the key is on
-//! its way: the reader reads on, polling (`XREAD` without `BLOCK`) rather than blocking,
-//! and wakes a held key
+//! waits for nothing), and while more keeps coming (a *streak*) the reader holds the
+//! wake-up. A streak goes on while notices or reads keep finding entries for the key, or
+//! while an append of this process to the key is on its way; the reader wakes a held key
 //!
-//! - once a read or a poll finds nothing more for it and no append of this process to it is
-//!   on its way (or the window started over),
+//! - once nothing came for it for [`STREAK_QUIET`] (or in the last batch of notices) and no
+//!   append of this process to it is on its way (or the window started over),
 //! - once it holds half its window unwoken (so that no waiting subscriber falls behind it),
 //! - once [`WAKE_HOLD`] has passed since the first wake-up held, even in the middle of a
-//!   read or poll that takes longer,
+//!   read or a wait that takes longer,
 //! - or when a read fails.
 //!
 //! Appends on their way matter because of what a wake-up does: it queues ten thousand tasks,
 //! and the connections the appends go through wait their turn behind them. An append then
-//! takes as long as the whole wake-up, and a poll finds nothing only because the appends
-//! have not got through yet; ending the hold then would wake everyone for an entry or two,
-//! again and again.
+//! takes as long as the whole wake-up, and a moment without notices comes only because the
+//! appends have not got through yet; ending the hold then would wake everyone for an entry
+//! or two, again and again.
 //!
 //! The entries are in the window all along, in order: a subscriber that looks meanwhile
 //! (still busy with the last wake-up) takes them; only a waiting one waits for the wake-up.
@@ -37,12 +36,16 @@ use tokio::time::Instant;
 
 use super::reader::{Followed, Reader};
 use super::window::Window;
+#[cfg(doc)]
+use super::STREAK_QUIET;
 use super::WAKE_HOLD;
 
 /// The keys whose waiting subscribers were not woken for all the window holds.
 #[derive(Default)]
 pub(super) struct Holds {
     keys: Vec<Arc<str>>,
+    /// The keys in a streak.
+    pub(super) streaking: Vec<Arc<str>>,
     /// When the first of these wake-ups was held.
     since: Option<Instant>,
 }
@@ -69,6 +72,9 @@ impl Followed {
             return;
         }
         let reading_on = std::mem::replace(&mut self.streak, true);
+        if !reading_on {
+            holds.streaking.push(Arc::clone(key));
+        }
         let held = self.held + got;
         if reading_on && held < window.capacity / 2 {
             if self.held == 0 {
@@ -156,18 +162,29 @@ impl Reader {
     /// Every key is quiet: wakes what is held (a read failed; after the pause, each key's
     /// first entries wake at once).
     pub(super) fn quiet_all(&mut self) {
-        for followed in self.keys.values_mut() {
-            followed.quiet();
+        for key in std::mem::take(&mut self.holds.streaking) {
+            if let Some(followed) = self.keys.get_mut(&key) {
+                followed.quiet();
+            }
         }
         self.holds.keys.clear();
         self.holds.since = None;
     }
 
-    /// After a poll: the reading-on keys it found nothing for, with no append of this process
-    /// on its way, are quiet.
-    pub(super) fn quiet_unwoken(&mut self) {
-        for followed in self.keys.values_mut() {
-            if followed.streak && !followed.dirty && !followed.expects_appends() {
+    /// After a batch of notices, or a wait that heard none: the keys in a streak that nothing
+    /// came for since the last look, with no append of this process on its way, are quiet.
+    pub(super) fn quiet_unnoticed(&mut self) {
+        for key in std::mem::take(&mut self.holds.streaking) {
+            let Some(followed) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            if !followed.streak {
+                continue;
+            }
+            let noticed = std::mem::take(&mut followed.noticed);
+            if noticed || followed.expects_appends() {
+                self.holds.streaking.push(key);
+            } else {
                 followed.quiet();
             }
         }
@@ -177,13 +194,6 @@ impl Reader {
         if self.holds.keys.is_empty() {
             self.holds.since = None;
         }
-    }
-
-    /// Whether some key is reading on: the next wait polls rather than blocks.
-    pub(super) fn reading_on(&self) -> bool {
-        self.keys
-            .values()
-            .any(|followed| followed.streak && !followed.faulty)
     }
 }
 

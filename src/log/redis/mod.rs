@@ -9,29 +9,43 @@
 //!   (`<ms>-<seq>`) is the event id.
 //! - **One reader per process and family of streams.** [`RedisLogBuilder::connect_logs`]
 //!   opens a [`RedisLogs`]: every stream key under one prefix (one per topic, say), sharing
-//!   one multiplexed connection and one background reader task with one blocking
-//!   connection, however many keys there are. A single [`RedisLog`] is a family of one
-//!   ([`RedisLogBuilder::connect`]). The reader waits with one
-//!   `XREAD COUNT 1 BLOCK <2 s> STREAMS <every key> <every key's last id>` and, for each key
-//!   it wakes for, reads what follows with a checked `XRANGE` into that key's local window:
-//!   a ring of events, each encoded once, with a [`Notify`](tokio::sync::Notify) that wakes
-//!   the local subscribers. Ten thousand subscribers cost one Redis reader, and so do ten
-//!   thousand streams.
+//!   one multiplexed connection and one background reader task with one Pub/Sub
+//!   connection (one per shard on a cluster), however many keys there are. A single
+//!   [`RedisLog`] is a family of one ([`RedisLogBuilder::connect`]). Each key's local
+//!   window is a ring of events, each encoded once, with a [`Notify`](tokio::sync::Notify)
+//!   that wakes the local subscribers. Ten thousand subscribers cost one Redis reader, and
+//!   so do a hundred thousand streams.
+//! - **Hearing of new entries.** The append script publishes a notice with each entry it
+//!   adds, on the sharded Pub/Sub channel named like the stream (`SPUBLISH <key>`): the id
+//!   of the entry before it, its id and its fields. The reader is subscribed
+//!   (`SSUBSCRIBE <key>`) to the channel of every key it follows; a notice that follows on
+//!   from the newest entry the window holds is put into the window as it is, without a
+//!   read. Any other message on the channel (a notice after one that was lost, an empty
+//!   one from another program) makes the reader read the key with a checked `XRANGE` from
+//!   its last id. What an append costs Redis is one script call and one message, however
+//!   many keys are followed; what a process costs Redis grows with the entries appended to
+//!   the keys it follows, not with their number.
+//! - **Notices lost.** Pub/Sub delivers at most once: a message published while the
+//!   reader's connection is down is gone. After each (re)connection the reader subscribes
+//!   to every key again and, on the same connection, looks at each key's newest id
+//!   (`XREVRANGE <key> + - COUNT 1`); a key whose newest id is not the window's is read.
+//!   A notice that does not follow on from the window (one before it was lost) is read too.
+//!   So an entry is never skipped and never taken twice: the window takes entries in id
+//!   order, each once.
 //! - **Waking subscribers.** A key's first entries after a quiet spell wake its local
-//!   subscribers at once. While more keeps coming (each read finds more, or an append of
-//!   this process to the key is on its way) the reader polls instead of blocking and holds
-//!   the wake-up until the entries stop, for at most 50 ms: ten thousand subscribers are
-//!   woken once per burst of appends rather than once per entry. The entries are in the
-//!   window meanwhile, in order; a subscriber still busy takes them without a wake-up.
-//! - **Following a new key.** When [`RedisLogs::log`] adds a key, the reader sends
-//!   `CLIENT UNBLOCK <its blocking connection's id>` on the shared connection, so that its
-//!   `XREAD` returns at once and the next one includes the new key. The `XREAD` starts after
-//!   the id the log started at, so what is appended meanwhile is read, not skipped. A key
-//!   whose logs and subscriptions are all dropped is no longer followed.
-//! - **Checking idle streams.** A deleted (or deleted and recreated) stream wakes no
-//!   `XREAD`, so the reader also re-checks keys whose `XREAD` is quiet: every 2 s, the next
-//!   256 keys in turn (a family of up to 256 keys has each checked every 2 s; one of 10 000
-//!   keys, each about every 80 s). Any entry appended to a key wakes it at once.
+//!   subscribers at once. While more keeps coming (more notices for the key, or an append
+//!   of this process to the key on its way) the reader holds the wake-up until the entries
+//!   stop, for at most 50 ms: ten thousand subscribers are woken once per burst of appends
+//!   rather than once per entry. The entries are in the window meanwhile, in order; a
+//!   subscriber still busy takes them without a wake-up.
+//! - **Following a new key.** [`RedisLogs::log`] reads the stream's position (one `MULTI`);
+//!   the reader then subscribes to its channel and looks at its newest id (two commands),
+//!   and reads the key only if something was added in between. No other key is read. A key
+//!   whose logs and subscriptions are all dropped is unsubscribed from within 2 s.
+//! - **Checking streams in turn.** A deleted (or deleted and recreated) stream, or an entry
+//!   added by a program that publishes no notice, wakes nothing, so the reader also reads
+//!   keys in turn: every 2 s, the next 256 (a family of up to 256 keys has each read every
+//!   2 s; one of 10 000 keys, each about every 80 s).
 //! - **Catching up.** A subscriber whose cursor is older than the window reads the missing
 //!   part from Redis (`XRANGE (<cursor> + COUNT n`, repeated) and then joins the window at
 //!   its cursor, once the window holds that very id (which proves it reads the same stream);
@@ -46,9 +60,13 @@
 //! - **Faults.** When Redis goes away the reader retries with backoff and reconnects, keeping
 //!   every key's position; subscribers stay connected (their keep-alives go on) and receive
 //!   what was appended meanwhile once Redis is back. A key that answers unexpectedly (it
-//!   was overwritten with a value that is not a stream) is left out of the `XREAD` and
-//!   re-checked in turn; the other keys go on. An append while Redis is down fails within
-//!   the command timeout.
+//!   was overwritten with a value that is not a stream) is skipped and read again in turn;
+//!   the other keys go on. An append while Redis is down fails within the command timeout.
+//! - **Redis Cluster** ([`RedisLogBuilder::cluster`]): a key and its channel hash to one slot,
+//!   so the script's `XADD` and `SPUBLISH` run on the key's shard; the reader's Pub/Sub
+//!   connection has one connection per shard, and commands follow `MOVED`, `ASK` and
+//!   failovers. When a slot moves, Redis ends the subscriptions of its channels; the reader
+//!   subscribes to them again on their new shard and looks at their newest ids.
 //!
 //! # Entries
 //!
@@ -67,13 +85,26 @@
 //! it as this crate does, in a script that first checks the newest entry: `XREVRANGE <key> + -
 //! COUNT 1`), and should never add entries after it. A finished stream stays finished until it
 //! is deleted.
+//!
+//! # Publishing from another program
+//!
+//! Add the entry, then publish anything on the channel named like the stream, so that readers
+//! hear of it at once:
+//!
+//! ```text
+//! XADD chat:lobby * name message data "hello"
+//! SPUBLISH chat:lobby ""
+//! ```
+//!
+//! (`MULTI`/`EXEC` around the two, or a script, keeps them together; on a cluster both go to
+//! the key's shard.) An entry added with a bare `XADD` and no message reaches the readers
+//! when the next notice for the key comes, or when the reader reads the key in turn: within
+//! 2 s for every 256 keys the process follows.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-
-use redis::aio::ConnectionManager;
 
 use super::ring::{CountsSubscribers, SubscriberCount};
 use super::{AppendError, EventLog, ResumeOutcome, StartPosition, SubscribeError};
@@ -83,17 +114,19 @@ use crate::{CursorError, Event, EventId, LastEventId};
 mod append;
 mod builder;
 mod catch_up;
+mod connection;
 mod error;
 mod family;
 mod hold;
 mod id;
+mod listener;
+mod notice;
 mod reader;
 mod reply;
 mod script;
 mod snapshot;
 mod subscription;
 mod window;
-mod xread;
 
 pub use builder::RedisLogBuilder;
 pub use error::{RedisLogError, RedisLogErrorKind};
@@ -101,6 +134,7 @@ pub use family::RedisLogs;
 pub use subscription::RedisSubscription;
 
 use append::NewEntry;
+use connection::Connection;
 use family::Family;
 use id::StreamId;
 use script::Added;
@@ -112,13 +146,16 @@ const DEFAULT_WINDOW: usize = super::memory::DEFAULT_HISTORY;
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the reader's `XREAD BLOCK` waits, and how often it re-checks idle keys (a
-/// deleted stream is noticed even when nothing is appended), [`SWEEP_BATCH`] at a time.
-const READER_BLOCK: Duration = Duration::from_secs(2);
-/// How many keys the reader re-checks every [`READER_BLOCK`], in turn.
+/// How often the reader reads a batch of [`SWEEP_BATCH`] keys whatever their notices say (a
+/// deleted or wholly trimmed stream publishes none), and lets go of keys no longer used.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// How many keys the reader reads every [`SWEEP_EVERY`], in turn.
 const SWEEP_BATCH: usize = 256;
-/// How soon the reader sends `CLIENT UNBLOCK` again when its `XREAD` was not blocked yet.
-const UNBLOCK_RETRY: Duration = Duration::from_millis(5);
+/// How long a catching-up subscriber waits for the reader to reach its cursor before it
+/// reads from Redis again.
+const AWAIT_READER: Duration = Duration::from_secs(2);
+/// A key's streak (see `hold`) ends once nothing came for it for this long.
+const STREAK_QUIET: Duration = Duration::from_millis(2);
 /// The longest the reader holds a key's wake-up while more entries keep coming (see
 /// `hold`): under a steady stream, waiting subscribers are woken at least this often.
 const WAKE_HOLD: Duration = Duration::from_millis(50);
@@ -211,7 +248,7 @@ pub struct RedisLog {
 
 struct Inner {
     key: Arc<str>,
-    manager: ConnectionManager,
+    manager: Connection,
     window: Arc<Window>,
     max_len: usize,
     max_age: Option<Duration>,

@@ -1,32 +1,42 @@
 //! The family's one reader: one task follows every stream key of a [`RedisLogs`] family
 //! and feeds each key's window.
 //!
-//! Each round it takes up the keys added since, lets go of the keys whose window is gone,
-//! reads every *dirty* key (woken by the last `XREAD`, or due for its periodic check) with
-//! the checked read of [`read_after`], and then waits for any key with one `XREAD BLOCK` on
-//! its blocking connection (see [`xread`](super::xread)); while keys are reading on, that
-//! wait is a poll, and their wake-ups are held (see [`hold`](super::hold)).
+//! It hears of new entries from their [notices](super::notice) on its Pub/Sub
+//! [listener](super::listener), one per entry, so what it costs Redis grows with the
+//! entries appended, not with the keys followed. A notice that follows on from the newest
+//! entry the reader holds carries the entry itself; any other notice makes the key *dirty*,
+//! and a dirty key is read with the checked read of [`read_after`] (entries, and whether
+//! they follow on, in one snapshot). Keys are also dirty when taken up or heard of again
+//! after a lost connection (if their newest id is not the reader's), and in turn every
+//! [`SWEEP_EVERY`] (a stream deleted or trimmed away publishes nothing).
 //!
 //! [`RedisLogs`]: super::RedisLogs
 
 use std::collections::BTreeMap;
+use std::future::{poll_fn, Future};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::connection::Connection;
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
 use super::hold::{within_hold, Holds};
 use super::id::StreamId;
+use super::listener::{Heard, Listener};
+use super::notice::Notice;
+use super::reply::Item;
 use super::snapshot::{read_after, Continuity, Read};
 use super::window::Window;
-use super::xread::Blocking;
-use super::{READER_BACKOFF, READER_BATCH, READER_BLOCK, SWEEP_BATCH};
+use super::{READER_BACKOFF, READER_BATCH, STREAK_QUIET, SWEEP_BATCH, SWEEP_EVERY};
 use crate::log::ring::Lock;
+
+/// Notices handled before the reader looks at its other work again.
+const NOTICE_BATCH: usize = 4096;
 
 /// What the logs tell the reader task, and what it tells them.
 pub(super) struct Follow {
@@ -64,11 +74,6 @@ impl Follow {
         self.wake.notify_one();
     }
 
-    /// Whether keys were added that the reader has not taken up yet.
-    pub(super) fn has_added(&self) -> bool {
-        !self.added.lock().is_empty()
-    }
-
     pub(super) fn keys(&self) -> usize {
         self.keys.load(Ordering::Acquire)
     }
@@ -81,30 +86,38 @@ pub(super) struct Followed {
     pub(super) last: StreamId,
     /// The stream's count of entries ever added when `last` was its newest id, if it was.
     head_added: Option<u64>,
-    /// To be read before the next wait: woken, due for a check, or more entries may follow.
-    pub(super) dirty: bool,
+    /// To be read before the next wait (it is then in [`Reader::dirty`]).
+    dirty: bool,
     /// Its last read failed with an answer about this key alone (say, it holds a value that
-    /// is not a stream): left out of the `XREAD` (which it would fail) until a check reads it.
-    pub(super) faulty: bool,
-    /// Its last read found entries: the reader reads on, holding the wake-up of what it finds.
+    /// is not a stream); the sweep reads it again.
+    faulty: bool,
+    /// Entries keep coming: the reader holds the wake-up of what comes (see
+    /// [`hold`](super::hold)).
     pub(super) streak: bool,
+    /// Heard of since the last look at the streaks.
+    pub(super) noticed: bool,
     /// Entries added to the window since its subscribers were last woken.
     pub(super) held: usize,
 }
 
 pub(super) struct Reader {
     pub(super) follow: Arc<Follow>,
-    /// The family's multiplexed connection, for the checked reads and `CLIENT UNBLOCK`.
-    pub(super) manager: ConnectionManager,
-    /// The connection the reader blocks on, and its client id.
-    pub(super) blocking: Blocking,
+    /// The family's connection, for the checked reads.
+    connection: Connection,
+    listener: Listener,
     pub(super) keys: BTreeMap<Arc<str>, Followed>,
-    /// The keys whose wake-up is held while they read on.
+    /// The keys to read before the next wait.
+    dirty: Vec<Arc<str>>,
+    /// Keys taken up (or heard of again) whose channel is to be subscribed to.
+    to_subscribe: Vec<Arc<str>>,
+    /// Keys let go of whose channel is to be unsubscribed from.
+    to_unsubscribe: Vec<Arc<str>>,
+    /// The keys whose wake-up is held, and those reading on.
     pub(super) holds: Holds,
     /// The last key checked by the periodic sweep; the next sweep goes on after it.
     swept_to: Option<Arc<str>>,
     next_sweep: Instant,
-    pub(super) command_timeout: Duration,
+    command_timeout: Duration,
 }
 
 /// The family's one reader; runs until the family is dropped (then aborted).
@@ -126,39 +139,43 @@ pub(super) async fn read_loop(mut reader: Reader) {
 impl Reader {
     pub(super) fn new(
         follow: Arc<Follow>,
-        manager: ConnectionManager,
-        blocking: Blocking,
+        connection: Connection,
+        listener: Listener,
         command_timeout: Duration,
     ) -> Self {
         Reader {
             follow,
-            manager,
-            blocking,
+            connection,
+            listener,
             keys: BTreeMap::new(),
+            dirty: Vec::new(),
+            to_subscribe: Vec::new(),
+            to_unsubscribe: Vec::new(),
             holds: Holds::default(),
             swept_to: None,
-            next_sweep: Instant::now() + READER_BLOCK,
+            next_sweep: Instant::now() + SWEEP_EVERY,
             command_timeout,
         }
     }
 
-    /// Reads what the dirty keys hold, then waits for any key to have more.
+    /// Subscribes and reads what is due, then waits for notices.
     async fn round(&mut self) -> Result<(), RedisLogError> {
+        if self.listener.connect().await? {
+            // Notices may have been lost: every key is subscribed to and looked at again.
+            self.to_subscribe = self.keys.keys().cloned().collect();
+        }
         self.take_added();
+        self.subscribe_due().await?;
         self.sweep_if_due();
         if self.read_dirty().await? {
             // A key returned a full batch, or started over: read on before waiting.
             return Ok(());
         }
-        if self.keys.values().all(|followed| followed.faulty) {
-            // Nothing to block on: wait for a key to be added, or for the next check.
-            let _ = tokio::time::timeout_at(self.next_sweep, self.follow.wake.notified()).await;
-            return Ok(());
-        }
-        self.wait().await
+        self.wait().await;
+        Ok(())
     }
 
-    /// Takes up the keys added since the last round and lets go of those whose window is gone.
+    /// Takes up the keys added since the last round.
     fn take_added(&mut self) {
         let added = std::mem::take(&mut *self.follow.added.lock());
         for Added {
@@ -169,22 +186,78 @@ impl Reader {
         } in added
         {
             let followed = Followed::new(window, last, Some(head_added));
-            if let Some(mut older) = self.keys.insert(key, followed) {
+            if let Some(mut older) = self.keys.insert(Arc::clone(&key), followed) {
                 older.quiet();
             }
+            self.to_subscribe.push(key);
         }
-        self.keys.retain(|_, followed| followed.window.strong_count() > 0);
         self.follow.keys.store(self.keys.len(), Ordering::Release);
     }
 
-    /// Every [`READER_BLOCK`], marks the next [`SWEEP_BATCH`] keys (in key order, going
-    /// round) for a check: a stream deleted or recreated wakes no `XREAD`.
+    /// Lets go of the keys whose window is gone.
+    fn let_go(&mut self) {
+        let before = self.keys.len();
+        let to_unsubscribe = &mut self.to_unsubscribe;
+        self.keys.retain(|key, followed| {
+            let live = followed.window.strong_count() > 0;
+            if !live {
+                to_unsubscribe.push(Arc::clone(key));
+            }
+            live
+        });
+        if self.keys.len() != before {
+            self.follow.keys.store(self.keys.len(), Ordering::Release);
+        }
+    }
+
+    /// Subscribes to the channels of the keys taken up (a key whose newest id is not the
+    /// reader's is then read), and unsubscribes from those let go of.
+    async fn subscribe_due(&mut self) -> Result<(), RedisLogError> {
+        if !self.to_unsubscribe.is_empty() {
+            // A key let go of and taken up again since is followed: it stays subscribed.
+            let keys = &self.keys;
+            self.to_unsubscribe.retain(|key| !keys.contains_key(key));
+            let gone = std::mem::take(&mut self.to_unsubscribe);
+            // On failure every key is subscribed to again on the next connection.
+            self.listener.unsubscribe(&gone).await?;
+        }
+        if self.to_subscribe.is_empty() {
+            return Ok(());
+        }
+        let keys = std::mem::take(&mut self.to_subscribe);
+        // On failure the listener reconnects, and then subscribes to every key again.
+        let looked = self.listener.subscribe(&keys).await?;
+        for (key, newest) in looked {
+            let differs = self
+                .keys
+                .get(&key)
+                .is_some_and(|followed| newest != Some(followed.last));
+            if differs {
+                self.mark_dirty(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Has `key` read before the next wait.
+    fn mark_dirty(&mut self, key: &Arc<str>) {
+        if let Some(followed) = self.keys.get_mut(key) {
+            if !std::mem::replace(&mut followed.dirty, true) {
+                self.dirty.push(Arc::clone(key));
+            }
+        }
+    }
+
+    /// Every [`SWEEP_EVERY`], lets go of the keys whose window is gone and marks the next
+    /// [`SWEEP_BATCH`] keys (in key order, going round) for a read: a stream deleted or
+    /// recreated publishes no notice.
     fn sweep_if_due(&mut self) {
         let now = Instant::now();
         if now < self.next_sweep {
             return;
         }
-        self.next_sweep = now + READER_BLOCK;
+        self.next_sweep = now + SWEEP_EVERY;
+        self.let_go();
         let count = SWEEP_BATCH.min(self.keys.len());
         let after = match &self.swept_to {
             Some(from) => self
@@ -198,60 +271,120 @@ impl Reader {
             .map(|(key, _)| Arc::clone(key))
             .collect();
         for key in &chosen {
-            if let Some(followed) = self.keys.get_mut(key) {
-                followed.dirty = true;
-            }
+            self.mark_dirty(key);
         }
         self.swept_to = chosen.last().cloned();
     }
 
     /// Reads every dirty key; whether some key has more to read at once.
     async fn read_dirty(&mut self) -> Result<bool, RedisLogError> {
-        let dirty: Vec<Arc<str>> = self
-            .keys
-            .iter()
-            .filter(|(_, followed)| followed.dirty)
-            .map(|(key, _)| Arc::clone(key))
-            .collect();
+        let dirty = std::mem::take(&mut self.dirty);
         let mut more = false;
-        for key in dirty {
+        for (index, key) in dirty.iter().enumerate() {
             self.wake_held_if_due();
             let held = self.held();
-            let Some(followed) = self.keys.get_mut(&key) else {
+            let Some(followed) = self.keys.get_mut(key) else {
                 continue;
             };
-            let read = followed.read(&mut self.manager, &key, self.command_timeout);
+            let read = followed.read(&mut self.connection, key, self.command_timeout);
             let (read, woke) = within_hold(held, read).await;
             if woke {
                 self.held_woken();
             }
-            let Some(followed) = self.keys.get_mut(&key) else {
+            let Some(followed) = self.keys.get_mut(key) else {
                 continue;
             };
-            match read.map(|read| followed.apply(read, &key, &mut self.holds)) {
+            match read.map(|read| followed.apply(read, key, &mut self.holds)) {
                 Ok(again) => {
-                    followed.dirty = again;
+                    followed.dirty = false;
                     followed.faulty = false;
-                    more |= again;
+                    if again {
+                        self.mark_dirty(key);
+                        more = true;
+                    }
                 }
                 Err(error) if about_the_key(&error) => {
-                    // This key alone: the others go on; the sweep checks it again.
+                    // This key alone: the others go on; the sweep reads it again.
                     crate::trace::warn_event!("event log reader cannot read a stream; skipping it", error = %error);
                     followed.dirty = false;
                     followed.faulty = true;
                     followed.quiet();
                 }
-                // Redis is unreachable: this key and the rest stay dirty for the next round.
-                Err(error) => return Err(error),
+                Err(error) => {
+                    // Redis is unreachable: this key and the rest stay dirty for the next round.
+                    self.dirty.extend(dirty[index..].iter().cloned());
+                    return Err(error);
+                }
             }
         }
         Ok(more)
     }
 
-    /// Marks every key for a check (an `XREAD` failed on one of them, or answered oddly).
-    pub(super) fn all_dirty(&mut self) {
-        for followed in self.keys.values_mut() {
-            followed.dirty = true;
+    /// Waits for notices (or a key to take up, or the next sweep), then takes what was heard.
+    async fn wait(&mut self) {
+        let held = self.held();
+        let mut until = self.next_sweep;
+        if !self.holds.streaking.is_empty() {
+            // Keys reading on are quiet once nothing comes for them for a moment.
+            until = until.min(Instant::now() + STREAK_QUIET);
+        }
+        let follow = Arc::clone(&self.follow);
+        let listener = &mut self.listener;
+        let waited = async {
+            let mut added = std::pin::pin!(follow.wake.notified());
+            let mut sleep = std::pin::pin!(tokio::time::sleep_until(until));
+            let mut recv = std::pin::pin!(listener.recv());
+            poll_fn(|cx| {
+                if let Poll::Ready(heard) = recv.as_mut().poll(cx) {
+                    return Poll::Ready(Some(heard));
+                }
+                if added.as_mut().poll(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let (heard, woke) = within_hold(held, waited).await;
+        if woke {
+            self.held_woken();
+        }
+        if let Some(heard) = heard {
+            self.take(heard);
+            for _ in 1..NOTICE_BATCH {
+                let Some(heard) = self.listener.try_recv() else {
+                    break;
+                };
+                self.take(heard);
+            }
+        }
+        self.quiet_unnoticed();
+        self.wake_held_if_due();
+    }
+
+    /// Takes one thing heard.
+    fn take(&mut self, heard: Heard) {
+        match heard {
+            Heard::Notice(key, notice) => {
+                let Some((key, _)) = self.keys.get_key_value(key.as_str()) else {
+                    return;
+                };
+                let key = Arc::clone(key);
+                let Some(followed) = self.keys.get_mut(&key) else {
+                    return;
+                };
+                followed.noticed = true;
+                if !followed.take_notice(notice, &key, &mut self.holds) {
+                    self.mark_dirty(&key);
+                }
+            }
+            Heard::Dropped(key) => {
+                if let Some((key, _)) = self.keys.get_key_value(key.as_str()) {
+                    self.to_subscribe.push(Arc::clone(key));
+                }
+            }
+            // The next round reconnects if needed, and subscribes to every key again.
+            Heard::Lost => {}
         }
     }
 }
@@ -271,26 +404,53 @@ impl Followed {
             window,
             last,
             head_added,
-            // The `XREAD` starts after `last`: anything appended since wakes it.
             dirty: false,
             faulty: false,
             streak: false,
+            noticed: false,
             held: 0,
         }
     }
 
+    /// Takes the entry a notice carries if it follows on from the newest entry held; whether
+    /// it did (if not, the key is to be read).
+    fn take_notice(&mut self, notice: Notice, key: &Arc<str>, holds: &mut Holds) -> bool {
+        let Notice::Added { prev, item } = notice else {
+            return false;
+        };
+        if prev != self.last || self.dirty || self.faulty {
+            // Something came in between (a notice lost, an entry from another program), or
+            // the stream is not what the window holds: the read tells.
+            return false;
+        }
+        let Some(window) = self.window.upgrade() else {
+            return true;
+        };
+        let (entries, end) = match item {
+            Item::Entry(entry) => (vec![entry], None),
+            Item::End(id) => (Vec::new(), Some(id)),
+        };
+        self.last = window.extend(entries, end);
+        self.head_added = self.head_added.map(|added| added + 1);
+        self.added(&window, 1, key, holds);
+        if window.lock().finished.is_some() {
+            self.quiet();
+        }
+        true
+    }
+
     /// One checked read after `last` (`None` when the window is gone: let go of at the next
-    /// round).
+    /// sweep).
     async fn read(
         &self,
-        manager: &mut ConnectionManager,
+        connection: &mut Connection,
         key: &Arc<str>,
         limit: Duration,
     ) -> Result<Option<Read>, RedisLogError> {
         if self.window.strong_count() == 0 {
             return Ok(None);
         }
-        let read = read_after(manager, key, self.last, self.head_added, READER_BATCH);
+        let read = read_after(connection, key, self.last, self.head_added, READER_BATCH);
         limited("XRANGE", key, limit, read).await.map(Some)
     }
 

@@ -22,6 +22,11 @@ use crate::log::ring::Lock;
 /// `MINID ~` bound of an age limit, or empty for none. `ARGV[3…]`: the entry's fields and
 /// values. Answers `{1, id}` for the entry added, or `{0, end}` when the stream's newest
 /// entry is its end (then nothing is added or trimmed).
+///
+/// Every entry added is announced on the sharded Pub/Sub channel named like the stream
+/// (`SPUBLISH <key>`, in the stream's slot on a cluster) with its [notice](super::notice): the
+/// id of the entry before it, its own id and its fields, so that a reader that holds the
+/// entry before it takes it from the notice without reading the stream.
 pub(super) const SOURCE: &str = r"local key = KEYS[1]
 local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
 if newest then
@@ -33,6 +38,7 @@ if newest then
   end
 end
 local id
+local prev = newest and newest[1] or '0-0'
 if ARGV[1] == '' then
   id = redis.call('XADD', key, '*', unpack(ARGV, 3))
 else
@@ -41,6 +47,14 @@ end
 if ARGV[2] ~= '' then
   redis.call('XTRIM', key, 'MINID', '~', ARGV[2])
 end
+local notice = {prev, ' ', id, '\n'}
+for i = 3, #ARGV do
+  local value = ARGV[i]
+  notice[#notice + 1] = #value
+  notice[#notice + 1] = ':'
+  notice[#notice + 1] = value
+end
+redis.call('SPUBLISH', key, table.concat(notice))
 return {1, id}
 ";
 
