@@ -30,6 +30,8 @@ pub mod raw;
 pub mod reader;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod redis_cluster;
 pub mod seen;
 pub mod server;
 pub mod sse;

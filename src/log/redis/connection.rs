@@ -3,7 +3,7 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
 /// A connection commands go through: to one server, or routed by key to the cluster node
 /// that serves the key's slot (following `MOVED` and `ASK`, and the new primary after a
@@ -47,4 +47,27 @@ impl ConnectionLike for Connection {
             Connection::Cluster(connection) => connection.get_db(),
         }
     }
+}
+
+/// Whether `error` is a cluster's redirection or a pause of a slot (`MOVED`, `ASK`,
+/// `TRYAGAIN`, `CLUSTERDOWN`), alone or inside an aborted transaction. The cluster client
+/// follows such answers to single commands by itself, but not inside a `MULTI`.
+pub(super) fn redirected(error: &RedisError) -> bool {
+    if error.is_cluster_error() {
+        return true;
+    }
+    let Some(errors) = error.clone().into_server_errors() else {
+        return false;
+    };
+    errors.iter().any(|(_, error)| {
+        matches!(
+            error.kind(),
+            Some(
+                ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+            )
+        )
+    })
 }

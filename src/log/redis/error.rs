@@ -56,6 +56,8 @@ impl RedisLogError {
         use redis::ErrorKind as K;
         let kind = match error.kind() {
             _ if error.is_timeout() => RedisLogErrorKind::Timeout,
+            // A cluster moving a slot, or failing over: not about the key, and soon over.
+            _ if super::connection::redirected(&error) => RedisLogErrorKind::Unavailable,
             K::AuthenticationFailed | K::InvalidClientConfig => RedisLogErrorKind::Config,
             K::Server(_) | K::Extension => RedisLogErrorKind::Refused,
             K::Parse | K::UnexpectedReturnType => RedisLogErrorKind::UnexpectedReply,

@@ -26,6 +26,14 @@ use super::reply::{bytes_of, parse_items, Item};
 /// Keys subscribed to at once (each with its own task, over the one connection).
 const SUBSCRIBE_BATCH: usize = 512;
 
+/// What [`Listener::subscribe`] found.
+pub(super) struct Looked {
+    /// Each key subscribed to, with its newest id.
+    pub(super) looked: Vec<(Arc<str>, Option<StreamId>)>,
+    /// The keys that could not be subscribed to, and the first error.
+    pub(super) failed: Option<(Vec<Arc<str>>, RedisLogError)>,
+}
+
 /// What the reader hears on its Pub/Sub connection.
 #[derive(Debug)]
 pub(super) enum Heard {
@@ -144,47 +152,57 @@ impl Listener {
 
     /// Subscribes to each key's channel, then looks at its newest id: `Some(id)` (`0-0` for
     /// a stream that is empty or does not exist), or `None` when the key cannot be read as a
-    /// stream (the reader's own read then tells why).
-    pub(super) async fn subscribe(
-        &mut self,
-        keys: &[Arc<str>],
-    ) -> Result<Vec<(Arc<str>, Option<StreamId>)>, RedisLogError> {
-        let looked = self.each_key(keys, subscribe_and_look).await;
-        if looked.is_err() {
-            self.lost();
+    /// stream (the reader's own read then tells why). The keys that failed come back with
+    /// the first error: on a single server the connection is then dropped (every key is
+    /// subscribed to again on the next one); on a cluster only those keys are to be tried
+    /// again (their shard is failing over, say), while the other shards go on.
+    pub(super) async fn subscribe(&mut self, keys: &[Arc<str>]) -> Looked {
+        let (looked, failed) = self.each_key(keys, subscribe_and_look).await;
+        if failed.is_some() {
+            self.lost_on_server();
         }
-        looked
+        Looked { looked, failed }
     }
 
-    /// Unsubscribes from each key's channel.
-    pub(super) async fn unsubscribe(&mut self, keys: &[Arc<str>]) -> Result<(), RedisLogError> {
-        let done = self.each_key(keys, unsubscribe).await;
-        if done.is_err() {
+    /// Unsubscribes from each key's channel (a key that fails is left subscribed: its
+    /// notices are ignored until the connection is replaced).
+    pub(super) async fn unsubscribe(&mut self, keys: &[Arc<str>]) {
+        let (_, failed) = self.each_key(keys, unsubscribe).await;
+        if failed.is_some() {
+            self.lost_on_server();
+        }
+    }
+
+    /// A command failed: on a single server, its connection is replaced.
+    fn lost_on_server(&mut self) {
+        if let Source::Server { .. } = self.source {
             self.lost();
         }
-        done.map(drop)
     }
 
     /// Runs `command` for every key, [`SUBSCRIBE_BATCH`] at a time, each within the
-    /// command timeout.
+    /// command timeout: what each key answered, and the keys that failed with the first
+    /// error.
     async fn each_key<T, F>(
         &mut self,
         keys: &[Arc<str>],
         command: fn(Connection, Arc<str>) -> F,
-    ) -> Result<Vec<(Arc<str>, T)>, RedisLogError>
+    ) -> (Vec<(Arc<str>, T)>, Option<(Vec<Arc<str>>, RedisLogError)>)
     where
         T: Send + 'static,
         F: std::future::Future<Output = Result<T, RedisLogError>> + Send + 'static,
     {
         let Some(connection) = &self.connection else {
-            return Err(RedisLogError::new(
+            let down = RedisLogError::new(
                 RedisLogErrorKind::Unavailable,
                 "SSUBSCRIBE",
                 &self.prefix,
                 "the reader's Pub/Sub connection is down",
-            ));
+            );
+            return (Vec::new(), Some((keys.to_vec(), down)));
         };
         let mut done = Vec::with_capacity(keys.len());
+        let mut failed: Option<(Vec<Arc<str>>, RedisLogError)> = None;
         for batch in keys.chunks(SUBSCRIBE_BATCH) {
             let mut tasks = JoinSet::new();
             for key in batch {
@@ -192,17 +210,24 @@ impl Listener {
                 let limit = self.command_timeout;
                 tasks.spawn(async move {
                     let done = limited("SSUBSCRIBE", &key, limit, command(connection, Arc::clone(&key)));
-                    done.await.map(|value| (key, value))
+                    (Arc::clone(&key), done.await)
                 });
             }
             while let Some(joined) = tasks.join_next().await {
-                let joined = joined.map_err(|error| {
-                    RedisLogError::unexpected("SSUBSCRIBE", &self.prefix, error.to_string())
-                })?;
-                done.push(joined?);
+                let Ok((key, answer)) = joined else {
+                    // Tasks are neither cancelled nor panicking; a key lost here is read in turn.
+                    continue;
+                };
+                match answer {
+                    Ok(value) => done.push((key, value)),
+                    Err(error) => match &mut failed {
+                        Some((keys, _)) => keys.push(key),
+                        None => failed = Some((vec![key], error)),
+                    },
+                }
             }
         }
-        Ok(done)
+        (done, failed)
     }
 
     /// The next thing heard, once there is one.

@@ -154,6 +154,8 @@ const SWEEP_BATCH: usize = 256;
 /// How long a catching-up subscriber waits for the reader to reach its cursor before it
 /// reads from Redis again.
 const AWAIT_READER: Duration = Duration::from_secs(2);
+/// How soon the reader tries again to subscribe to keys it could not subscribe to.
+const SUBSCRIBE_AGAIN: Duration = Duration::from_millis(250);
 /// A key's streak (see `hold`) ends once nothing came for it for this long.
 const STREAK_QUIET: Duration = Duration::from_millis(2);
 /// The longest the reader holds a key's wake-up while more entries keep coming (see

@@ -27,12 +27,12 @@ use super::connection::Connection;
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
 use super::hold::{within_hold, Holds};
 use super::id::StreamId;
-use super::listener::{Heard, Listener};
+use super::listener::{Heard, Listener, Looked};
 use super::notice::Notice;
 use super::reply::Item;
 use super::snapshot::{read_after, Continuity, Read};
 use super::window::Window;
-use super::{READER_BACKOFF, READER_BATCH, STREAK_QUIET, SWEEP_BATCH, SWEEP_EVERY};
+use super::{READER_BACKOFF, READER_BATCH, STREAK_QUIET, SUBSCRIBE_AGAIN, SWEEP_BATCH, SWEEP_EVERY};
 use crate::log::ring::Lock;
 
 /// Notices handled before the reader looks at its other work again.
@@ -112,6 +112,8 @@ pub(super) struct Reader {
     to_subscribe: Vec<Arc<str>>,
     /// Keys let go of whose channel is to be unsubscribed from.
     to_unsubscribe: Vec<Arc<str>>,
+    /// When to try again the keys that could not be subscribed to.
+    subscribe_again: Instant,
     /// The keys whose wake-up is held, and those reading on.
     pub(super) holds: Holds,
     /// The last key checked by the periodic sweep; the next sweep goes on after it.
@@ -151,6 +153,7 @@ impl Reader {
             dirty: Vec::new(),
             to_subscribe: Vec::new(),
             to_unsubscribe: Vec::new(),
+            subscribe_again: Instant::now(),
             holds: Holds::default(),
             swept_to: None,
             next_sweep: Instant::now() + SWEEP_EVERY,
@@ -165,7 +168,7 @@ impl Reader {
             self.to_subscribe = self.keys.keys().cloned().collect();
         }
         self.take_added();
-        self.subscribe_due().await?;
+        self.subscribe_due().await;
         self.sweep_if_due();
         if self.read_dirty().await? {
             // A key returned a full batch, or started over: read on before waiting.
@@ -211,22 +214,22 @@ impl Reader {
     }
 
     /// Subscribes to the channels of the keys taken up (a key whose newest id is not the
-    /// reader's is then read), and unsubscribes from those let go of.
-    async fn subscribe_due(&mut self) -> Result<(), RedisLogError> {
+    /// reader's is then read), and unsubscribes from those let go of. Keys that could not be
+    /// subscribed to are tried again after a pause; the reader goes on meanwhile (on a
+    /// cluster, the other shards' keys are not held up by one failing over).
+    async fn subscribe_due(&mut self) {
         if !self.to_unsubscribe.is_empty() {
             // A key let go of and taken up again since is followed: it stays subscribed.
             let keys = &self.keys;
             self.to_unsubscribe.retain(|key| !keys.contains_key(key));
             let gone = std::mem::take(&mut self.to_unsubscribe);
-            // On failure every key is subscribed to again on the next connection.
-            self.listener.unsubscribe(&gone).await?;
+            self.listener.unsubscribe(&gone).await;
         }
-        if self.to_subscribe.is_empty() {
-            return Ok(());
+        if self.to_subscribe.is_empty() || Instant::now() < self.subscribe_again {
+            return;
         }
         let keys = std::mem::take(&mut self.to_subscribe);
-        // On failure the listener reconnects, and then subscribes to every key again.
-        let looked = self.listener.subscribe(&keys).await?;
+        let Looked { looked, failed } = self.listener.subscribe(&keys).await;
         for (key, newest) in looked {
             let differs = self
                 .keys
@@ -236,7 +239,12 @@ impl Reader {
                 self.mark_dirty(&key);
             }
         }
-        Ok(())
+        if let Some((keys, error)) = failed {
+            let streams = keys.len();
+            crate::trace::warn_event!("event log reader cannot subscribe to streams; retrying", error = %error, streams = %streams);
+            self.to_subscribe.extend(keys);
+            self.subscribe_again = Instant::now() + crate::random::jittered(SUBSCRIBE_AGAIN);
+        }
     }
 
     /// Has `key` read before the next wait.
@@ -324,6 +332,9 @@ impl Reader {
     async fn wait(&mut self) {
         let held = self.held();
         let mut until = self.next_sweep;
+        if !self.to_subscribe.is_empty() {
+            until = until.min(self.subscribe_again);
+        }
         if !self.holds.streaking.is_empty() {
             // Keys reading on are quiet once nothing comes for them for a moment.
             until = until.min(Instant::now() + STREAK_QUIET);

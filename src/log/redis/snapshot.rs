@@ -6,6 +6,7 @@ use std::sync::Arc;
 use redis::aio::ConnectionLike;
 use redis::Value;
 
+use super::connection::redirected;
 use super::error::RedisLogError;
 use super::id::StreamId;
 use super::reply::{bytes_of, entry_id, int_of, pairs_of, parse_entries, parse_entry, Entries, Entry, Item};
@@ -137,10 +138,17 @@ impl Replies {
                 .arg("COUNT")
                 .arg(count);
         }
-        let reply = pipe
-            .query_async::<Value>(connection)
-            .await
-            .map_err(|e| RedisLogError::from_redis(OP, key, e))?;
+        let reply = match pipe.query_async::<Value>(connection).await {
+            Err(error) if redirected(&error) => {
+                // A cluster's slot moved (a failover, a resharding). A single command on the
+                // key follows the redirection and updates the client's slot map, then the
+                // transaction goes to the right node.
+                let _: Result<Value, _> = redis::cmd("EXISTS").arg(&**key).query_async(connection).await;
+                pipe.query_async::<Value>(connection).await
+            }
+            reply => reply,
+        };
+        let reply = reply.map_err(|e| RedisLogError::from_redis(OP, key, e))?;
         Replies::split(reply, key)
     }
 
