@@ -359,3 +359,46 @@ async fn entries_a_failover_loses_after_readers_had_them_are_a_gap_never_a_silen
         "cluster: a failover to replica {promoted} lost 3 acknowledged entries; the reader that had them heard a gap"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_whose_slot_moves_to_another_shard_goes_on_without_loss_or_duplicate() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let reading = connect(&cluster, "move:").await;
+    let writing = connect(&cluster, "move:").await;
+    let key = "move:t";
+    let mut subscription = subscribe(&log(&reading, "t").await, None).await;
+    let writer = log(&writing, "t").await;
+    for n in 0..5 {
+        writer.append(Event::new(n.to_string())).await.expect("append");
+    }
+    for n in 0..5 {
+        assert_eq!(next_event(&mut subscription).await.1, n.to_string());
+    }
+    let from = cluster.primary_of(key);
+    let to = *cluster
+        .primaries()
+        .iter()
+        .find(|&&port| port != from)
+        .expect("another primary");
+    tokio::task::block_in_place(|| cluster.move_slot_of(key, to));
+    assert_eq!(cluster.primary_of(key), to);
+
+    // Appends follow MOVED; the reader, whose subscription the old shard ended, subscribes
+    // on the new one and hears of them there.
+    let started = Instant::now();
+    for n in 5..10 {
+        append_retrying(&writer, n.to_string()).await;
+    }
+    for n in 5..10 {
+        assert_eq!(next_event(&mut subscription).await.1, n.to_string());
+    }
+    let took = started.elapsed();
+    assert!(ready_now(&mut subscription).is_none(), "no duplicate");
+    // Heard at once on the new shard, not found later by the reader's turn-by-turn reads.
+    assert!(took < Duration::from_secs(1), "after the move: {took:?}");
+    report(&format!(
+        "cluster: slot of {key} moved from {from} to {to}; the next 5 events arrived within {took:?}"
+    ));
+}

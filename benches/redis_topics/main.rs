@@ -16,10 +16,12 @@
 //! skipped, and so are the larger ones).
 //!
 //! Each round starts its own `redis-server` (Debian package `redis-server`), subscribes every
-//! topic ("subscribe all", 64 at a time), then 200 more one at a time ("one more"), opens every
+//! topic ("subscribe all", 64 at a time), waits until Redis shows every topic's channel
+//! subscribed, then times 200 more one at a time ("one more"), opens every
 //! topic in the appending family, and for each rate appends for the set time, waits up to 5 s for
-//! the deliveries, and divides the deltas of `INFO commandstats` (commands run by the append
-//! script count both in `evalsha` and on their own line) and of `INFO cpu` by the appends. The
+//! the deliveries, and divides the deltas of `INFO commandstats` (every command, the append
+//! script's once: what it runs inside counts in `evalsha` and again on its own line, so that is
+//! taken off) and of `INFO cpu` by the appends. The
 //! multi-process scenario runs this binary again as child processes (`REDIS_TOPICS_CHILD`), each
 //! with its own family and topics, answering the lines `count` and `report` on its stdin and
 //! exiting when its stdin closes.
@@ -38,6 +40,7 @@ mod redis_process;
 use redis_process::RedisProcess;
 
 mod children;
+mod floor;
 mod table;
 use children::Subscribers;
 use table::{info, median, p50_p99, print_row, Row, HEADER};
@@ -245,7 +248,7 @@ impl Round {
         });
         row.top = top.collect::<Vec<_>>().join(", ");
         let mut latencies: Vec<f64> = latencies.iter().map(|&us| us as f64 / 1000.0).collect();
-        let spent = costs.iter().map(|c| c.0).sum::<u64>() as f64;
+        let spent = costs.iter().map(|c| c.0).sum::<u64>() as f64 - inside_scripts(&costs);
         let achieved = appended as f64 / took.as_secs_f64();
         row.figures[..3].copy_from_slice(&[achieved, per(spent), per(cpu_after - cpu_before)]);
         row.figures[6..].copy_from_slice(&p50_p99(&mut latencies));
@@ -297,6 +300,17 @@ async fn round(processes: Option<u64>, topics: u64, label: &str, s: &Settings) -
     let mut row = Row::default();
     (row.scenario, row.topics) = (label.to_owned(), names.len());
     row.figures[3] = started.elapsed().as_secs_f64();
+    // A reader subscribes to a topic's channel after `log()` returns: "one more" is measured
+    // once they all are, not against that burst.
+    let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+    let mut connection = must(
+        client.get_multiplexed_async_connection().await,
+        "a connection for CLIENT LIST",
+    );
+    let deadline = Instant::now() + s.cap;
+    while subscribed_channels(&mut connection).await < names.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (mut one_more, mut kept) = (Vec::new(), Vec::new());
     for i in 0..ONE_MORE {
         let started = Instant::now();
@@ -306,11 +320,8 @@ async fn round(processes: Option<u64>, topics: u64, label: &str, s: &Settings) -
     }
     row.figures[4..6].copy_from_slice(&p50_p99(&mut one_more));
     let appender = connect(&url).await;
-    let opening = timeout(s.cap, open_all(&appender, names, None, &mut readers)).await;
+    let opening = timeout(s.cap, open_all(&appender, names.clone(), None, &mut readers)).await;
     let targets = opening.map_err(|_| "the appending family did not open its logs in time")?;
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let connection = client.get_multiplexed_async_connection().await;
-    let connection = must(connection, "a connection for INFO");
     let mut round = Round {
         connection,
         targets,
@@ -323,6 +334,9 @@ async fn round(processes: Option<u64>, topics: u64, label: &str, s: &Settings) -
         rows.push(round.phase(row.clone()).await?);
         print_row(rows.last().expect("a row"));
     }
+    let rate = s.rates[0];
+    let (commands, cpu) = floor::raw_xadd(&mut round.connection, &names, rate, s.seconds).await;
+    println!("floor: a bare XADD to the same topics at {rate}/s costs Redis {commands:.1} µs (commandstats), {cpu:.1} µs (INFO cpu)");
     Ok(rows)
 }
 
@@ -368,4 +382,32 @@ async fn main() {
     }
     println!("\nMedians over the rounds (received/appended: all rounds together)\n\n{HEADER}");
     medians.iter().for_each(print_row);
+}
+
+/// The µs that `INFO commandstats` counts twice: the commands the append script runs (`XADD`,
+/// `SPUBLISH`, `XTRIM`, and one `XREVRANGE` per call) count in `evalsha`/`eval` and again on
+/// their own lines. `costs`: (µs, calls, name).
+fn inside_scripts(costs: &[(u64, u64, String)]) -> f64 {
+    let find = |name: &str| costs.iter().find(|c| c.2 == name).map_or((0, 0), |c| (c.0, c.1));
+    let scripts = find("evalsha").1 + find("eval").1;
+    let own_lines: u64 = ["xadd", "spublish", "xtrim"]
+        .iter()
+        .map(|name| find(name).0)
+        .sum();
+    let (xrevrange_us, xrevrange_calls) = find("xrevrange");
+    let per_xrevrange = xrevrange_us as f64 / xrevrange_calls.max(1) as f64;
+    own_lines as f64 + per_xrevrange * xrevrange_calls.min(scripts) as f64
+}
+
+/// Sharded channels subscribed to, summed over the server's clients (`CLIENT LIST`'s `ssub=`).
+async fn subscribed_channels(connection: &mut redis::aio::MultiplexedConnection) -> usize {
+    let list: String = must(
+        redis::cmd("CLIENT").arg("LIST").query_async(connection).await,
+        "CLIENT LIST",
+    );
+    let count = |line: &str| {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix("ssub=")?.parse::<usize>().ok())
+    };
+    list.lines().filter_map(count).sum()
 }

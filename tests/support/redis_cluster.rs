@@ -361,6 +361,50 @@ impl RedisCluster {
         )
     }
 
+    /// Moves `key`'s slot, with every key in it, from its primary to the primary on `to`, as
+    /// a resharding does (`CLUSTER SETSLOT … IMPORTING/MIGRATING`, `MIGRATE`, `SETSLOT …
+    /// NODE` on every primary), and waits until the cluster agrees.
+    pub fn move_slot_of(&self, key: &str, to: u16) {
+        let slot = self.slot_of(key).to_string();
+        let from = self.primary_of(key);
+        assert_ne!(from, to, "{key} is on {to} already");
+        let id =
+            |port: u16| -> String { query(port, &["CLUSTER", "MYID"]).unwrap_or_else(|e| panic!("{e}")) };
+        let (from_id, to_id) = (id(from), id(to));
+        let run = |port: u16, args: &[&str]| {
+            let _: redis::Value = query(port, args).unwrap_or_else(|e| panic!("{e}"));
+        };
+        run(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        run(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        loop {
+            let keys: Vec<String> =
+                query(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]).unwrap_or_else(|e| panic!("{e}"));
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            run(from, &args);
+        }
+        for primary in self.primaries() {
+            run(primary, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+        let slot: u16 = slot.parse().expect("a slot");
+        self.wait_for(
+            FAILOVER_LIMIT,
+            &format!("slot {slot} to be served by {to}"),
+            || {
+                let owner = self.settled()?.owner(slot);
+                if owner == to {
+                    Ok(())
+                } else {
+                    Err(format!("slot {slot} is still served by {owner}"))
+                }
+            },
+        );
+    }
+
     /// Waits until every running replica of `key`'s primary has applied everything the
     /// primary had written when this was called (whoever wrote it), so killing the primary
     /// loses none of it.
@@ -676,7 +720,6 @@ fn query<T: redis::FromRedisValue>(port: u16, args: &[&str]) -> Result<T, String
         .map_err(|e| format!("{}: {e}", what()))
 }
 
-/// `INFO replication` of the node on `port`, or an empty text if it does not answer.
 /// The process id of the node on `port` (`INFO server`).
 fn process_id(port: u16) -> u32 {
     let info: String = query(port, &["INFO", "server"]).unwrap_or_else(|e| panic!("{e}"));
@@ -695,6 +738,7 @@ fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill {signal} {pid}: {status}");
 }
 
+/// `INFO replication` of the node on `port`, or an empty text if it does not answer.
 fn info_replication(port: u16) -> String {
     query(port, &["INFO", "replication"]).unwrap_or_default()
 }

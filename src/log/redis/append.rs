@@ -1,6 +1,7 @@
 //! Adding entries: an event, a recorded gap or the end, each in one round trip through the
 //! append script (see [`script`](super::script)), which adds nothing after the end.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use redis::Cmd;
@@ -42,9 +43,10 @@ impl RedisLog {
                 self.inner.max_age.map(oldest_kept).unwrap_or_default(),
             ),
         };
+        let fields = fields(entry);
         let args = |command: &mut Cmd| {
             command.arg(&max_len).arg(&min_id);
-            fields(command, entry);
+            add_fields(command, &fields);
         };
         let mut connection = self.inner.manager.clone();
         let script = &self.inner.family.script;
@@ -78,40 +80,54 @@ impl RedisLog {
 
 /// The entry's fields and values: `name`, `data`, `retry`, `comment` for an event (`empty` for
 /// an event with none of them: an entry needs a field), `gap` or `end` for the others.
-fn fields(command: &mut Cmd, entry: NewEntry<'_>) {
+fn fields(entry: NewEntry<'_>) -> Vec<(&'static str, Cow<'_, [u8]>)> {
     let event = match entry {
-        NewEntry::Gap => {
-            command.arg(GAP_FIELD).arg("");
-            return;
-        }
-        NewEntry::End => {
-            command.arg(END_FIELD).arg("");
-            return;
-        }
+        NewEntry::Gap => return vec![(GAP_FIELD, Cow::Borrowed(&[]))],
+        NewEntry::End => return vec![(END_FIELD, Cow::Borrowed(&[]))],
         NewEntry::Event(event) => event,
     };
-    let mut fields = 0;
+    let mut fields = Vec::with_capacity(4);
     if let Some(name) = event.name() {
-        command.arg("name").arg(name);
-        fields += 1;
+        fields.push(("name", Cow::Borrowed(name.as_bytes())));
     }
     if event.has_data() {
-        command.arg("data").arg(event.data());
-        fields += 1;
+        fields.push(("data", Cow::Borrowed(event.data().as_bytes())));
     }
     if let Some(retry) = event.retry() {
-        command
-            .arg("retry")
-            .arg(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX));
-        fields += 1;
+        let ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+        fields.push(("retry", Cow::Owned(ms.to_string().into_bytes())));
     }
     if let Some(comment) = event.comment() {
-        command.arg("comment").arg(comment);
-        fields += 1;
+        fields.push(("comment", Cow::Borrowed(comment.as_bytes())));
     }
-    if fields == 0 {
-        command.arg("empty").arg("");
+    if fields.is_empty() {
+        fields.push(("empty", Cow::Borrowed(&[])));
     }
+    fields
+}
+
+/// Adds the script's arguments after the bounds: the notice's fields part (see
+/// [`notice`](super::notice)), then the entry's fields and values.
+fn add_fields(command: &mut Cmd, fields: &[(&'static str, Cow<'_, [u8]>)]) {
+    command.arg(notice_fields(fields));
+    for (field, value) in fields {
+        command.arg(*field).arg(value.as_ref());
+    }
+}
+
+/// Each field and value as its length in bytes, a colon and its bytes.
+fn notice_fields(fields: &[(&'static str, Cow<'_, [u8]>)]) -> Vec<u8> {
+    let size: usize = fields.iter().map(|(f, v)| f.len() + v.len() + 12).sum();
+    let mut notice = Vec::with_capacity(size);
+    for part in fields
+        .iter()
+        .flat_map(|(field, value)| [field.as_bytes(), value.as_ref()])
+    {
+        notice.extend_from_slice(part.len().to_string().as_bytes());
+        notice.push(b':');
+        notice.extend_from_slice(part);
+    }
+    notice
 }
 
 /// The `MINID` of an age limit, `<now - age>-0`, with this process's clock.
@@ -122,4 +138,47 @@ fn oldest_kept(age: Duration) -> String {
         .unwrap_or_default();
     let oldest_ms = u64::try_from(now_ms.saturating_sub(age.as_millis())).unwrap_or(0);
     format!("{oldest_ms}-0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::redis::notice::Notice;
+    use crate::log::redis::reply::Item;
+
+    #[test]
+    fn the_notice_the_script_publishes_reads_back_as_the_event() {
+        let event = Event::new("a:b\n7:c")
+            .with_name("chat")
+            .unwrap()
+            .with_retry(Duration::from_millis(1500))
+            .with_comment("note");
+        // What the script publishes: `<prev> <id>\n` and the fields part it was given.
+        let mut message = b"5-0 6-1\n".to_vec();
+        message.extend(notice_fields(&fields(NewEntry::Event(&event))));
+        let Notice::Added {
+            prev,
+            item: Item::Entry((id, Some(read))),
+        } = Notice::parse(&message)
+        else {
+            panic!("an event's notice");
+        };
+        assert_eq!(
+            (prev, id),
+            (StreamId { ms: 5, seq: 0 }, StreamId { ms: 6, seq: 1 })
+        );
+        assert_eq!((read.name(), read.data()), (Some("chat"), "a:b\n7:c"));
+        assert_eq!(read.retry(), Some(Duration::from_millis(1500)));
+        assert_eq!(read.comment(), Some("note"));
+
+        let mut end = b"6-1 7-0\n".to_vec();
+        end.extend(notice_fields(&fields(NewEntry::End)));
+        assert!(matches!(
+            Notice::parse(&end),
+            Notice::Added {
+                item: Item::End(_),
+                ..
+            }
+        ));
+    }
 }

@@ -21,8 +21,10 @@ use crate::log::ring::{Lock, SubscriberCount};
 ///
 /// However many keys the family has, this process holds two connections to Redis (two per
 /// shard of a cluster): a multiplexed one for appends and reads, and the Pub/Sub connection
-/// on which a single background task hears of new entries of every followed key (see the
-/// [module documentation](super) for how). A key is followed while a [`RedisLog`] for it (or
+/// on which a single background task hears of new entries of every followed key: the append
+/// script publishes each entry on the channel named like its stream (`SPUBLISH <key>`), so
+/// what an append costs Redis does not grow with the keys followed (see
+/// [`RedisLog`]). A key is followed while a [`RedisLog`] for it (or
 /// one of its subscriptions) is alive.
 ///
 /// Made by [`RedisLogBuilder::connect_logs`](super::RedisLogBuilder::connect_logs); every

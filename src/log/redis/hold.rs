@@ -34,7 +34,8 @@ use std::task::Poll;
 
 use tokio::time::Instant;
 
-use super::reader::{Followed, Reader};
+use super::followed::Followed;
+use super::reader::Reader;
 use super::window::Window;
 #[cfg(doc)]
 use super::STREAK_QUIET;

@@ -102,21 +102,23 @@
 //! 2 s for every 256 keys the process follows.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::ring::{CountsSubscribers, SubscriberCount};
-use super::{AppendError, EventLog, ResumeOutcome, StartPosition, SubscribeError};
+#[cfg(doc)]
+use super::{AppendError, EventLog, SubscribeError};
 use crate::stats::{LogCounters, LogStats};
-use crate::{CursorError, Event, EventId, LastEventId};
+use crate::EventId;
 
 mod append;
 mod builder;
 mod catch_up;
 mod connection;
 mod error;
+mod event_log;
 mod family;
+mod followed;
 mod hold;
 mod id;
 mod listener;
@@ -133,11 +135,8 @@ pub use error::{RedisLogError, RedisLogErrorKind};
 pub use family::RedisLogs;
 pub use subscription::RedisSubscription;
 
-use append::NewEntry;
 use connection::Connection;
 use family::Family;
-use id::StreamId;
-use script::Added;
 use window::Window;
 
 // The builder's defaults, public as `RedisLogBuilder::DEFAULT_*`.
@@ -343,92 +342,4 @@ impl fmt::Debug for RedisLog {
             .field("window", &self.inner.window.capacity)
             .finish_non_exhaustive()
     }
-}
-
-impl EventLog for RedisLog {
-    type Error = RedisLogError;
-    type Subscription = RedisSubscription;
-
-    /// Adds the event's entry, unless the stream is finished (whichever process finished
-    /// it): [`AppendError::Finished`] then, and nothing is added.
-    async fn append(&self, event: Event) -> Result<Event, AppendError<RedisLogError>> {
-        match self.add(NewEntry::Event(&event)).await {
-            Ok(Added::Entry(id)) => {
-                self.inner.counters.appended(1);
-                Ok(event.with_event_id(id.event_id()))
-            }
-            Ok(Added::Finished(_)) => Err(AppendError::Finished),
-            Err(error) => Err(AppendError::Backend(error)),
-        }
-    }
-
-    /// Adds the end entry (the field `end`), in every process's view of the stream: readers
-    /// everywhere end once they have read every event before it, and appends fail from now
-    /// on. Finishing a finished stream adds nothing (the check and the `XADD` are one
-    /// script).
-    ///
-    /// Returns once this process's reader has read the end too (or after the command
-    /// timeout if it lags), so that a client subscribing here next starts finished.
-    async fn finish(&self) -> Result<(), RedisLogError> {
-        let (Added::Entry(end) | Added::Finished(end)) = self.add(NewEntry::End).await?;
-        self.read_back(end).await;
-        Ok(())
-    }
-
-    /// Adds an entry with the field `gap` (and no event): every reader, in every process,
-    /// reports a gap at that point of the stream, named by the entry's id. On a finished
-    /// stream it adds nothing (no event follows to miss).
-    async fn record_gap(&self) -> Result<(), RedisLogError> {
-        if let Added::Entry(_) = self.add(NewEntry::Gap).await? {
-            self.inner.counters.gap_recorded();
-        }
-        Ok(())
-    }
-
-    fn check_cursor(&self, cursor: &LastEventId) -> Result<(), CursorError> {
-        parse_cursor(cursor).map(drop)
-    }
-
-    /// The live end is that of this process's window; the oldest event and the last `n` are
-    /// found in Redis (`XREVRANGE … COUNT n`), then read like a resume that reports no gap for
-    /// what was trimmed before the client came.
-    fn subscribe_fresh(
-        &self,
-        start: StartPosition,
-    ) -> impl Future<Output = Result<RedisSubscription, SubscribeError<RedisLogError>>> + Send {
-        self.subscribe_at_start(start)
-    }
-
-    fn subscribe(
-        &self,
-        cursor: Option<&LastEventId>,
-    ) -> impl Future<Output = Result<RedisSubscription, SubscribeError<RedisLogError>>> + Send {
-        let parsed = cursor.map(parse_cursor);
-        async move {
-            let cursor = match parsed {
-                None => return Ok(self.subscribe_at_live_end()),
-                Some(Err(error)) => return Err(SubscribeError::InvalidCursor(error)),
-                Some(Ok(cursor)) => cursor,
-            };
-            let generation = {
-                let window = self.inner.window.lock();
-                if let Some(next_seq) = window.seq_after(cursor) {
-                    // Everything after the cursor is in the window: no need to ask Redis.
-                    let (generation, ended) = (window.generation, window.read_to_end(next_seq));
-                    drop(window);
-                    let outcome = ResumeOutcome::Resumed;
-                    return Ok(self.in_window(cursor, next_seq, generation, outcome, ended));
-                }
-                window.generation
-            };
-            self.resume_from_redis(cursor, generation).await
-        }
-    }
-}
-
-/// The stream id a client's cursor names.
-fn parse_cursor(cursor: &LastEventId) -> Result<StreamId, CursorError> {
-    StreamId::parse(cursor.as_str()).ok_or(CursorError::Unknown {
-        reason: "expected a Redis stream id, <milliseconds>-<sequence>",
-    })
 }

@@ -19,8 +19,8 @@ use super::reply::{int_of, text_of};
 use crate::log::ring::Lock;
 
 /// `KEYS[1]`: the stream. `ARGV[1]`: the `MAXLEN ~` bound, or empty for none. `ARGV[2]`: the
-/// `MINID ~` bound of an age limit, or empty for none. `ARGV[3…]`: the entry's fields and
-/// values. Answers `{1, id}` for the entry added, or `{0, end}` when the stream's newest
+/// `MINID ~` bound of an age limit, or empty for none. `ARGV[3]`: the fields part of the
+/// entry's notice, encoded by the caller. `ARGV[4…]`: the entry's fields and values. Answers `{1, id}` for the entry added, or `{0, end}` when the stream's newest
 /// entry is its end (then nothing is added or trimmed).
 ///
 /// Every entry added is announced on the sharded Pub/Sub channel named like the stream
@@ -40,21 +40,14 @@ end
 local id
 local prev = newest and newest[1] or '0-0'
 if ARGV[1] == '' then
-  id = redis.call('XADD', key, '*', unpack(ARGV, 3))
+  id = redis.call('XADD', key, '*', unpack(ARGV, 4))
 else
-  id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+  id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
 end
 if ARGV[2] ~= '' then
   redis.call('XTRIM', key, 'MINID', '~', ARGV[2])
 end
-local notice = {prev, ' ', id, '\n'}
-for i = 3, #ARGV do
-  local value = ARGV[i]
-  notice[#notice + 1] = #value
-  notice[#notice + 1] = ':'
-  notice[#notice + 1] = value
-end
-redis.call('SPUBLISH', key, table.concat(notice))
+redis.call('SPUBLISH', key, prev .. ' ' .. id .. '\n' .. ARGV[3])
 return {1, id}
 ";
 
