@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use support::feed::{next, ready_now, subscribe};
+use support::redis::log;
 use support::redis_cluster::RedisCluster;
 use support::{report, within};
 use tower_eventstream::{
@@ -31,10 +32,6 @@ async fn connect(cluster: &RedisCluster, prefix: &str) -> RedisLogs {
     )
     .await
     .expect("connect RedisLogs to the cluster")
-}
-
-async fn log(logs: &RedisLogs, name: &str) -> RedisLog {
-    within("log", logs.log(name)).await.expect("a log of the family")
 }
 
 /// The next event's id and data; panics on anything else.
@@ -128,33 +125,20 @@ async fn topics_across_shards_arrive_in_order_and_resume_on_another_instance() {
 /// The data of every entry the stream holds now, in order.
 async fn stream_data(cluster: &RedisCluster, key: &str) -> Vec<String> {
     let mut connection = cluster.connection().await;
-    let reply: redis::Value = redis::cmd("XRANGE")
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
         .arg("+")
         .query_async(&mut connection)
         .await
         .expect("XRANGE");
-    let text = |value: &redis::Value| match value {
-        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        other => panic!("not a string: {other:?}"),
+    let data = |(_, fields): (String, Vec<(String, String)>)| {
+        fields
+            .into_iter()
+            .find(|(field, _)| field == "data")
+            .map(|(_, data)| data)
     };
-    let redis::Value::Array(entries) = reply else {
-        panic!("entries: {reply:?}")
-    };
-    entries
-        .iter()
-        .filter_map(|entry| {
-            let redis::Value::Array(parts) = entry else {
-                return None;
-            };
-            let redis::Value::Array(fields) = parts.get(1)? else {
-                return None;
-            };
-            let at = fields.iter().position(|field| text(field) == "data")?;
-            Some(text(&fields[at + 1]))
-        })
-        .collect()
+    entries.into_iter().filter_map(data).collect()
 }
 
 /// Never a silent hole: the events delivered are in the stream's order, each once; every

@@ -15,25 +15,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use support::feed::{append, cursor, id_and_data, next, ready_now, subscribe};
-use support::redis::RedisServer;
+use support::redis::{connect_logs, log, RedisServer};
 use support::{report, wait_until, within};
 use tower_eventstream::{
-    Delivery, Event, EventFeed, LastEventId, RedisLog, RedisLogs, RedisSubscription, ResumeOutcome,
-    Subscription,
+    Delivery, Event, EventFeed, LastEventId, RedisSubscription, ResumeOutcome, Subscription,
 };
-
-async fn connect_logs(server: &RedisServer, prefix: &str) -> RedisLogs {
-    within(
-        "connect_logs",
-        RedisLog::builder(server.url(), prefix).connect_logs(),
-    )
-    .await
-    .expect("connect RedisLogs")
-}
-
-async fn log(logs: &RedisLogs, name: &str) -> RedisLog {
-    within("log", logs.log(name)).await.expect("a log of the family")
-}
 
 /// The next delivery's id and data; panics on a gap.
 async fn next_event(subscription: &mut RedisSubscription) -> (String, String) {

@@ -14,22 +14,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use support::feed::{next, subscribe};
-use support::redis::RedisServer;
+use support::redis::{connect_logs, log, RedisServer};
 use support::{report, wait_until, within};
-use tower_eventstream::{Delivery, Event, EventLog, RedisLog, RedisLogs, RedisSubscription};
-
-async fn connect_logs(server: &RedisServer, prefix: &str) -> RedisLogs {
-    within(
-        "connect_logs",
-        RedisLog::builder(server.url(), prefix).connect_logs(),
-    )
-    .await
-    .expect("connect RedisLogs")
-}
-
-async fn log(logs: &RedisLogs, name: &str) -> RedisLog {
-    within("log", logs.log(name)).await.expect("a log of the family")
-}
+use tower_eventstream::{Delivery, Event, EventLog, RedisSubscription};
 
 /// The next event's data; panics on anything else.
 async fn next_data(subscription: &mut RedisSubscription) -> String {

@@ -2,15 +2,9 @@
 //! check and no notice (so no reader hears of it but by reading in turn). What the crate's
 //! append adds to it is the price of finishing streams and of hearing of entries at once.
 
-use std::time::{Duration, Instant};
-
-use tokio::task::JoinSet;
-
+use crate::pace::at_rate;
 use crate::table::info;
-use crate::{must, PREFIX};
-
-/// Appends in flight at once, as in the crate's phases.
-const IN_FLIGHT: usize = 1024;
+use crate::PREFIX;
 
 /// Redis µs per `XADD` by `INFO commandstats` and by `INFO cpu`, appending `rate` per second
 /// for `seconds` to random keys among `names`.
@@ -21,22 +15,9 @@ pub async fn raw_xadd(
     seconds: u64,
 ) -> (f64, f64) {
     let (before, cpu_before) = info(connection).await;
-    let (mut random, mut in_flight, mut sent) = (0x9e37_79b9_u64, JoinSet::new(), 0u64);
-    let started = Instant::now();
-    for i in 0..rate * seconds {
-        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-        if Instant::now() < due {
-            tokio::time::sleep_until(due.into()).await;
-        }
-        while in_flight.len() >= IN_FLIGHT {
-            in_flight.join_next().await;
-        }
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        let key = format!("{PREFIX}{}", names[(random % names.len() as u64) as usize]);
-        let mut connection = connection.clone();
-        in_flight.spawn(async move {
+    let xadd = |index: usize| {
+        let (mut connection, key) = (connection.clone(), format!("{PREFIX}{}", names[index]));
+        async move {
             let mut xadd = redis::cmd("XADD");
             xadd.arg(key)
                 .arg("MAXLEN")
@@ -45,11 +26,11 @@ pub async fn raw_xadd(
                 .arg("*")
                 .arg("data")
                 .arg("floor");
-            must(xadd.query_async::<redis::Value>(&mut connection).await, "XADD");
-        });
-        sent += 1;
-    }
-    while in_flight.join_next().await.is_some() {}
+            xadd.query_async::<redis::Value>(&mut connection).await.is_ok()
+        }
+    };
+    let ([sent, failed], _) = at_rate(rate, seconds, names.len(), 0x9e37_79b9, xadd).await;
+    assert_eq!(failed, 0, "bare XADDs failed");
     let (after, cpu_after) = info(connection).await;
     let spent: u64 = after
         .iter()

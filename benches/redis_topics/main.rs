@@ -41,6 +41,7 @@ use redis_process::RedisProcess;
 
 mod children;
 mod floor;
+mod pace;
 mod table;
 use children::Subscribers;
 use table::{info, median, p50_p99, print_row, Row, HEADER};
@@ -53,8 +54,6 @@ const PREFIX: &str = "bench:";
 const IN_FLIGHT: usize = 64;
 /// Topics subscribed one at a time after all the others ("subscribe one more").
 const ONE_MORE: usize = 200;
-/// Appends on their way at once at most; beyond, the pacing is behind and waits.
-const APPENDS_IN_FLIGHT: usize = 1024;
 /// The longest the deliveries may take to arrive after the last append.
 const DRAIN: Duration = Duration::from_secs(5);
 /// Latency vectors, each shared by the subscriber tasks whose index it is modulo.
@@ -187,30 +186,13 @@ async fn open_all(
     }
 }
 
-/// Appends at `rate` per second for `seconds`, each to a random log (xorshift from `seed`);
-/// returns how many succeeded and failed, and the time until the last one was done.
+/// Appends at `rate` per second for `seconds` to random targets: ([succeeded, failed], time taken).
 async fn append_at(targets: &[RedisLog], rate: u64, seconds: u64, seed: u64) -> ([u64; 2], Duration) {
-    let (mut random, mut in_flight, mut done) = (seed | 1, JoinSet::new(), [0u64; 2]);
-    let failed = |append: Option<Result<bool, _>>| usize::from(!matches!(append, Some(Ok(true))));
-    let started = Instant::now();
-    for i in 0..rate * seconds {
-        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-        if Instant::now() < due {
-            tokio::time::sleep_until(due.into()).await;
-        }
-        while in_flight.len() >= APPENDS_IN_FLIGHT {
-            done[failed(in_flight.join_next().await)] += 1;
-        }
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        let log = targets[(random % targets.len() as u64) as usize].clone();
-        in_flight.spawn(async move { log.append(Event::new(now_ns().to_string())).await.is_ok() });
-    }
-    while let Some(append) = in_flight.join_next().await {
-        done[failed(Some(append))] += 1;
-    }
-    (done, started.elapsed())
+    pace::at_rate(rate, seconds, targets.len(), seed, |index| {
+        let log = targets[index].clone();
+        async move { log.append(Event::new(now_ns().to_string())).await.is_ok() }
+    })
+    .await
 }
 
 /// What the append phases of a round share.

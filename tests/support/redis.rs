@@ -3,8 +3,10 @@
 //! restarted on demand. Without `redis-server` a test fails under `CI` and skips loudly
 //! otherwise.
 
-use super::missing_prerequisite;
+use tower_eventstream::{RedisLog, RedisLogs};
+
 use super::process::{free_port, ScratchDir};
+use super::{missing_prerequisite, within};
 
 #[path = "redis_process.rs"]
 mod redis_process;
@@ -68,4 +70,21 @@ impl RedisServer {
             .await
             .expect("connect to the test redis-server")
     }
+}
+
+/// A `RedisLogs` family on `server` with the stream keys `<prefix><name>`.
+#[allow(dead_code)]
+pub async fn connect_logs(server: &RedisServer, prefix: &str) -> RedisLogs {
+    within(
+        "connect_logs",
+        RedisLog::builder(server.url(), prefix).connect_logs(),
+    )
+    .await
+    .expect("connect RedisLogs")
+}
+
+/// The family's log of `name`.
+#[allow(dead_code)]
+pub async fn log(logs: &RedisLogs, name: &str) -> RedisLog {
+    within("log", logs.log(name)).await.expect("a log of the family")
 }

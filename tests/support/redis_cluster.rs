@@ -264,9 +264,14 @@ impl RedisCluster {
              (restart a killed node first)"
         );
         self.kill_node(old);
+        self.wait_takeover(slot, old, &replicas)
+    }
+
+    /// Waits until one of `replicas` serves `slot` in place of `old`; returns its port.
+    fn wait_takeover(&self, slot: u16, old: u16, replicas: &[u16]) -> u16 {
         self.wait_for(
             FAILOVER_LIMIT,
-            &format!("a replica of {old} ({replicas:?}) to take over slot {slot} of {key:?}"),
+            &format!("a replica of {old} ({replicas:?}) to take over slot {slot}"),
             || {
                 let owner = self.settled()?.owner(slot);
                 if replicas.contains(&owner) {
@@ -347,18 +352,7 @@ impl RedisCluster {
         for pid in stopped {
             signal(pid, "-CONT");
         }
-        self.wait_for(
-            FAILOVER_LIMIT,
-            &format!("a replica of {old} ({replicas:?}) to take over slot {slot}"),
-            || {
-                let owner = self.settled()?.owner(slot);
-                if replicas.contains(&owner) {
-                    Ok(owner)
-                } else {
-                    Err(format!("slot {slot} is still served by {owner}"))
-                }
-            },
-        )
+        self.wait_takeover(slot, old, &replicas)
     }
 
     /// Moves `key`'s slot, with every key in it, from its primary to the primary on `to`, as
