@@ -290,6 +290,15 @@ impl<L: EventLog> EventLog for Filled<L> {
         self.log.append(event)
     }
 
+    fn append_once(
+        &self,
+        event: Event,
+        key: &crate::IdempotencyKey,
+        window: std::time::Duration,
+    ) -> impl Future<Output = Result<crate::Appended, AppendError<L::Error>>> + Send {
+        self.log.append_once(event, key, window)
+    }
+
     fn finish(&self) -> impl Future<Output = Result<(), L::Error>> + Send {
         self.log.finish()
     }

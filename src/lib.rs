@@ -183,7 +183,10 @@ pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscript
 pub use log::redis::{
     RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisLogs, RedisSubscription,
 };
-pub use log::{AppendError, EventLog, ResumeOutcome, StartPosition, SubscribeError, Subscription};
+pub use log::{
+    AppendError, Appended, EventLog, IdempotencyKey, InvalidIdempotencyKey, ResumeOutcome, StartPosition,
+    SubscribeError, Subscription, DEFAULT_ONCE_WINDOW, DEFAULT_REMEMBERED_KEYS, MAX_IDEMPOTENCY_KEY_LEN,
+};
 pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};

@@ -2,11 +2,19 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
+
+pub use once::{
+    Appended, IdempotencyKey, InvalidIdempotencyKey, DEFAULT_ONCE_WINDOW, DEFAULT_REMEMBERED_KEYS,
+    MAX_IDEMPOTENCY_KEY_LEN,
+};
 
 use crate::{CursorError, Event, EventFeed, LastEventId};
 
 mod follower;
 pub mod memory;
+mod once;
+pub(crate) use once::{fingerprint, RememberedKeys, Seen};
 #[cfg(feature = "redis")]
 pub mod redis;
 mod ring;
@@ -44,6 +52,41 @@ pub trait EventLog: Clone + Send + Sync + 'static {
     /// slow subscribers. A [finished](EventLog::finish) log refuses with
     /// [`AppendError::Finished`].
     fn append(&self, event: Event) -> impl Future<Output = Result<Event, AppendError<Self::Error>>> + Send;
+
+    /// Appends `event` as [`append`](EventLog::append) does, unless an event was appended
+    /// with the same idempotency `key` within the last `window`: then nothing is appended
+    /// and the first append's id comes back ([`Appended::Repeat`]), so a client that retries
+    /// after losing the answer publishes once. The same key with another event (another
+    /// name, data, retry or comment) is refused with [`AppendError::KeyReused`].
+    ///
+    /// The check and the append are one step: of two appends with the same key at the same
+    /// moment, one appends and the other is its repeat. A [`MemoryLog`](crate::MemoryLog)
+    /// remembers its keys in this process, a bounded number of them (see
+    /// [`MemoryLogBuilder::remembered_keys`](crate::MemoryLogBuilder::remembered_keys));
+    /// [`RedisLog`](crate::RedisLog) remembers them in Redis, for every process, in the same
+    /// script as the append.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_eventstream::{Event, EventLog, IdempotencyKey, MemoryLog};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # rt.block_on(async {
+    /// let log = MemoryLog::new();
+    /// let key = IdempotencyKey::new("order-17-shipped").unwrap();
+    /// let window = Duration::from_secs(300);
+    /// let first = log.append_once(Event::new("shipped"), &key, window).await.unwrap();
+    /// let retry = log.append_once(Event::new("shipped"), &key, window).await.unwrap();
+    /// assert!(retry.is_repeat());
+    /// assert_eq!(first.id(), retry.id());
+    /// # });
+    /// ```
+    fn append_once(
+        &self,
+        event: Event,
+        key: &IdempotencyKey,
+        window: Duration,
+    ) -> impl Future<Output = Result<Appended, AppendError<Self::Error>>> + Send;
 
     /// Ends the log: nothing can be appended any more, and every subscriber's stream ends
     /// once it has read every event (the transports then tell the client not to come back:
@@ -143,6 +186,9 @@ pub enum AppendError<E> {
     Finished,
     /// The log's storage failed: a passing fault.
     Backend(E),
+    /// [`append_once`](EventLog::append_once): the idempotency key was used, within its
+    /// window, for another event (answered `422`).
+    KeyReused,
 }
 
 impl<E: fmt::Display> fmt::Display for AppendError<E> {
@@ -150,6 +196,9 @@ impl<E: fmt::Display> fmt::Display for AppendError<E> {
         match self {
             AppendError::Finished => f.write_str("the event log is finished: nothing can be appended to it"),
             AppendError::Backend(e) => write!(f, "event log unavailable: {e}"),
+            AppendError::KeyReused => {
+                f.write_str("this idempotency key was used for another event; use a new key for a new event")
+            }
         }
     }
 }
@@ -157,7 +206,7 @@ impl<E: fmt::Display> fmt::Display for AppendError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for AppendError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            AppendError::Finished => None,
+            AppendError::Finished | AppendError::KeyReused => None,
             AppendError::Backend(e) => Some(e),
         }
     }

@@ -47,6 +47,9 @@ pub enum TopicError<E> {
     AlreadyExists,
     /// The topic is finished: nothing can be appended to it (`409`).
     Finished,
+    /// An append's idempotency key was used, within its window, for another event (`422`;
+    /// see [`Topics::append_once`](super::Topics::append_once)).
+    KeyReused,
     /// The topic's log failed (a passing fault of its backend).
     Backend(E),
 }
@@ -69,6 +72,9 @@ impl<E: fmt::Display> fmt::Display for TopicError<E> {
             TopicError::NotFound => f.write_str("no such topic"),
             TopicError::AlreadyExists => f.write_str("this topic exists already"),
             TopicError::Finished => f.write_str("this topic is finished: nothing can be appended to it"),
+            TopicError::KeyReused => {
+                f.write_str("this idempotency key was used for another event; use a new key for a new event")
+            }
             TopicError::Backend(error) => write!(f, "event log unavailable: {error}"),
         }
     }
@@ -91,6 +97,7 @@ impl<E> From<AppendError<E>> for TopicError<E> {
         match error {
             AppendError::Finished => TopicError::Finished,
             AppendError::Backend(error) => TopicError::Backend(error),
+            AppendError::KeyReused => TopicError::KeyReused,
         }
     }
 }
@@ -106,6 +113,7 @@ impl<E: fmt::Display> TopicError<E> {
             TopicError::AlreadyExists | TopicError::Finished => {
                 text_response(http::StatusCode::CONFLICT, self)
             }
+            TopicError::KeyReused => text_response(http::StatusCode::UNPROCESSABLE_ENTITY, self),
             TopicError::InvalidCursor(_) => {
                 measure::refused(Refused::BadCursor);
                 text_response(http::StatusCode::BAD_REQUEST, self)

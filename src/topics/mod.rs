@@ -337,6 +337,25 @@ impl<M: MakeLog> Topics<M> {
         Ok(appended)
     }
 
+    /// Appends `event` to the topic `key` unless the same idempotency key came with the same
+    /// event within `window` (see [`EventLog::append_once`](crate::EventLog::append_once)):
+    /// the publish that a client retries after losing the answer. The same key with another
+    /// event is [`TopicError::KeyReused`]; keys are remembered per topic.
+    pub async fn append_once(
+        &self,
+        key: &str,
+        event: Event,
+        once: &crate::IdempotencyKey,
+        window: std::time::Duration,
+    ) -> Result<crate::Appended, TopicError<LogError<M>>> {
+        let log = self.log(key).await?;
+        let appended = log.append_once(event, once, window).await?;
+        if !appended.is_repeat() {
+            (self.registry.appended).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(appended)
+    }
+
     /// A subscriber's feed of the topic `key` after `cursor`, counted against the limits,
     /// with `access` applied: for reading in process. An HTTP request is answered with
     /// [`serve`](Topics::serve).

@@ -16,8 +16,9 @@ use axum::Router;
 use http::StatusCode;
 use tower::service_fn;
 use tower_eventstream::{
-    AppendError, Event, EventLog, EventLogService, EventStreamLayer, LastEventId, MemoryLog,
-    MemorySubscription, RequestError, Shutdown, StartPosition, StreamConfig, StreamRequest, SubscribeError,
+    AppendError, Appended, Event, EventLog, EventLogService, EventStreamLayer, IdempotencyKey, LastEventId,
+    MemoryLog, MemorySubscription, RequestError, Shutdown, StartPosition, StreamConfig, StreamRequest,
+    SubscribeError,
 };
 
 use crate::support::client::{long_poll, request};
@@ -69,6 +70,20 @@ impl EventLog for FlakyLog {
 
     async fn append(&self, event: Event) -> Result<Event, AppendError<Down>> {
         self.memory.push(event).map_err(|_| AppendError::Finished)
+    }
+
+    async fn append_once(
+        &self,
+        event: Event,
+        key: &IdempotencyKey,
+        window: Duration,
+    ) -> Result<Appended, AppendError<Down>> {
+        self.memory
+            .push_once(event, key, window)
+            .map_err(|error| match error {
+                AppendError::KeyReused => AppendError::KeyReused,
+                _ => AppendError::Finished,
+            })
     }
 
     async fn finish(&self) -> Result<(), Down> {

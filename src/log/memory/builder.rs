@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::log::wake::Wakeup;
+use crate::log::RememberedKeys;
 
 use super::ids::{validate_name, Ids, LogNameError, Position};
 use super::{Held, MemoryLog, Shared};
@@ -16,6 +17,7 @@ pub struct MemoryLogBuilder {
     pub(super) capacity: usize,
     pub(super) max_age: Option<Duration>,
     pub(super) source: Option<(String, u64)>,
+    pub(super) remembered_keys: usize,
 }
 
 impl MemoryLogBuilder {
@@ -28,6 +30,18 @@ impl MemoryLogBuilder {
     /// Drops events older than `age` as well (default: kept until the count limit).
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);
+        self
+    }
+
+    /// How many idempotency keys of [`EventLog::append_once`](crate::EventLog::append_once)
+    /// the log remembers at most (default [`DEFAULT_REMEMBERED_KEYS`], 10 000, at least 1).
+    /// Each key is kept for its window; past this many, the oldest is forgotten early, and a
+    /// retry with it appends again. Size it to the appends with a key expected within a
+    /// window (10 000 keys cover 33 appends a second for 5 minutes).
+    ///
+    /// [`DEFAULT_REMEMBERED_KEYS`]: crate::DEFAULT_REMEMBERED_KEYS
+    pub fn remembered_keys(mut self, keys: usize) -> Self {
+        self.remembered_keys = keys.max(1);
         self
     }
 
@@ -97,6 +111,7 @@ impl MemoryLogBuilder {
                 max_age: self.max_age,
                 subscribers: SubscriberCount::default(),
                 counters: Default::default(),
+                once: Lock::new(RememberedKeys::new(self.remembered_keys)),
             }),
         }
     }

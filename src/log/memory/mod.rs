@@ -10,7 +10,10 @@ use tokio::time::Instant;
 
 use super::ring::{CountsSubscribers, Lock, Ring, RingEntry, SubscriberCount};
 use super::wake::Wakeup;
-use super::{AppendError, EventLog, StartPosition, SubscribeError};
+use super::{
+    fingerprint, AppendError, Appended, EventLog, IdempotencyKey, RememberedKeys, Seen, StartPosition,
+    SubscribeError,
+};
 use crate::measure;
 use crate::stats::{LogCounters, LogStats};
 use crate::{CursorError, Event, EventId, LastEventId};
@@ -64,6 +67,9 @@ struct Shared {
     max_age: Option<Duration>,
     subscribers: SubscriberCount,
     counters: LogCounters,
+    /// The idempotency keys of [`EventLog::append_once`]; taken before `held`, so that a
+    /// key's check and its append are one step.
+    once: Lock<RememberedKeys>,
 }
 
 /// What the lock guards: the ring and where it stands.
@@ -123,6 +129,7 @@ impl MemoryLog {
             capacity: DEFAULT_HISTORY,
             max_age: None,
             source: None,
+            remembered_keys: crate::log::DEFAULT_REMEMBERED_KEYS,
         }
     }
 
@@ -236,6 +243,28 @@ impl MemoryLog {
         Ok(stored)
     }
 
+    /// [`EventLog::append_once`] without waiting (its future is ready at once).
+    pub fn push_once(
+        &self,
+        event: Event,
+        key: &IdempotencyKey,
+        window: Duration,
+    ) -> Result<Appended, AppendError<Infallible>> {
+        let fingerprint = fingerprint(&event);
+        let now = Instant::now();
+        let mut once = self.shared.once.lock();
+        match once.check(key, fingerprint, now) {
+            Seen::Repeat(id) => return Ok(Appended::Repeat(id)),
+            Seen::Reused => return Err(AppendError::KeyReused),
+            Seen::New => {}
+        }
+        let stored = self.push(event)?;
+        if let Some(id) = stored.id() {
+            once.remember(key.clone(), fingerprint, id.clone(), now, window);
+        }
+        Ok(Appended::New(stored))
+    }
+
     /// Ends the log (the [`EventLog::finish`] future is ready at once): appends are refused
     /// from now on, and each subscriber's stream ends once it has read every event.
     ///
@@ -325,6 +354,15 @@ impl EventLog for MemoryLog {
 
     fn append(&self, event: Event) -> impl Future<Output = Result<Event, AppendError<Infallible>>> + Send {
         std::future::ready(self.push(event))
+    }
+
+    fn append_once(
+        &self,
+        event: Event,
+        key: &IdempotencyKey,
+        window: Duration,
+    ) -> impl Future<Output = Result<Appended, AppendError<Infallible>>> + Send {
+        std::future::ready(self.push_once(event, key, window))
     }
 
     fn finish(&self) -> impl Future<Output = Result<(), Infallible>> + Send {

@@ -11,7 +11,8 @@ use super::id::StreamId;
 use super::reply::{END_FIELD, GAP_FIELD};
 use super::script::Added;
 use super::RedisLog;
-use crate::Event;
+use crate::log::fingerprint;
+use crate::{Event, IdempotencyKey};
 
 /// An entry to add.
 #[derive(Clone, Copy)]
@@ -28,6 +29,16 @@ impl RedisLog {
     /// are trimmed as configured (`MAXLEN ~` in the `XADD`, and an `XTRIM MINID ~` under an
     /// age limit); the end is not, so that it is never trimmed away.
     pub(super) async fn add(&self, entry: NewEntry<'_>) -> Result<Added, RedisLogError> {
+        self.add_once(entry, None).await
+    }
+
+    /// [`add`](RedisLog::add), remembering `once` (an idempotency key and its window) in the
+    /// same script: a key remembered with the same event adds nothing.
+    pub(super) async fn add_once(
+        &self,
+        entry: NewEntry<'_>,
+        once: Option<(&IdempotencyKey, Duration)>,
+    ) -> Result<Added, RedisLogError> {
         let key = &self.inner.key;
         let operation = match entry {
             NewEntry::End => "finish",
@@ -44,8 +55,23 @@ impl RedisLog {
             ),
         };
         let fields = fields(entry);
+        let (once_key, fingerprint, window_ms) = match (once, entry) {
+            (Some((once, window)), NewEntry::Event(event)) => (
+                Some(once_key(key, once)),
+                format!("{:016x}", fingerprint(event)),
+                u64::try_from(window.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1)
+                    .to_string(),
+            ),
+            _ => (None, String::new(), String::new()),
+        };
         let args = |command: &mut Cmd| {
-            command.arg(&max_len).arg(&min_id);
+            command
+                .arg(&max_len)
+                .arg(&min_id)
+                .arg(&fingerprint)
+                .arg(&window_ms);
             add_fields(command, &fields);
         };
         let mut connection = self.inner.manager.clone();
@@ -55,7 +81,7 @@ impl RedisLog {
             operation,
             key,
             timeout,
-            script.run(&mut connection, operation, key, args),
+            script.run(&mut connection, operation, (key, once_key.as_deref()), args),
         )
         .await
     }
@@ -130,6 +156,23 @@ fn notice_fields(fields: &[(&'static str, Cow<'_, [u8]>)]) -> Vec<u8> {
     notice
 }
 
+/// The key that remembers an idempotency key of the stream `stream`, in the stream's slot: the
+/// stream's hash tag if it has one, else the whole stream key as the tag
+/// (`{chat:lobby}:once:<key>` for `chat:lobby`, which hashes as `chat:lobby` does). A stream
+/// key with a `{` or `}` that makes no hash tag has no such key: on a cluster its appends with
+/// an idempotency key fail (`CROSSSLOT`); on a single server they work.
+fn once_key(stream: &str, once: &IdempotencyKey) -> String {
+    let tagged = stream
+        .find('{')
+        .and_then(|open| stream[open + 1..].find('}'))
+        .is_some_and(|length| length > 0);
+    if tagged {
+        format!("{stream}:once:{once}")
+    } else {
+        format!("{{{stream}}}:once:{once}")
+    }
+}
+
 /// The `MINID` of an age limit, `<now - age>-0`, with this process's clock.
 fn oldest_kept(age: Duration) -> String {
     let now_ms = std::time::SystemTime::now()
@@ -145,6 +188,13 @@ mod tests {
     use super::*;
     use crate::log::redis::notice::Notice;
     use crate::log::redis::reply::Item;
+
+    #[test]
+    fn the_key_remembering_an_idempotency_key_is_in_the_streams_slot() {
+        let once = IdempotencyKey::new("k1").unwrap();
+        assert_eq!(once_key("chat:lobby", &once), "{chat:lobby}:once:k1");
+        assert_eq!(once_key("{chat}:lobby", &once), "{chat}:lobby:once:k1");
+    }
 
     #[test]
     fn the_notice_the_script_publishes_reads_back_as_the_event() {

@@ -2,13 +2,14 @@
 //! when it holds the cursor, else from Redis).
 
 use std::future::Future;
+use std::time::Duration;
 
 use super::append::NewEntry;
 use super::id::StreamId;
 use super::script::Added;
 use super::{RedisLog, RedisLogError, RedisSubscription};
-use crate::log::{AppendError, EventLog, ResumeOutcome, StartPosition, SubscribeError};
-use crate::{CursorError, Event, LastEventId};
+use crate::log::{AppendError, Appended, EventLog, ResumeOutcome, StartPosition, SubscribeError};
+use crate::{CursorError, Event, IdempotencyKey, LastEventId};
 
 impl EventLog for RedisLog {
     type Error = RedisLogError;
@@ -23,6 +24,33 @@ impl EventLog for RedisLog {
                 Ok(event.with_event_id(id.event_id()))
             }
             Ok(Added::Finished(_)) => Err(AppendError::Finished),
+            Ok(Added::Repeat(_) | Added::KeyReused) => Err(AppendError::Backend(RedisLogError::unexpected(
+                "XADD",
+                &self.inner.key,
+                "the append script answered as to an idempotency key, and none was given",
+            ))),
+            Err(error) => Err(AppendError::Backend(error)),
+        }
+    }
+
+    /// Adds the event's entry and remembers `key` with it for `window`, in one script: a key
+    /// remembered (by any process) with the same event adds nothing and answers the first
+    /// append's id. The key is remembered in Redis (`SET … PX`) under a key in the stream's
+    /// slot, `{<stream>}:once:<key>`.
+    async fn append_once(
+        &self,
+        event: Event,
+        key: &IdempotencyKey,
+        window: Duration,
+    ) -> Result<Appended, AppendError<RedisLogError>> {
+        match self.add_once(NewEntry::Event(&event), Some((key, window))).await {
+            Ok(Added::Entry(id)) => {
+                self.inner.counters.appended(1);
+                Ok(Appended::New(event.with_event_id(id.event_id())))
+            }
+            Ok(Added::Repeat(id)) => Ok(Appended::Repeat(id.event_id())),
+            Ok(Added::KeyReused) => Err(AppendError::KeyReused),
+            Ok(Added::Finished(_)) => Err(AppendError::Finished),
             Err(error) => Err(AppendError::Backend(error)),
         }
     }
@@ -35,8 +63,11 @@ impl EventLog for RedisLog {
     /// Returns once this process's reader has read the end too (or after the command
     /// timeout if it lags), so that a client subscribing here next starts finished.
     async fn finish(&self) -> Result<(), RedisLogError> {
-        let (Added::Entry(end) | Added::Finished(end)) = self.add(NewEntry::End).await?;
-        self.read_back(end).await;
+        match self.add(NewEntry::End).await? {
+            Added::Entry(end) | Added::Finished(end) => self.read_back(end).await,
+            // Without an idempotency key the script answers neither.
+            Added::Repeat(_) | Added::KeyReused => {}
+        }
         Ok(())
     }
 

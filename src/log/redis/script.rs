@@ -18,16 +18,34 @@ use super::id::StreamId;
 use super::reply::{int_of, text_of};
 use crate::log::ring::Lock;
 
-/// `KEYS[1]`: the stream. `ARGV[1]`: the `MAXLEN ~` bound, or empty for none. `ARGV[2]`: the
-/// `MINID ~` bound of an age limit, or empty for none. `ARGV[3]`: the fields part of the
-/// entry's notice, encoded by the caller. `ARGV[4…]`: the entry's fields and values. Answers `{1, id}` for the entry added, or `{0, end}` when the stream's newest
-/// entry is its end (then nothing is added or trimmed).
+/// `KEYS[1]`: the stream; `KEYS[2]`, for an append with an idempotency key, the key that
+/// remembers it (in the stream's slot). `ARGV[1]`: the `MAXLEN ~` bound, or empty for none.
+/// `ARGV[2]`: the `MINID ~` bound of an age limit, or empty for none. `ARGV[3]`, `ARGV[4]`: the
+/// event's fingerprint and the window in milliseconds (with `KEYS[2]`). `ARGV[5]`: the fields
+/// part of the entry's notice, encoded by the caller. `ARGV[6…]`: the entry's fields and
+/// values.
+///
+/// Answers `{1, id}` for the entry added; `{0, end}` when the stream's newest entry is its end
+/// (then nothing is added or trimmed); `{2, id}` when the idempotency key is remembered with
+/// the same fingerprint (nothing added: the first append's id); `{3, ""}` when it is remembered
+/// with another. The key is remembered as `<fingerprint> <id>` for the window (`SET … PX`).
 ///
 /// Every entry added is announced on the sharded Pub/Sub channel named like the stream
 /// (`SPUBLISH <key>`, in the stream's slot on a cluster) with its [notice](super::notice): the
 /// id of the entry before it, its own id and its fields, so that a reader that holds the
 /// entry before it takes it from the notice without reading the stream.
 pub(super) const SOURCE: &str = r"local key = KEYS[1]
+local once = KEYS[2]
+if once then
+  local seen = redis.call('GET', once)
+  if seen then
+    local space = string.find(seen, ' ', 1, true)
+    if space and string.sub(seen, 1, space - 1) == ARGV[3] then
+      return {2, string.sub(seen, space + 1)}
+    end
+    return {3, ''}
+  end
+end
 local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
 if newest then
   local fields = newest[2]
@@ -40,14 +58,17 @@ end
 local id
 local prev = newest and newest[1] or '0-0'
 if ARGV[1] == '' then
-  id = redis.call('XADD', key, '*', unpack(ARGV, 4))
+  id = redis.call('XADD', key, '*', unpack(ARGV, 6))
 else
-  id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
+  id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 6))
 end
 if ARGV[2] ~= '' then
   redis.call('XTRIM', key, 'MINID', '~', ARGV[2])
 end
-redis.call('SPUBLISH', key, prev .. ' ' .. id .. '\n' .. ARGV[3])
+redis.call('SPUBLISH', key, prev .. ' ' .. id .. '\n' .. ARGV[5])
+if once then
+  redis.call('SET', once, ARGV[3] .. ' ' .. id, 'PX', ARGV[4])
+end
 return {1, id}
 ";
 
@@ -58,6 +79,10 @@ pub(super) enum Added {
     Entry(StreamId),
     /// Added nothing: the stream is finished, its end is this entry.
     Finished(StreamId),
+    /// Added nothing: the idempotency key is remembered with this event, added as this id.
+    Repeat(StreamId),
+    /// Added nothing: the idempotency key is remembered with another event.
+    KeyReused,
 }
 
 /// The script's digest, once the server has told it (shared by a family's logs).
@@ -72,21 +97,29 @@ impl Default for Script {
 }
 
 impl Script {
-    /// Runs the script on `key`; `args` appends its arguments (`ARGV`) to the command.
+    /// Runs the script on `key` (and `once`, the key remembering an idempotency key);
+    /// `args` appends its arguments (`ARGV`) to the command.
     pub(super) async fn run(
         &self,
         connection: &mut impl ConnectionLike,
         operation: &'static str,
-        key: &Arc<str>,
+        (key, once): (&Arc<str>, Option<&str>),
         args: impl Fn(&mut Cmd),
     ) -> Result<Added, RedisLogError> {
+        let keys = |command: &mut Cmd| {
+            command.arg(1 + usize::from(once.is_some())).arg(&**key);
+            if let Some(once) = once {
+                command.arg(once);
+            }
+            args(command);
+        };
         let failed = |error| RedisLogError::from_redis(operation, key, error);
         let known = self.sha.lock().clone();
         let reply = match known {
             Some(sha) => {
                 let mut evalsha = redis::cmd("EVALSHA");
-                evalsha.arg(&*sha).arg(1).arg(&**key);
-                args(&mut evalsha);
+                evalsha.arg(&*sha);
+                keys(&mut evalsha);
                 match evalsha.query_async::<Value>(connection).await {
                     // The server forgot the script (it ran nothing): load it again.
                     Err(error) if error.code() == Some("NOSCRIPT") => None,
@@ -97,7 +130,7 @@ impl Script {
         };
         let reply = match reply {
             Some(reply) => reply,
-            None => self.load_and_run(connection, key, &args).await.map_err(failed)?,
+            None => self.load_and_run(connection, &keys).await.map_err(failed)?,
         };
         parse_reply(&reply).ok_or_else(|| {
             RedisLogError::unexpected(operation, key, format!("the append script answered {reply:?}"))
@@ -108,12 +141,11 @@ impl Script {
     async fn load_and_run(
         &self,
         connection: &mut impl ConnectionLike,
-        key: &Arc<str>,
-        args: &impl Fn(&mut Cmd),
+        keys_and_args: &impl Fn(&mut Cmd),
     ) -> redis::RedisResult<Value> {
         let mut eval = redis::cmd("EVAL");
-        eval.arg(SOURCE).arg(1).arg(&**key);
-        args(&mut eval);
+        eval.arg(SOURCE);
+        keys_and_args(&mut eval);
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT").arg("LOAD").arg(SOURCE);
         pipe.add_command(eval);
@@ -125,14 +157,19 @@ impl Script {
     }
 }
 
-/// `{1, id}` or `{0, end}`.
+/// `{1, id}`, `{0, end}`, `{2, id}` or `{3, ""}`.
 fn parse_reply(reply: &Value) -> Option<Added> {
     let Value::Array(parts) = reply else { return None };
     let [flag, id] = parts.as_slice() else { return None };
+    let flag = int_of(flag)?;
+    if flag == 3 {
+        return Some(Added::KeyReused);
+    }
     let id = text_of(id).and_then(StreamId::parse)?;
-    match int_of(flag)? {
+    match flag {
         1 => Some(Added::Entry(id)),
         0 => Some(Added::Finished(id)),
+        2 => Some(Added::Repeat(id)),
         _ => None,
     }
 }
@@ -154,8 +191,11 @@ mod tests {
         let reply = |flag: i64, text: &str| Value::Array(vec![Value::Int(flag), bulk(text)]);
         assert_eq!(parse_reply(&reply(1, "5-1")), Some(Added::Entry(id)));
         assert_eq!(parse_reply(&reply(0, "5-1")), Some(Added::Finished(id)));
+        assert_eq!(parse_reply(&reply(2, "5-1")), Some(Added::Repeat(id)));
+        assert_eq!(parse_reply(&reply(3, "")), Some(Added::KeyReused));
         for bad in [
-            reply(2, "5-1"),
+            reply(4, "5-1"),
+            reply(2, ""),
             reply(1, "x"),
             Value::Array(vec![Value::Int(1)]),
             Value::Nil,
