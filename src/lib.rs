@@ -69,6 +69,8 @@
 //! key, made on first use by a [`MakeLog`] and evicted when idle, with limits;
 //! [`TopicsService`] serves them all at one route, taking the key from the request and
 //! asking an authorization hook what each client may read ([`Access`], [`Refusal`]).
+//! [`PublishService`] appends to them over HTTP (`POST`, text or JSON bodies), with its own
+//! authorization hook and `Idempotency-Key` for retries.
 //!
 //! ```no_run
 //! use tower_eventstream::{Event, MemoryLog, Topics, TopicsService};
@@ -117,7 +119,8 @@
 //!
 //! - `axum` (default): [`StreamRequest`] and [`LastEventId`] extractors and
 //!   `IntoResponse` for the error types.
-//! - `json`: [`Event::json`].
+//! - `json`: [`Event::json`], and JSON bodies (`{"event": …, "data": …}`) of
+//!   [`PublishService`].
 //! - `tracing`: warnings when a log backend or event source fails, and a span per SSE stream
 //!   and long poll (at `DEBUG`) that ends with what it delivered and why it ended.
 //! - `metrics`: gauges, counters and a histogram through the `metrics` facade (the
@@ -193,9 +196,11 @@ pub use service::{EventLogFuture, EventLogService};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stats::{LogStats, TopicsStats};
 pub use topics::{
-    Access, MakeLog, Refusal, TopicError, TopicFeed, TopicKeyError, TopicStream, Topics, TopicsBuilder,
-    TopicsFuture, TopicsService, DEFAULT_IDLE_EVICTION, DEFAULT_KEEP_FINISHED, DEFAULT_MAX_SUBSCRIBERS,
-    DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC, DEFAULT_MAX_TOPICS, MAX_TOPIC_KEY_LEN,
+    Access, MakeLog, PublishFuture, PublishService, Refusal, TopicError, TopicFeed, TopicKeyError,
+    TopicStream, Topics, TopicsBuilder, TopicsFuture, TopicsService, DEFAULT_IDLE_EVICTION,
+    DEFAULT_KEEP_FINISHED, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SUBSCRIBERS,
+    DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC, DEFAULT_MAX_TOPICS, EVENT_NAME_HEADER, IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENT_REPLAYED_HEADER, MAX_TOPIC_KEY_LEN,
 };
 
 /// The boxed error that bodies and sources end with.

@@ -708,3 +708,47 @@ async fn killing_and_restarting_redis_loses_nothing_acknowledged() {
     }
     assert_eq!(log.subscriber_count(), 0);
 }
+
+/// GUIDE's lines for publishing from another program, run with `redis-cli` against a chat
+/// instance on Redis: the entry reaches an open stream at once, as a `message` event.
+#[tokio::test]
+async fn another_program_publishes_with_redis_cli_as_the_guide_says() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let Some(port) = server.url().rsplit(':').next().map(str::to_owned) else {
+        panic!("a port in {}", server.url());
+    };
+    let chat = chat_instance(&server).await;
+    let mut client = SseClient::connect(chat.addr, "/api/events", None).await;
+    let started = Instant::now();
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(support::redis_cluster::redis_cli())
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .expect("redis-cli runs (Debian package redis-tools)");
+        assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let id = cli(&[
+        "XADD",
+        "chat:lobby",
+        "*",
+        "name",
+        "message",
+        "data",
+        "hello from python",
+    ]);
+    cli(&["SPUBLISH", "chat:lobby", ""]);
+    let event = client.next().await;
+    assert_eq!(
+        (event.id.as_str(), event.event.as_str(), event.data.as_str()),
+        (id.as_str(), "message", "hello from python")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "at once: {:?}",
+        started.elapsed()
+    );
+}

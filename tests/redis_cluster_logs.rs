@@ -77,12 +77,12 @@ async fn topics_across_shards_arrive_in_order_and_resume_on_another_instance() {
         "the topics' keys spread over the three primaries"
     );
 
-    let first = connect(&cluster, "rooms:").await;
+    let first_family = connect(&cluster, "rooms:").await;
     let second = connect(&cluster, "rooms:").await;
     let mut subscriptions = Vec::new();
     let mut writers = Vec::new();
     for name in &names {
-        subscriptions.push(subscribe(&log(&first, name).await, None).await);
+        subscriptions.push(subscribe(&log(&first_family, name).await, None).await);
         writers.push(log(&second, name).await);
     }
     for n in 0..EVENTS {
@@ -114,6 +114,23 @@ async fn topics_across_shards_arrive_in_order_and_resume_on_another_instance() {
             assert_eq!(next_event(&mut resumed).await.1, n.to_string());
         }
         assert!(ready_now(&mut resumed).is_none());
+    }
+    // Appends with an idempotency key: remembered in each stream's slot, so a retry on the
+    // other instance is a repeat on every shard.
+    let window = Duration::from_secs(60);
+    for (topic, writer) in writers.iter().enumerate() {
+        let key = tower_eventstream::IdempotencyKey::new(&format!("k{topic}")).unwrap();
+        let first = writer
+            .append_once(Event::new("once"), &key, window)
+            .await
+            .unwrap();
+        let reader = log(&first_family, &names[topic]).await;
+        let retry = reader
+            .append_once(Event::new("once"), &key, window)
+            .await
+            .unwrap();
+        assert!(!first.is_repeat() && retry.is_repeat(), "topic {topic}");
+        assert_eq!(first.id(), retry.id());
     }
     report(&format!(
         "cluster: {TOPICS} topics over {} shards, {} events, resumed on another instance",

@@ -4,10 +4,16 @@
 //! HTTP contract (public: change only with a CHANGELOG entry):
 //! - `GET /`: the page; its room comes from the URL's fragment (`/#kitchen`), `lobby` without
 //!   one; `/#kitchen,garden` follows several rooms on one connection (`/api/events?room=…`).
-//! - `POST /api/rooms/{room}/messages`: the body (`text/plain`, UTF-8, at most 64 KiB) becomes
-//!   the data of a `message` event of the room `{room}`; `201 {"id":"<event id>"}`, `400` if
-//!   the body is not UTF-8 or `{room}` is not a room name, `413` if too large, `503` if the
-//!   room's log is unavailable or no new room can be opened now.
+//! - `POST /api/rooms/{room}/messages`: the body (UTF-8 text, at most 64 KiB, whatever its
+//!   `Content-Type`) becomes the data of a `message` event of the room `{room}`;
+//!   `201 {"id":"<event id>"}` (`application/json`), `400` if the body is not UTF-8, `{room}`
+//!   is not a room name, the `Idempotency-Key` is not 1 to 255 visible ASCII characters or
+//!   the request names another event (`?event=`, `Event-Name`), `405` (`Allow: POST`) for
+//!   another method, `413` if too large, `503` + `Retry-After` if the room's log is
+//!   unavailable or no new room can be opened now. With an `Idempotency-Key` header, a retry
+//!   of the same message to the same room within 5 minutes appends nothing and is answered
+//!   `201` with the first message's id and `Idempotent-Replayed: true`; the same key with
+//!   another message is `422`. (A [`PublishService`].)
 //! - `GET /api/rooms/{room}/events`: the room's events, SSE (`Accept: text/event-stream`) or
 //!   long poll, resumable with `Last-Event-ID` / `lastEventId`; without a cursor, the room's
 //!   last 50 messages first (memory and Redis alike), then what comes; `400` if `{room}` is
@@ -39,18 +45,14 @@
 //!   use; a memory room with no reader and no message for a while is closed, and a cursor
 //!   from before then gets `reset`.
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::header;
+use axum::response::Html;
+use axum::routing::get;
 use axum::Router;
-use tower_eventstream::{Event, MakeLog, StartPosition, StreamConfig, Topics, TopicsService};
+use tower_eventstream::{MakeLog, PublishService, StartPosition, StreamConfig, Topics, TopicsService};
 
 #[path = "panel.rs"]
 mod panel;
-#[path = "../shared/publish.rs"]
-mod publish;
 
 /// The largest message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -79,14 +81,21 @@ pub fn router<M: MakeLog>(rooms: Topics<M>, config: StreamConfig) -> Router {
         .with_config(config.clone())
         .key_from_query("room")
         .default_topic(LOBBY);
-    let limit = DefaultBodyLimit::max(MAX_MESSAGE_BYTES);
+    // A message is the body as text, whatever its type, named `message` (the page listens
+    // for nothing else).
+    let messages = PublishService::new(rooms.clone())
+        .body_as_data()
+        .fixed_event_name("message")
+        .max_body_bytes(MAX_MESSAGE_BYTES);
+    // `/api/rooms/{room}/messages`: the room is segment 2, as above.
+    let room_messages = messages.clone().key_from_path(2);
+    let lobby_messages = messages.key_from(|_| Some(LOBBY.to_owned()));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route("/api/messages", post(post_to_lobby::<M>).layer(limit))
-        .route("/api/rooms/{room}/messages", post(post_to_room::<M>).layer(limit))
+        .route_service("/api/messages", lobby_messages)
+        .route_service("/api/rooms/{room}/messages", room_messages)
         .route_service("/api/events", lobby_events)
         .route_service("/api/rooms/{room}/events", room_events)
-        .with_state(rooms.clone())
         .merge(panel::routes(rooms, config))
 }
 
@@ -113,26 +122,4 @@ pub fn memory_rooms(lobby: &tower_eventstream::MemoryLog) -> Topics<tower_events
         .pin(LOBBY, lobby.clone())
         .expect("`lobby` is a valid room name");
     rooms
-}
-
-async fn post_to_lobby<M: MakeLog>(State(rooms): State<Topics<M>>, body: Bytes) -> Response {
-    post_message(&rooms, LOBBY, &body).await
-}
-
-async fn post_to_room<M: MakeLog>(
-    State(rooms): State<Topics<M>>,
-    Path(room): Path<String>,
-    body: Bytes,
-) -> Response {
-    post_message(&rooms, &room, &body).await
-}
-
-async fn post_message<M: MakeLog>(rooms: &Topics<M>, room: &str, body: &[u8]) -> Response {
-    let Ok(text) = std::str::from_utf8(body) else {
-        return (StatusCode::BAD_REQUEST, "message must be UTF-8 text\n").into_response();
-    };
-    let event = Event::new(text)
-        .with_name("message")
-        .expect("`message` is a valid event name");
-    publish::append_and_answer(rooms, room, event).await
 }

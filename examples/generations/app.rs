@@ -29,10 +29,6 @@
 //! An id is `g<n>-<16 hex digits>` (a topic key): hard to guess, but not a secret. The routes
 //! are open to anyone here; a real application checks who may start and read a generation.
 
-// Only its `201` answer is used here.
-#[allow(dead_code)]
-#[path = "../shared/publish.rs"]
-mod publish;
 // The shared ticker is not used here.
 #[allow(dead_code)]
 #[path = "../shared/serve.rs"]
@@ -47,7 +43,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -179,6 +175,17 @@ impl<M: MakeLog> Clone for Generations<M> {
     }
 }
 
+/// `201 Created` with `{"id":"<id>"}`.
+fn created(id: &str) -> Response {
+    let json = format!("{{\"id\":{}}}", serde_json::Value::from(id));
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response()
+}
+
 fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, reason.into()).into_response()
 }
@@ -201,7 +208,7 @@ async fn start<M: MakeLog>(State(state): State<Generations<M>>, body: Bytes) -> 
         match state.topics.create(&id).await {
             Ok(_) => {
                 tokio::spawn(generate(state.topics.clone(), id.clone(), words, state.settings));
-                return publish::created(&id);
+                return created(&id);
             }
             Err(TopicError::AlreadyExists) => continue,
             // Too many generations, or the log failed: passing.

@@ -19,24 +19,31 @@
 //!   1 byte to 64 KiB (its `Content-Type` is not checked); each answers `201` with
 //!   `{"id":"<id>"}` (`application/json`), the event's id in its
 //!   topic (on a stream it is the `<topic>~<id>` part of the composite cursor); `400` for an
-//!   empty or non-UTF-8 body or a `{user}` that is not a user name, `413` for a body too
-//!   large, `503` if the topic cannot take it now.
+//!   empty or non-UTF-8 body, a `{user}` that is not a user name, an `Idempotency-Key` that
+//!   is not 1 to 255 visible ASCII characters or a request that names another event
+//!   (`?event=`, `Event-Name`), `405` (`Allow: POST`) for another method, `413` for a body
+//!   too large, `503` + `Retry-After` if the topic cannot take it now. With an
+//!   `Idempotency-Key` header, a retry of the same body to the same route within 5 minutes
+//!   appends nothing and is answered `201` with the first event's id and
+//!   `Idempotent-Replayed: true`; the same key with another body is `422`.
 //! - A user name is 1 to 32 ASCII letters, digits, `-` or `_` (so `user-<name>` is always a
 //!   topic key). Topics live in memory; one with no reader and no event for ten minutes is
 //!   dropped, and a cursor from before then gets `reset` for it.
 //!
 //! The cookie is a stand-in for a session: see [`signed_in_user`]. The `POST` routes are open
-//! to anyone here; a real application publishes from its own code, or checks who may notify
-//! whom before it appends.
+//! to anyone here (they are [`PublishService`]s); a real application publishes from its own
+//! code, or checks who may notify whom in their `authorize` hook.
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_eventstream::{Access, Event, MakeLog, Refusal, StreamConfig, TopicNames, Topics, TopicsService};
+use tower::ServiceExt;
+use tower_eventstream::{
+    Access, MakeLog, PublishService, Refusal, StreamConfig, TopicNames, Topics, TopicsService,
+};
 
 /// Everyone's topic.
 pub const ANNOUNCEMENTS: &str = "announcements";
@@ -50,9 +57,6 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// The longest user name.
 pub const MAX_USER_LEN: usize = 32;
 
-#[path = "../shared/publish.rs"]
-mod publish;
-
 const PAGE: &str = include_str!("index.html");
 
 /// The notifications application over `topics` (`config`'s topic names are made plain).
@@ -60,14 +64,28 @@ pub fn router<M: MakeLog>(topics: Topics<M>, config: StreamConfig) -> Router {
     let stream = TopicsService::new(topics.clone())
         .with_config(config.topic_names(TopicNames::Plain))
         .topics_from(topics_of);
-    let limit = DefaultBodyLimit::max(MAX_TEXT_BYTES);
+    // Each body is the text of one event, named by the route.
+    let publish = |name: &str| {
+        PublishService::new(topics.clone())
+            .body_as_data()
+            .require_data()
+            .fixed_event_name(name)
+            .max_body_bytes(MAX_TEXT_BYTES)
+    };
+    // The user's topic, which `notify_user` puts in the request once it has checked the name.
+    let notify =
+        publish("notification").key_from(|parts| parts.extensions.get::<Recipient>().map(|r| r.0.clone()));
+    let announce = publish("announcement").key_from(|_| Some(ANNOUNCEMENTS.to_owned()));
+    let audit = publish("audit").key_from(|_| Some(AUDIT.to_owned()));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route_service("/api/notifications", stream)
-        .route("/api/users/{user}/notifications", post(notify::<M>).layer(limit))
-        .route("/api/announcements", post(announce::<M>).layer(limit))
-        .route("/api/audit", post(audit::<M>).layer(limit))
-        .with_state(topics)
+        .route(
+            "/api/users/{user}/notifications",
+            post(move |Path(user): Path<String>, request: Request| notify_user(notify, user, request)),
+        )
+        .route_service("/api/announcements", announce)
+        .route_service("/api/audit", audit)
 }
 
 /// The user a request comes from, or `None` when it is not signed in.
@@ -125,39 +143,18 @@ fn topics_of(parts: &Parts) -> Result<Vec<(String, Access)>, Refusal> {
     Ok(topics)
 }
 
-async fn notify<M: MakeLog>(
-    State(topics): State<Topics<M>>,
-    Path(user): Path<String>,
-    body: Bytes,
-) -> Response {
+/// The topic of the user a notification is for, checked.
+#[derive(Clone)]
+struct Recipient(String);
+
+/// `POST /api/users/{user}/notifications`: `400` unless `{user}` is a user name, else what
+/// `notify` answers.
+async fn notify_user<M: MakeLog>(notify: PublishService<M>, user: String, mut request: Request) -> Response {
     if !is_user_name(&user) {
         let reason =
             format!("{user:?} is not a user name: 1 to {MAX_USER_LEN} ASCII letters, digits, `-` or `_`\n");
         return (StatusCode::BAD_REQUEST, reason).into_response();
     }
-    publish(&topics, &user_topic(&user), "notification", &body).await
-}
-
-async fn announce<M: MakeLog>(State(topics): State<Topics<M>>, body: Bytes) -> Response {
-    publish(&topics, ANNOUNCEMENTS, "announcement", &body).await
-}
-
-async fn audit<M: MakeLog>(State(topics): State<Topics<M>>, body: Bytes) -> Response {
-    publish(&topics, AUDIT, "audit", &body).await
-}
-
-/// Appends `body` to `topic` as an event named `name`: `201 {"id":…}`, or why not.
-async fn publish<M: MakeLog>(topics: &Topics<M>, topic: &str, name: &str, body: &[u8]) -> Response {
-    if body.is_empty() {
-        return (
-            StatusCode::BAD_REQUEST,
-            "the body is empty: send the text to publish\n",
-        )
-            .into_response();
-    }
-    let Ok(text) = std::str::from_utf8(body) else {
-        return (StatusCode::BAD_REQUEST, "the body must be UTF-8 text\n").into_response();
-    };
-    let event = Event::new(text).with_name(name).expect("a valid event name");
-    publish::append_and_answer(topics, topic, event).await
+    request.extensions_mut().insert(Recipient(user_topic(&user)));
+    notify.oneshot(request).await.into_response()
 }

@@ -1,6 +1,7 @@
 //! [`TopicError`]: why a topic could not be read or written, and what each answers.
 
 use std::fmt;
+use std::time::Duration;
 
 use http::Response;
 
@@ -10,7 +11,7 @@ use crate::failure::come_back_later;
 use crate::log::AppendError;
 use crate::measure::{self, Refused};
 use crate::respond::text_response;
-use crate::{CursorError, EventStreamBody, StreamRequest};
+use crate::{CursorError, EventStreamBody, StreamRequest, Transport};
 
 /// Why a topic could not be used.
 #[derive(Debug)]
@@ -107,6 +108,13 @@ impl<E: fmt::Display> TopicError<E> {
     /// are final (`400`, `401`, `403`); a limit or a backend fault is passing, so a browser
     /// is told to come back rather than closed for good.
     pub(crate) fn answer<S>(&self, request: &StreamRequest) -> Response<EventStreamBody<S>> {
+        let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
+        self.answer_on(request.transport(), retry)
+    }
+
+    /// The answer on `transport`, a passing refusal hinting `retry` (a `POST` is answered as
+    /// a long poll is: statuses, `503` + `Retry-After`).
+    pub(crate) fn answer_on<S>(&self, transport: Transport, retry: Duration) -> Response<EventStreamBody<S>> {
         match self {
             TopicError::InvalidKey(_) => text_response(http::StatusCode::BAD_REQUEST, self),
             TopicError::NotFound => text_response(http::StatusCode::NOT_FOUND, self),
@@ -118,18 +126,14 @@ impl<E: fmt::Display> TopicError<E> {
                 measure::refused(Refused::BadCursor);
                 text_response(http::StatusCode::BAD_REQUEST, self)
             }
-            TopicError::Refused(refusal) => refusal.answer(
-                request.transport(),
-                request.config().retry.unwrap_or(crate::DEFAULT_RETRY),
-            ),
+            TopicError::Refused(refusal) => refusal.answer(transport, retry),
             _ => {
                 measure::refused(match self {
                     TopicError::Backend(_) => Refused::BackendUnavailable,
                     _ => Refused::Limit,
                 });
-                crate::trace::debug_event!("topic refused a subscriber for now", reason = %self);
-                let retry = request.config().retry.unwrap_or(crate::DEFAULT_RETRY);
-                come_back_later(request.transport(), retry, self)
+                crate::trace::debug_event!("topic refused a request for now", reason = %self);
+                come_back_later(transport, retry, self)
             }
         }
     }

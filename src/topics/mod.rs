@@ -4,6 +4,7 @@
 //! [`Topics`] holds one log per key, made by a [`MakeLog`] (a [`MemoryLogBuilder`](crate::MemoryLogBuilder),
 //! or a [`RedisLogs`](crate::RedisLogs) family); [`TopicsService`] serves all of them at one
 //! route, taking the key from the request; in a handler, [`Topics::serve`] does the same.
+//! [`PublishService`] appends to them over HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +22,10 @@ mod access;
 mod cursor;
 mod error;
 mod feed;
+mod from_request;
 mod key;
 mod make;
+mod publish;
 mod registry;
 mod serve;
 mod service;
@@ -33,6 +36,10 @@ pub use error::TopicError;
 pub use feed::TopicFeed;
 pub use key::{TopicKeyError, MAX_TOPIC_KEY_LEN};
 pub use make::MakeLog;
+pub use publish::{
+    PublishFuture, PublishService, DEFAULT_MAX_BODY_BYTES, EVENT_NAME_HEADER, IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENT_REPLAYED_HEADER,
+};
 pub use service::{TopicsFuture, TopicsService};
 pub use stream::TopicStream;
 

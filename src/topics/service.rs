@@ -10,11 +10,11 @@ use http::request::Parts;
 use http::{Request, StatusCode};
 use tower_service::Service;
 
+use super::from_request::{self, KeysFrom};
 use super::{Access, Answer, MakeLog, Refusal, Topics};
 use crate::respond::{refuse_method, text_response};
 use crate::{StreamConfig, StreamRequest, Transport};
 
-type KeysFrom = Arc<dyn Fn(&Parts) -> Vec<String> + Send + Sync>;
 type Authorize = Arc<dyn Fn(&Parts, &str) -> Result<Access, Refusal> + Send + Sync>;
 type TopicsFrom = Arc<dyn Fn(&Parts) -> Result<Vec<(String, Access)>, Refusal> + Send + Sync>;
 
@@ -99,7 +99,7 @@ impl<M: MakeLog> TopicsService<M> {
         TopicsService {
             topics,
             config: Arc::new(StreamConfig::default()),
-            keys_from: Arc::new(|parts: &Parts| query_values(parts, "topic")),
+            keys_from: from_request::from_query("topic"),
             default_topic: None,
             authorize: Arc::new(|_: &Parts, _: &str| Ok(Access::allow())),
             topics_from: None,
@@ -115,22 +115,25 @@ impl<M: MakeLog> TopicsService<M> {
     /// Takes the keys from the query parameter `name` (percent-decoded): one topic, or
     /// several in one stream when it is repeated (`?topic=a&topic=b`; see
     /// [`Topics::serve_many`] for the cursor and the limit on how many).
-    pub fn key_from_query(self, name: &'static str) -> Self {
-        self.keys_from(move |parts| query_values(parts, name))
+    pub fn key_from_query(mut self, name: &'static str) -> Self {
+        self.keys_from = from_request::from_query(name);
+        self.topics_from = None;
+        self
     }
 
     /// Takes the key from the path segment at `index` (0 is the first after the leading
     /// `/`): `1` for `/rooms/{room}/events`. Nested routers see the full path.
-    pub fn key_from_path(self, index: usize) -> Self {
-        self.key_from(move |parts| {
-            let segment = parts.uri.path().trim_start_matches('/').split('/').nth(index)?;
-            Some(text(crate::request::percent_decode(segment)))
-        })
+    pub fn key_from_path(mut self, index: usize) -> Self {
+        self.keys_from = from_request::from_path(index);
+        self.topics_from = None;
+        self
     }
 
     /// Takes the key from the request parts as `key_from` says (`None`: no topic, `400`).
-    pub fn key_from(self, key_from: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
-        self.keys_from(move |parts| key_from(parts).into_iter().collect())
+    pub fn key_from(mut self, key_from: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.keys_from = from_request::from_one(key_from);
+        self.topics_from = None;
+        self
     }
 
     /// Takes the keys of one or several topics from the request parts as `keys_from` says
@@ -312,27 +315,4 @@ impl<M: MakeLog> TopicsService<M> {
         }
         Ok(topics)
     }
-}
-
-/// Every value of the query parameter `name`, percent-decoded.
-fn query_values(parts: &Parts, name: &str) -> Vec<String> {
-    let Some(query) = parts.uri.query() else {
-        return Vec::new();
-    };
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then(|| text(crate::request::percent_decode(value)))
-        })
-        .collect()
-}
-
-/// Decoded text; a broken encoding becomes U+FFFD, which no key holds, so it is refused as
-/// an invalid key (`400`) rather than taken for another.
-fn text(decoded: Result<Vec<u8>, ()>) -> String {
-    decoded
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .unwrap_or_else(|| "\u{fffd}".to_owned())
 }

@@ -26,6 +26,7 @@ pub mod browser;
 pub mod client;
 pub mod feed;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 pub mod reader;
 #[cfg(feature = "redis")]

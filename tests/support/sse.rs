@@ -174,6 +174,23 @@ impl SseClient {
         .await
     }
 
+    /// The next dispatched event if one comes within `wait` (checkpoints skipped), else
+    /// `None`; fails on an error or at the end of the stream.
+    pub async fn next_within(&mut self, wait: std::time::Duration) -> Option<eventsource_stream::Event> {
+        tokio::time::timeout(wait, async {
+            loop {
+                match self.events.next().await {
+                    Some(Ok(event)) if event.event == "checkpoint" => {}
+                    Some(Ok(event)) => return event,
+                    Some(Err(error)) => panic!("SSE stream failed: {error}"),
+                    None => panic!("SSE stream ended while waiting for events"),
+                }
+            }
+        })
+        .await
+        .ok()
+    }
+
     /// The next `n` events.
     pub async fn take(&mut self, n: usize) -> Vec<eventsource_stream::Event> {
         let mut out = Vec::with_capacity(n);

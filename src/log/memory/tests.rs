@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use super::*;
 use crate::log::ring::TAKE_PER_LOCK;
-use crate::log::{ResumeOutcome, Subscription};
+use crate::log::{IdempotencyKey, ResumeOutcome, Subscription};
 use crate::{Delivery, EventFeed};
 
 fn ready(sub: &mut MemorySubscription) -> Vec<Delivery> {
@@ -370,4 +370,51 @@ fn stats_count_appends_and_gaps_recorded_and_reported() {
     assert_eq!(stats.gaps_recorded, 1);
     assert_eq!(stats.gaps_reported, 3, "each reset a reader hands out");
     assert_eq!(stats.position, log.position());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotency_key_appends_once_within_its_window_and_is_bounded() {
+    let log = MemoryLog::builder().remembered_keys(2).build();
+    let mut live = log.subscribe_now(None).unwrap();
+    let key = |k: &str| IdempotencyKey::new(k).unwrap();
+    let window = Duration::from_secs(60);
+
+    let first = log.push_once(Event::new("a"), &key("k"), window).unwrap();
+    let repeat = log.push_once(Event::new("a"), &key("k"), window).unwrap();
+    assert!(!first.is_repeat() && repeat.is_repeat());
+    assert_eq!(first.id(), repeat.id());
+    assert!(matches!(
+        log.push_once(Event::new("b"), &key("k"), window),
+        Err(AppendError::KeyReused)
+    ));
+    assert_eq!(data(&ready(&mut live)), ["a"], "one event, once");
+
+    // Forgotten after the window.
+    tokio::time::advance(window).await;
+    assert!(!log
+        .push_once(Event::new("a"), &key("k"), window)
+        .unwrap()
+        .is_repeat());
+    // Past the bound, the oldest key goes first: its retry appends again.
+    log.push_once(Event::new("x"), &key("x"), window).unwrap();
+    log.push_once(Event::new("y"), &key("y"), window).unwrap();
+    assert!(!log
+        .push_once(Event::new("a"), &key("k"), window)
+        .unwrap()
+        .is_repeat());
+    assert!(log
+        .push_once(Event::new("y"), &key("y"), window)
+        .unwrap()
+        .is_repeat());
+
+    // A finished log still answers a repeat of what it took, and refuses anything new.
+    log.finish();
+    assert!(log
+        .push_once(Event::new("y"), &key("y"), window)
+        .unwrap()
+        .is_repeat());
+    assert!(matches!(
+        log.push_once(Event::new("z"), &key("z"), window),
+        Err(AppendError::Finished)
+    ));
 }
