@@ -196,11 +196,10 @@ pub use service::{EventLogFuture, EventLogService};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use stats::{LogStats, TopicsStats};
 pub use topics::{
-    Access, MakeLog, PublishFuture, PublishService, Refusal, TopicError, TopicFeed, TopicKeyError,
-    TopicStream, Topics, TopicsBuilder, TopicsFuture, TopicsService, DEFAULT_IDLE_EVICTION,
-    DEFAULT_KEEP_FINISHED, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SUBSCRIBERS,
-    DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC, DEFAULT_MAX_TOPICS, EVENT_NAME_HEADER, IDEMPOTENCY_KEY_HEADER,
-    IDEMPOTENT_REPLAYED_HEADER, MAX_TOPIC_KEY_LEN,
+    Access, MakeLog, PublishService, Refusal, TopicError, TopicFeed, TopicKeyError, TopicStream, Topics,
+    TopicsBuilder, TopicsFuture, TopicsService, DEFAULT_IDLE_EVICTION, DEFAULT_KEEP_FINISHED,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_MAX_SUBSCRIBERS_PER_TOPIC, DEFAULT_MAX_TOPICS,
+    EVENT_NAME_HEADER, IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, MAX_TOPIC_KEY_LEN,
 };
 
 /// The boxed error that bodies and sources end with.

@@ -752,3 +752,52 @@ async fn another_program_publishes_with_redis_cli_as_the_guide_says() {
         started.elapsed()
     );
 }
+
+/// The chat's publish route on Redis rooms: `201` with the id, a retry with the same
+/// `Idempotency-Key` on the other instance `201` with the same id and nothing appended, the
+/// key with another text `422`, and `503` + `Retry-After` while Redis is down.
+#[tokio::test]
+async fn the_publish_route_on_redis_answers_201_a_repeat_422_and_503_while_redis_is_down() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let (first, second) = (chat_instance(&server).await, chat_instance(&server).await);
+    let publish = |addr, key: &'static str, text: &'static str| async move {
+        let headers: &[(&str, &[u8])] = &[
+            ("content-type", b"text/plain; charset=utf-8"),
+            ("idempotency-key", key.as_bytes()),
+        ];
+        request(addr, Method::POST, "/api/rooms/kitchen/messages", headers, text).await
+    };
+    let created = publish(first.addr, "k-1", "kettle on").await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let id = created.json()["id"].as_str().expect("an id").to_owned();
+    let repeat = publish(second.addr, "k-1", "kettle on").await;
+    assert_eq!(repeat.status, StatusCode::CREATED, "{}", repeat.text());
+    assert_eq!(repeat.json()["id"], id.as_str());
+    assert_eq!(repeat.header("idempotent-replayed"), Some("true"));
+    let reused = publish(second.addr, "k-1", "kettle off").await;
+    assert_eq!(
+        reused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reused.text()
+    );
+    let mut connection = server.connection().await;
+    let length: u64 = redis::cmd("XLEN")
+        .arg("chat:kitchen")
+        .query_async(&mut connection)
+        .await
+        .expect("XLEN");
+    assert_eq!(length, 1, "one message in the room");
+
+    server.kill();
+    let down = publish(first.addr, "k-2", "anyone there?").await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "{}", down.text());
+    let retry_after: u64 = down
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1, "{retry_after}");
+}

@@ -37,7 +37,7 @@ pub use feed::TopicFeed;
 pub use key::{TopicKeyError, MAX_TOPIC_KEY_LEN};
 pub use make::MakeLog;
 pub use publish::{
-    PublishFuture, PublishService, DEFAULT_MAX_BODY_BYTES, EVENT_NAME_HEADER, IDEMPOTENCY_KEY_HEADER,
+    PublishService, DEFAULT_MAX_BODY_BYTES, EVENT_NAME_HEADER, IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENT_REPLAYED_HEADER,
 };
 pub use service::{TopicsFuture, TopicsService};

@@ -2,8 +2,6 @@
 //! idempotent retries.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,7 +14,7 @@ use tower_service::Service;
 
 use self::request::{checked_name, idempotency_key, publish, too_large, Admitted, Settings};
 use super::from_request::{self, KeysFrom};
-use super::{Answer, MakeLog, Refusal, Topics};
+use super::{Answer, MakeLog, Refusal, Topics, TopicsFuture};
 use crate::request::Transport;
 use crate::respond::text_response;
 use crate::BoxError;
@@ -272,28 +270,6 @@ impl<M: MakeLog> PublishService<M> {
     }
 }
 
-type BoxedAnswer<L> = Pin<Box<dyn Future<Output = Result<Answer<L>, Infallible>> + Send>>;
-
-/// The response future of [`PublishService`] (boxed).
-#[must_use = "the response exists only once this future is awaited"]
-pub struct PublishFuture<M: MakeLog> {
-    answer: BoxedAnswer<M::Log>,
-}
-
-impl<M: MakeLog> Future for PublishFuture<M> {
-    type Output = Result<Answer<M::Log>, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.answer.as_mut().poll(cx)
-    }
-}
-
-impl<M: MakeLog> std::fmt::Debug for PublishFuture<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublishFuture").finish_non_exhaustive()
-    }
-}
-
 impl<M: MakeLog, B> Service<Request<B>> for PublishService<M>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -301,7 +277,7 @@ where
 {
     type Response = Answer<M::Log>;
     type Error = Infallible;
-    type Future = PublishFuture<M>;
+    type Future = TopicsFuture<M>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -312,16 +288,12 @@ where
         let admitted = match self.admit(&parts, &body) {
             Ok(admitted) => admitted,
             Err(refusal) => {
-                return PublishFuture {
-                    answer: Box::pin(std::future::ready(Ok(*refusal))),
-                }
+                return TopicsFuture::ready(*refusal);
             }
         };
         let topics = self.topics.clone();
         let settings = Arc::clone(&self.settings);
-        PublishFuture {
-            answer: Box::pin(async move { Ok(publish(topics, settings, parts, body, admitted).await) }),
-        }
+        TopicsFuture::new(async move { publish(topics, settings, parts, body, admitted).await })
     }
 }
 

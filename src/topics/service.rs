@@ -206,8 +206,8 @@ impl<M: MakeLog> TopicsService<M> {
 
 type BoxedAnswer<L> = Pin<Box<dyn Future<Output = Result<Answer<L>, Infallible>> + Send>>;
 
-/// The response future of [`TopicsService`] (boxed, as
-/// [`EventLogFuture`](crate::EventLogFuture) is).
+/// The response future of [`TopicsService`] and [`PublishService`](super::PublishService)
+/// (boxed, as [`EventLogFuture`](crate::EventLogFuture) is).
 #[must_use = "the response exists only once this future is awaited"]
 pub struct TopicsFuture<M: MakeLog> {
     answer: BoxedAnswer<M::Log>,
@@ -228,9 +228,15 @@ impl<M: MakeLog> std::fmt::Debug for TopicsFuture<M> {
 }
 
 impl<M: MakeLog> TopicsFuture<M> {
-    fn ready(answer: Answer<M::Log>) -> Self {
+    pub(super) fn ready(answer: Answer<M::Log>) -> Self {
         TopicsFuture {
             answer: Box::pin(std::future::ready(Ok(answer))),
+        }
+    }
+
+    pub(super) fn new(answer: impl Future<Output = Answer<M::Log>> + Send + 'static) -> Self {
+        TopicsFuture {
+            answer: Box::pin(async move { Ok(answer.await) }),
         }
     }
 }

@@ -143,6 +143,11 @@ impl Reader {
         if self.listener.connect().await? {
             // Notices may have been lost: every key is subscribed to and looked at again.
             self.to_subscribe = self.keys.keys().cloned().collect();
+            // The family's connection for appends may have lost Redis too, unnoticed until a
+            // command fails on it: one `PING` now has it reconnect before an append does.
+            let ping = redis::cmd("PING");
+            let pinged = ping.query_async::<redis::Value>(&mut self.connection);
+            let _ = tokio::time::timeout(self.command_timeout, pinged).await;
         }
         self.take_added();
         self.subscribe_due().await;
