@@ -182,6 +182,11 @@ pub use feed::{Deliveries, Delivery, EventFeed, Resumed};
 pub use fill::{fill, fill_to_end, from_stream, Filled, FromStream, Source, SourceItem};
 pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
+#[cfg(feature = "postgres")]
+pub use log::postgres::{
+    PostgresLog, PostgresLogBuilder, PostgresLogError, PostgresLogErrorKind, PostgresLogs,
+    PostgresSubscription,
+};
 #[cfg(feature = "redis")]
 pub use log::redis::{
     RedisLog, RedisLogBuilder, RedisLogError, RedisLogErrorKind, RedisLogs, RedisSubscription,

@@ -14,7 +14,11 @@ use crate::{CursorError, Event, EventFeed, LastEventId};
 mod follower;
 pub mod memory;
 mod once;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod remote;
 pub(crate) use once::{fingerprint, RememberedKeys, Seen};
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod ring;

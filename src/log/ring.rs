@@ -177,10 +177,17 @@ impl<E: RingEntry> Ring<E> {
 
     /// The sequence number after the entry that `probe` finds (entries must be ordered as
     /// `probe` compares them), if one is held.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
     pub(super) fn seq_after(&self, probe: impl FnMut(&E) -> Order) -> Option<u64> {
         let index = self.entries.binary_search_by(probe).ok()?;
         Some(self.first_seq + index as u64 + 1)
+    }
+
+    /// The sequence number of the first entry for which `before` is false (entries must be
+    /// ordered so that it is true for a first part of them only).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // the PostgreSQL window only
+    pub(super) fn seq_past(&self, before: impl FnMut(&E) -> bool) -> u64 {
+        self.first_seq + self.entries.partition_point(before) as u64
     }
 
     /// The entries from number `seq` on (`seq` must not be older than the oldest held).

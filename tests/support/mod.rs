@@ -9,8 +9,9 @@
 //!   either client; [`sse`]: its event-stream parser and `eventsource-stream`, the
 //!   third-party one;
 //! - [`feed`]: a log read in process, delivery by delivery;
-//! - [`browser`], [`seen`], [`redis`], [`process`]: real browsers, a request recorder, a
-//!   `redis-server` of the test's own, and this process's figures and scratch folders.
+//! - [`browser`], [`seen`], [`redis`], [`postgres`], [`process`]: real browsers, a request
+//!   recorder, a `redis-server` and a PostgreSQL server of the test's own, and this process's
+//!   figures and scratch folders.
 //!
 //! Suites that run on more than one server are in `tests/suites/`, written over
 //! [`server::Serving`]; each test file that runs one names its server.
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 pub mod browser;
 pub mod client;
 pub mod feed;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod raw;

@@ -7,11 +7,11 @@ use std::time::Duration;
 use redis::Cmd;
 
 use super::error::{limited, RedisLogError};
-use super::id::StreamId;
 use super::reply::{END_FIELD, GAP_FIELD};
 use super::script::Added;
 use super::RedisLog;
 use crate::log::fingerprint;
+use crate::log::remote::StreamId;
 use crate::{Event, IdempotencyKey};
 
 /// An entry to add.
@@ -187,7 +187,7 @@ fn oldest_kept(age: Duration) -> String {
 mod tests {
     use super::*;
     use crate::log::redis::notice::Notice;
-    use crate::log::redis::reply::Item;
+    use crate::log::remote::Item;
 
     #[test]
     fn the_key_remembering_an_idempotency_key_is_in_the_streams_slot() {
@@ -215,7 +215,7 @@ mod tests {
         };
         assert_eq!(
             (prev, id),
-            (StreamId { ms: 5, seq: 0 }, StreamId { ms: 6, seq: 1 })
+            (StreamId { major: 5, seq: 0 }, StreamId { major: 6, seq: 1 })
         );
         assert_eq!((read.name(), read.data()), (Some("chat"), "a:b\n7:c"));
         assert_eq!(read.retry(), Some(Duration::from_millis(1500)));

@@ -14,9 +14,8 @@ use super::family::{RedisLogs, Settings};
 use super::listener::{push_channel, Listener};
 use super::reader::{read_loop, Follow, Reader};
 use super::reply::text_of;
-use super::{
-    AbortOnDrop, RedisLog, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_LEN, DEFAULT_WINDOW,
-};
+use super::{RedisLog, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_LEN, DEFAULT_WINDOW};
+use crate::log::remote::AbortOnDrop;
 
 /// Configures and connects a [`RedisLog`], or a family of them ([`RedisLogs`]).
 ///

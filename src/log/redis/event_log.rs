@@ -5,10 +5,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::append::NewEntry;
-use super::id::StreamId;
 use super::script::Added;
 use super::{RedisLog, RedisLogError, RedisSubscription};
-use crate::log::{AppendError, Appended, EventLog, ResumeOutcome, StartPosition, SubscribeError};
+use crate::log::remote::StreamId;
+use crate::log::remote::{CatchUp, Subscribe};
+use crate::log::{AppendError, Appended, EventLog, StartPosition, SubscribeError};
 use crate::{CursorError, Event, IdempotencyKey, LastEventId};
 
 impl EventLog for RedisLog {
@@ -88,11 +89,11 @@ impl EventLog for RedisLog {
     /// The live end is that of this process's window; the oldest event and the last `n` are
     /// found in Redis (`XREVRANGE … COUNT n`), then read like a resume that reports no gap for
     /// what was trimmed before the client came.
-    fn subscribe_fresh(
+    async fn subscribe_fresh(
         &self,
         start: StartPosition,
-    ) -> impl Future<Output = Result<RedisSubscription, SubscribeError<RedisLogError>>> + Send {
-        self.subscribe_at_start(start)
+    ) -> Result<RedisSubscription, SubscribeError<RedisLogError>> {
+        self.subscribe_at_start(start).await.map(RedisSubscription)
     }
 
     fn subscribe(
@@ -102,22 +103,11 @@ impl EventLog for RedisLog {
         let parsed = cursor.map(parse_cursor);
         async move {
             let cursor = match parsed {
-                None => return Ok(self.subscribe_at_live_end()),
+                None => return Ok(RedisSubscription(self.subscribe_at_live_end())),
                 Some(Err(error)) => return Err(SubscribeError::InvalidCursor(error)),
                 Some(Ok(cursor)) => cursor,
             };
-            let generation = {
-                let window = self.inner.window.lock();
-                if let Some(next_seq) = window.seq_after(cursor) {
-                    // Everything after the cursor is in the window: no need to ask Redis.
-                    let (generation, ended) = (window.generation, window.read_to_end(next_seq));
-                    drop(window);
-                    let outcome = ResumeOutcome::Resumed;
-                    return Ok(self.in_window(cursor, next_seq, generation, outcome, ended));
-                }
-                window.generation
-            };
-            self.resume_from_redis(cursor, generation).await
+            self.subscribe_after(cursor).await.map(RedisSubscription)
         }
     }
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use super::connection::Connection;
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
-use super::id::StreamId;
 use super::reader::{Added, Follow};
 use super::script::Script;
 use super::snapshot::read_after;
-use super::window::Window;
-use super::{AbortOnDrop, Inner, RedisLog};
+use super::{Inner, RedisLog};
+use crate::log::remote::AbortOnDrop;
+use crate::log::remote::StreamId;
+use crate::log::remote::Window;
 use crate::log::ring::{Lock, SubscriberCount};
 
 /// A family of [`RedisLog`]s: one per stream key under a prefix (one per topic, room or

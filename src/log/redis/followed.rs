@@ -7,12 +7,12 @@ use std::time::Duration;
 use super::connection::Connection;
 use super::error::{limited, RedisLogError};
 use super::hold::Holds;
-use super::id::StreamId;
 use super::notice::Notice;
-use super::reply::Item;
-use super::snapshot::{read_after, Continuity, Read};
-use super::window::Window;
+use super::snapshot::{read_after, Read};
 use super::READER_BATCH;
+use crate::log::remote::StreamId;
+use crate::log::remote::Window;
+use crate::log::remote::{Continuity, Item};
 
 /// One followed key.
 pub(super) struct Followed {

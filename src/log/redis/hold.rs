@@ -36,10 +36,10 @@ use tokio::time::Instant;
 
 use super::followed::Followed;
 use super::reader::Reader;
-use super::window::Window;
 #[cfg(doc)]
 use super::STREAK_QUIET;
 use super::WAKE_HOLD;
+use crate::log::remote::Window;
 
 /// The keys whose waiting subscribers were not woken for all the window holds.
 #[derive(Default)]
@@ -233,7 +233,7 @@ mod tests {
     use tokio::sync::futures::Notified;
 
     use super::*;
-    use crate::log::redis::id::StreamId;
+    use crate::log::remote::StreamId;
     use crate::Event;
 
     /// Whether `notified` fired (it was made before the wake-up it is to see).
@@ -245,7 +245,7 @@ mod tests {
 
     fn entries(from: u64, count: u64) -> Vec<(StreamId, Option<Event>)> {
         (from..from + count)
-            .map(|ms| (StreamId { ms, seq: 0 }, Some(Event::new(format!("{ms}")))))
+            .map(|ms| (StreamId { major: ms, seq: 0 }, Some(Event::new(format!("{ms}")))))
             .collect()
     }
 
@@ -253,7 +253,7 @@ mod tests {
     fn read(followed: &mut Followed, window: &Window, count: u64, holds: &mut Holds) -> bool {
         let key: Arc<str> = Arc::from("k");
         let notified = pin!(window.wake.notified());
-        let from = followed.last.ms + 1;
+        let from = followed.last.major + 1;
         followed.last = window.extend(entries(from, count), None);
         followed.added(window, count as usize, &key, holds);
         fired(notified)
@@ -277,7 +277,7 @@ mod tests {
         let ids: Vec<u64> = state
             .ring
             .iter_from(state.ring.first_seq())
-            .map(|(id, _)| id.ms)
+            .map(|(id, _)| id.major)
             .collect();
         assert_eq!(ids, (1..=6).collect::<Vec<_>>());
         drop(state);

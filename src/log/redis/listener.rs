@@ -19,9 +19,10 @@ use tokio::task::JoinSet;
 
 use super::connection::Connection;
 use super::error::{limited, RedisLogError, RedisLogErrorKind};
-use super::id::StreamId;
 use super::notice::Notice;
-use super::reply::{bytes_of, parse_items, Item};
+use super::reply::{bytes_of, parse_items};
+use crate::log::remote::Item;
+use crate::log::remote::StreamId;
 
 /// Keys subscribed to at once (each with its own task, over the one connection).
 const SUBSCRIBE_BATCH: usize = 512;

@@ -113,14 +113,12 @@ use crate::EventId;
 
 mod append;
 mod builder;
-mod catch_up;
 mod connection;
 mod error;
 mod event_log;
 mod family;
 mod followed;
 mod hold;
-mod id;
 mod listener;
 mod notice;
 mod reader;
@@ -128,16 +126,15 @@ mod reply;
 mod script;
 mod snapshot;
 mod subscription;
-mod window;
 
 pub use builder::RedisLogBuilder;
 pub use error::{RedisLogError, RedisLogErrorKind};
 pub use family::RedisLogs;
 pub use subscription::RedisSubscription;
 
+use crate::log::remote::Window;
 use connection::Connection;
 use family::Family;
-use window::Window;
 
 // The builder's defaults, public as `RedisLogBuilder::DEFAULT_*`.
 const DEFAULT_MAX_LEN: usize = 10_000;
@@ -150,9 +147,6 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// How many keys the reader reads every [`SWEEP_EVERY`], in turn.
 const SWEEP_BATCH: usize = 256;
-/// How long a catching-up subscriber waits for the reader to reach its cursor before it
-/// reads from Redis again.
-const AWAIT_READER: Duration = Duration::from_secs(2);
 /// How soon the reader tries again to subscribe to keys it could not subscribe to.
 const SUBSCRIBE_AGAIN: Duration = Duration::from_millis(250);
 /// A key's streak (see `hold`) ends once nothing came for it for this long.
@@ -162,12 +156,8 @@ const STREAK_QUIET: Duration = Duration::from_millis(2);
 const WAKE_HOLD: Duration = Duration::from_millis(50);
 /// Entries the reader takes per read.
 const READER_BATCH: usize = 512;
-/// Entries a catching-up subscriber takes per read.
-const FETCH_BATCH: usize = 256;
 /// Backoff of the reader between failed attempts.
 const READER_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
-/// Backoff of a catching-up subscriber between failed reads.
-const FETCH_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// An event log on a Redis stream, shared by every process that connects to the same key:
 /// a client can reconnect to any instance behind a load balancer and resume with
@@ -264,15 +254,6 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.family.forget(&self.key);
-    }
-}
-
-/// Stops the family's reader task when the family (every handle and log of it) is gone.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

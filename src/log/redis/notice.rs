@@ -15,8 +15,9 @@
 
 use redis::Value;
 
-use super::id::StreamId;
-use super::reply::{parse_entry, Item};
+use super::reply::parse_entry;
+use crate::log::remote::Item;
+use crate::log::remote::StreamId;
 
 /// A message on a stream's channel.
 #[derive(Debug)]
@@ -83,11 +84,11 @@ mod tests {
         let Notice::Added { prev, item } = Notice::parse(&message) else {
             panic!("a notice");
         };
-        assert_eq!(prev, StreamId { ms: 5, seq: 0 });
+        assert_eq!(prev, StreamId { major: 5, seq: 0 });
         let Item::Entry((id, Some(event))) = item else {
             panic!("an event");
         };
-        assert_eq!(id, StreamId { ms: 6, seq: 1 });
+        assert_eq!(id, StreamId { major: 6, seq: 1 });
         assert_eq!((event.name(), event.data()), (Some("chat"), "a:b\n9:c"));
         assert_eq!(event.id().unwrap().as_str(), "6-1");
 

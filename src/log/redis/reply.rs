@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::id::StreamId;
+use crate::log::remote::{Entries, Item, StreamId};
 use crate::Event;
 
 pub(super) fn bytes_of(value: &Value) -> Option<&[u8]> {
@@ -45,50 +45,11 @@ pub(super) fn entry_id(entry: &Value) -> Option<StreamId> {
     }
 }
 
-/// A stream entry: its id, and the event, or `None` for a gap recorded with
-/// [`RedisLog::record_gap`](super::RedisLog) (an entry with the field `gap`).
-pub(super) type Entry = (StreamId, Option<Event>);
-
 /// The field that marks an entry as a recorded gap.
 pub(super) const GAP_FIELD: &str = "gap";
 
 /// The field that marks an entry as the stream's end ([`RedisLog::finish`](super::RedisLog)).
 pub(super) const END_FIELD: &str = "end";
-
-/// One stream entry as read: an event or a recorded gap, or the stream's end.
-#[derive(Debug)]
-pub(super) enum Item {
-    Entry(Entry),
-    End(StreamId),
-}
-
-/// The entries of a reply in the stream's order, up to its end if the reply reaches it (what
-/// follows the end is no part of the stream: it is left out).
-#[derive(Debug, Default)]
-pub(super) struct Entries {
-    pub(super) entries: Vec<Entry>,
-    /// The end entry's id, when the reply reached it.
-    pub(super) end: Option<StreamId>,
-}
-
-impl Entries {
-    /// `items` in the stream's order, up to the first end.
-    pub(super) fn up_to_end(items: impl IntoIterator<Item = Item>) -> Entries {
-        let mut entries = Vec::new();
-        for item in items {
-            match item {
-                Item::Entry(entry) => entries.push(entry),
-                Item::End(id) => {
-                    return Entries {
-                        entries,
-                        end: Some(id),
-                    }
-                }
-            }
-        }
-        Entries { entries, end: None }
-    }
-}
 
 /// The entries of an `XRANGE` reply (oldest first), up to the stream's end.
 pub(super) fn parse_entries(reply: &Value) -> Result<Entries, String> {

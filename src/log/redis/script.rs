@@ -14,8 +14,8 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
 
 use super::error::RedisLogError;
-use super::id::StreamId;
 use super::reply::{int_of, text_of};
+use crate::log::remote::StreamId;
 use crate::log::ring::Lock;
 
 /// `KEYS[1]`: the stream; `KEYS[2]`, for an append with an idempotency key, the key that
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn reads_what_the_script_did_and_never_panics() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let id = StreamId { ms: 5, seq: 1 };
+        let id = StreamId { major: 5, seq: 1 };
         let reply = |flag: i64, text: &str| Value::Array(vec![Value::Int(flag), bulk(text)]);
         assert_eq!(parse_reply(&reply(1, "5-1")), Some(Added::Entry(id)));
         assert_eq!(parse_reply(&reply(0, "5-1")), Some(Added::Finished(id)));

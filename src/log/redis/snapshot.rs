@@ -8,8 +8,8 @@ use redis::Value;
 
 use super::connection::redirected;
 use super::error::RedisLogError;
-use super::id::StreamId;
-use super::reply::{bytes_of, entry_id, int_of, pairs_of, parse_entries, parse_entry, Entries, Entry, Item};
+use super::reply::{bytes_of, entry_id, int_of, pairs_of, parse_entries, parse_entry};
+use crate::log::remote::{Continuity, Entries, Entry, Fetched, Item, StreamId};
 
 /// One consistent read of the stream after a cursor.
 pub(super) struct Read {
@@ -28,14 +28,14 @@ pub(super) struct Read {
     pub(super) entries_added: u64,
 }
 
-pub(super) enum Continuity {
-    /// Every entry after the cursor is held; `entries` are the next ones.
-    Continuous,
-    /// Entries after the cursor are gone; reading goes on after `restart`.
-    Gap { restart: StreamId },
-    /// The cursor is later than the stream and Redis's clock: this stream never issued it.
-    /// A reader that was there (history rewound) goes on after `restart`.
-    Future { restart: StreamId },
+impl From<Read> for Fetched {
+    fn from(read: Read) -> Fetched {
+        Fetched {
+            continuity: read.continuity,
+            entries: read.entries,
+            end: read.end,
+        }
+    }
 }
 
 const OP: &str = "XRANGE";
@@ -56,7 +56,7 @@ pub(super) async fn read_after(
 ) -> Result<Read, RedisLogError> {
     let replies = Replies::query(connection, key, cursor, count).await?;
     let now_ms = replies.redis_time_ms(key)?;
-    let future = cursor.ms > now_ms.saturating_add(1000);
+    let future = cursor.major > now_ms.saturating_add(1000);
     let Some(info) = replies.stream_info(key)? else {
         // No stream: nothing was ever appended, or it was deleted.
         let continuity = match cursor {

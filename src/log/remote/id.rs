@@ -1,21 +1,22 @@
-//! Stream ids.
+//! Positions in a remote log: `<major>-<seq>`, two numbers ordered as a pair.
 
 use std::fmt;
 
 use crate::EventId;
 
-/// A Redis stream id, `<milliseconds>-<sequence>`, ordered as Redis orders them.
+/// A position in a remote log: a Redis stream id (`<milliseconds>-<sequence>`), or a PostgreSQL
+/// row's `<transaction id>-<sequence>`; ordered as a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) struct StreamId {
-    pub(super) ms: u64,
-    pub(super) seq: u64,
+pub(crate) struct StreamId {
+    pub(crate) major: u64,
+    pub(crate) seq: u64,
 }
 
 impl StreamId {
     /// `0-0`: before every entry. The position of a stream that does not exist.
-    pub(super) const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+    pub(crate) const ZERO: StreamId = StreamId { major: 0, seq: 0 };
 
-    pub(super) fn parse(text: &str) -> Option<StreamId> {
+    pub(crate) fn parse(text: &str) -> Option<StreamId> {
         fn number(digits: &str) -> Option<u64> {
             let plain =
                 !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit());
@@ -23,38 +24,39 @@ impl StreamId {
         }
         let (ms, seq) = text.split_once('-')?;
         Some(StreamId {
-            ms: number(ms)?,
+            major: number(ms)?,
             seq: number(seq)?,
         })
     }
 
-    pub(super) fn parse_bytes(bytes: &[u8]) -> Option<StreamId> {
+    #[cfg(feature = "redis")]
+    pub(crate) fn parse_bytes(bytes: &[u8]) -> Option<StreamId> {
         std::str::from_utf8(bytes).ok().and_then(StreamId::parse)
     }
 
     /// The greatest id below this one: no id lies between the two.
-    pub(super) fn pred(self) -> StreamId {
-        match (self.ms, self.seq) {
+    pub(crate) fn pred(self) -> StreamId {
+        match (self.major, self.seq) {
             (_, seq) if seq > 0 => StreamId {
-                ms: self.ms,
+                major: self.major,
                 seq: seq - 1,
             },
             (ms, _) if ms > 0 => StreamId {
-                ms: ms - 1,
+                major: ms - 1,
                 seq: u64::MAX,
             },
             _ => StreamId::ZERO,
         }
     }
 
-    pub(super) fn event_id(self) -> EventId {
+    pub(crate) fn event_id(self) -> EventId {
         EventId::new(self.to_string()).expect("digits and a dash are a valid event id")
     }
 }
 
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
+        write!(f, "{}-{}", self.major, self.seq)
     }
 }
 
@@ -91,7 +93,13 @@ mod tests {
     #[test]
     fn the_predecessor_leaves_no_room_for_an_id() {
         assert_eq!(id("7-3").pred(), id("7-2"));
-        assert_eq!(id("7-0").pred(), StreamId { ms: 6, seq: u64::MAX });
+        assert_eq!(
+            id("7-0").pred(),
+            StreamId {
+                major: 6,
+                seq: u64::MAX
+            }
+        );
         assert_eq!(StreamId::ZERO.pred(), StreamId::ZERO);
     }
 }

@@ -1,52 +1,60 @@
 //! The local window: the events this process's reader has read, a ring shared by its
 //! subscribers (the same ring and wake-up as [`MemoryLog`](crate::MemoryLog)'s).
 
+#[cfg(feature = "redis")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::id::StreamId;
-use super::reply::Entry;
+use super::{Entry, StreamId};
 use crate::log::ring::{Lock, Ring, RingEntry};
 use crate::Event;
 
 /// The events this process has read, shared by its subscribers.
-pub(super) struct Window {
+pub(crate) struct Window {
     state: Lock<WindowState>,
-    pub(super) wake: Arc<Notify>,
-    pub(super) capacity: usize,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) capacity: usize,
     /// Appends of this process to the key that are on their way: the reader expects their
-    /// entries (see [`hold`](super::hold)).
+    /// entries (see the Redis reader's `hold`).
+    #[cfg(feature = "redis")]
     appending: AtomicUsize,
 }
 
 /// An append of this process on its way to the window's key, counted while it lives.
-pub(super) struct Appending<'a>(&'a Window);
+#[cfg(feature = "redis")]
+pub(crate) struct Appending<'a>(&'a Window);
 
+#[cfg(feature = "redis")]
 impl Drop for Appending<'_> {
     fn drop(&mut self) {
         self.0.appending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-pub(super) struct WindowState {
+pub(crate) struct WindowState {
     /// Ordered by id.
-    pub(super) ring: Ring<Entry>,
+    pub(crate) ring: Ring<Entry>,
     /// Every entry of the stream after `start`, up to `end`, is in `ring`.
-    pub(super) start: StreamId,
+    pub(crate) start: StreamId,
     /// The newest id read (or `start`); the end entry's once the stream is finished.
-    pub(super) end: StreamId,
+    pub(crate) end: StreamId,
     /// The stream's end entry, once the reader has read it (see
-    /// [`RedisLog::finish`](super::RedisLog)): `ring` holds every entry before it since
+    /// [`EventLog::finish`](crate::EventLog::finish)): `ring` holds every entry before it since
     /// `start`, and nothing after it is read into the window.
-    pub(super) finished: Option<StreamId>,
+    pub(crate) finished: Option<StreamId>,
     /// Where the reader started over at the last change of `generation`.
-    pub(super) restart_at: StreamId,
+    pub(crate) restart_at: StreamId,
     /// Bumped when the reader finds that what it read before is no longer the stream's
     /// history (entries trimmed before it read them, stream deleted or recreated): every
     /// subscriber reading the window then gets a gap.
-    pub(super) generation: u64,
+    pub(crate) generation: u64,
+    /// Whether a cursor must name an entry held (or the start) to be placed in the window.
+    /// Redis ids of a stream deleted and recreated interleave with the old ones, so only an
+    /// entry held proves that a cursor reads the same stream; PostgreSQL positions are never
+    /// reused, so any position between the start and the end is placed.
+    exact_cursors: bool,
 }
 
 /// A window entry's position is its stream id.
@@ -63,8 +71,21 @@ impl RingEntry for Entry {
 }
 
 impl Window {
-    /// An empty window for up to `capacity` events, starting after `start`.
-    pub(super) fn new(start: StreamId, capacity: usize) -> Self {
+    /// An empty window for up to `capacity` events, starting after `start`, where a cursor
+    /// must name an entry held (or the start).
+    #[cfg(feature = "redis")]
+    pub(crate) fn new(start: StreamId, capacity: usize) -> Self {
+        Self::placing(start, capacity, true)
+    }
+
+    /// An empty window like [`new`](Window::new)'s where any position between the start and
+    /// the end places a cursor.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn placing_any_position(start: StreamId, capacity: usize) -> Self {
+        Self::placing(start, capacity, false)
+    }
+
+    fn placing(start: StreamId, capacity: usize, exact_cursors: bool) -> Self {
         Window {
             state: Lock::new(WindowState {
                 ring: Ring::new(),
@@ -73,26 +94,30 @@ impl Window {
                 finished: None,
                 restart_at: start,
                 generation: 0,
+                exact_cursors,
             }),
             wake: Arc::new(Notify::new()),
             capacity,
+            #[cfg(feature = "redis")]
             appending: AtomicUsize::new(0),
         }
     }
 
     /// Counts an append until the returned guard is dropped (its answer came, or it failed).
-    pub(super) fn appending(&self) -> Appending<'_> {
+    #[cfg(feature = "redis")]
+    pub(crate) fn appending(&self) -> Appending<'_> {
         self.appending.fetch_add(1, Ordering::AcqRel);
         Appending(self)
     }
 
     /// Whether an append of this process is on its way (its entry may be in the stream
     /// already).
-    pub(super) fn expects_appends(&self) -> bool {
+    #[cfg(feature = "redis")]
+    pub(crate) fn expects_appends(&self) -> bool {
         self.appending.load(Ordering::Acquire) > 0
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, WindowState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, WindowState> {
         self.state.lock()
     }
 
@@ -101,9 +126,9 @@ impl Window {
     /// is read). A finished window takes nothing more.
     ///
     /// It does not wake the subscribers: the reader does, at once or a little later while
-    /// more keeps coming (see [`hold`](super::hold)). A subscriber that looks meanwhile (it
+    /// more keeps coming (see the Redis reader's `hold`). A subscriber that looks meanwhile (it
     /// is busy, not waiting) takes them anyway.
-    pub(super) fn extend(&self, entries: Vec<Entry>, end: Option<StreamId>) -> StreamId {
+    pub(crate) fn extend(&self, entries: Vec<Entry>, end: Option<StreamId>) -> StreamId {
         // One stamp for the batch: the delay is measured from when this process read it.
         let stamp = crate::measure::append_stamp();
         let mut state = self.lock();
@@ -131,21 +156,25 @@ impl Window {
         state.end
     }
 
-    /// The stream is finished at `end`, its newest id (a window that starts there).
-    pub(super) fn finished_at(&self, end: StreamId) {
+    /// The log is finished at `end`, its newest id (a window that starts there, or at a
+    /// position after it: nothing lies between).
+    pub(crate) fn finished_at(&self, end: StreamId) {
         let mut state = self.lock();
-        if state.ring.len() == 0 && state.end == end {
+        if state.ring.len() == 0 && end <= state.end && state.finished.is_none() {
+            state.start = end;
+            state.end = end;
             state.finished = Some(end);
         }
     }
 
     /// Wakes every subscriber waiting for the window to change.
-    pub(super) fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.wake.notify_waiters();
     }
 
     /// What the window held is not the stream's history any more: starts over after `at`.
-    pub(super) fn restart(&self, at: StreamId) {
+    #[cfg(feature = "redis")]
+    pub(crate) fn restart(&self, at: StreamId) {
         let mut state = self.lock();
         state.ring.clear();
         state.start = at;
@@ -162,7 +191,7 @@ impl WindowState {
     /// Where a subscriber at `cursor` goes on in the ring, if it can read on from the window
     /// alone: the sequence number after the cursor's own event, or the first one if the
     /// cursor is the window's start.
-    pub(super) fn seq_after(&self, cursor: StreamId) -> Option<u64> {
+    pub(crate) fn seq_after(&self, cursor: StreamId) -> Option<u64> {
         if self.finished == Some(cursor) {
             // At the end itself: nothing more to read.
             return Some(self.ring.next_seq());
@@ -173,11 +202,14 @@ impl WindowState {
         if cursor < self.start {
             return None;
         }
+        if !self.exact_cursors {
+            return (cursor <= self.end).then(|| self.ring.seq_past(|(id, _)| *id <= cursor));
+        }
         self.ring.seq_after(|(id, _)| id.cmp(&cursor))
     }
 
     /// Whether a reader that goes on at `next_seq` has read the whole of a finished stream.
-    pub(super) fn read_to_end(&self, next_seq: u64) -> bool {
+    pub(crate) fn read_to_end(&self, next_seq: u64) -> bool {
         self.finished.is_some() && next_seq >= self.ring.next_seq()
     }
 }

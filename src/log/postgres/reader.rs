@@ -1,0 +1,362 @@
+//! The family's one reader: one task listens for the schema's notification and reads every
+//! topic's new rows in one query, in `(xid, seq)` order up to the horizon, feeding the
+//! windows of the topics this process follows.
+//!
+//! What it costs PostgreSQL is one query per notification (a notification per committed
+//! transaction that added rows, however many topics it wrote) and per batch of rows, not per
+//! topic. While committed rows wait behind the horizon (a transaction older than theirs is
+//! still open, and it may end without a notification), it looks again after a short pause.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_postgres::Config;
+
+use super::error::{limited, PostgresLogError};
+use super::family::Settings;
+use super::link::{Session, CHANNEL};
+use super::rows::{item_at, position};
+use crate::log::remote::{AbortOnDrop, Item, StreamId, Window};
+use crate::log::ring::Lock;
+
+/// Rows the reader takes per query.
+const READER_BATCH: i64 = 1024;
+/// How often the reader trims.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// Rows the age limit removes per trimming pass, the oldest first.
+const TRIM_AGE_BATCH: i32 = 10_000;
+/// Topics whose rows the reader counts between trims; past this, it trims them all and
+/// starts counting again.
+const SEEN_LIMIT: usize = 65_536;
+/// The first and the longest pause before looking again at rows waiting behind the horizon.
+const WAITING_PAUSE: (Duration, Duration) = (Duration::from_millis(2), Duration::from_millis(100));
+/// Backoff of the reader between failed attempts.
+const READER_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+
+/// What the logs and the reader share.
+pub(super) struct Following {
+    state: Lock<FollowState>,
+    /// Rows seen per topic since it was last trimmed.
+    seen: Lock<HashMap<Arc<str>, u64>>,
+}
+
+struct FollowState {
+    /// Every row up to here (in `(xid, seq)` order) has been read and handed to the windows.
+    position: StreamId,
+    windows: HashMap<Arc<str>, Weak<Window>>,
+}
+
+impl Following {
+    /// Follows `topic` with the window `make` returns for the reader's position (taking the
+    /// place of a window of the topic that is gone).
+    pub(super) fn follow(&self, topic: &Arc<str>, make: impl FnOnce(StreamId) -> Window) -> Arc<Window> {
+        let mut state = self.state.lock();
+        let window = Arc::new(make(state.position));
+        state.windows.insert(Arc::clone(topic), Arc::downgrade(&window));
+        window
+    }
+
+    pub(super) fn topics(&self) -> usize {
+        let state = self.state.lock();
+        state
+            .windows
+            .values()
+            .filter(|window| window.strong_count() > 0)
+            .count()
+    }
+
+    /// Every topic counted since its last trim; the counts start again.
+    pub(super) fn take_all_seen(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .drain()
+            .map(|(topic, _)| topic.to_string())
+            .collect()
+    }
+
+    /// The topics with at least `threshold` rows seen since their last trim (or all of them,
+    /// when too many are counted); their counts start again.
+    fn take_seen(&self, threshold: u64) -> Vec<String> {
+        let mut seen = self.seen.lock();
+        if seen.len() > SEEN_LIMIT {
+            return seen.drain().map(|(topic, _)| topic.to_string()).collect();
+        }
+        let due: Vec<Arc<str>> = seen
+            .iter()
+            .filter(|(_, count)| **count >= threshold)
+            .map(|(topic, _)| Arc::clone(topic))
+            .collect();
+        for topic in &due {
+            seen.remove(topic);
+        }
+        due.iter().map(|topic| topic.to_string()).collect()
+    }
+}
+
+pub(super) struct Reader {
+    config: Config,
+    following: Arc<Following>,
+    /// Notified on every notification, and when the listening connection ends.
+    heard: Arc<Notify>,
+    session: Option<Session>,
+    keep: Option<i64>,
+    trim_threshold: u64,
+    max_age_ms: Option<i64>,
+    command_timeout: Duration,
+    next_trim: Instant,
+    pause: Duration,
+}
+
+impl Reader {
+    /// Connects the listening session, finds where to start, and starts the task.
+    pub(super) async fn start(
+        config: Config,
+        settings: &Settings,
+    ) -> Result<(AbortOnDrop, Arc<Following>), PostgresLogError> {
+        let heard = Arc::new(Notify::new());
+        let mut reader = Reader {
+            config,
+            following: Arc::new(Following {
+                state: Lock::new(FollowState {
+                    position: StreamId::ZERO,
+                    windows: HashMap::new(),
+                }),
+                seen: Lock::new(HashMap::new()),
+            }),
+            heard,
+            session: None,
+            keep: settings.max_len.map(|len| i64::try_from(len).unwrap_or(i64::MAX)),
+            trim_threshold: settings.max_len.map_or(u64::MAX, |len| (len as u64 / 8).max(1)),
+            max_age_ms: settings
+                .max_age
+                .map(|age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
+            command_timeout: settings.command_timeout,
+            next_trim: Instant::now() + TRIM_EVERY,
+            pause: WAITING_PAUSE.0,
+        };
+        let start = reader.connect().await?;
+        reader.following.state.lock().position = start;
+        let following = Arc::clone(&reader.following);
+        let task = tokio::spawn(reader.run());
+        Ok((AbortOnDrop(task.abort_handle()), following))
+    }
+
+    /// Opens the listening session; returns the newest position before the horizon.
+    async fn connect(&mut self) -> Result<StreamId, PostgresLogError> {
+        let empty: Arc<str> = Arc::from("");
+        let failed = |error| PostgresLogError::from_postgres("LISTEN", &empty, error);
+        let session = limited("LISTEN", &empty, self.command_timeout, async {
+            let session = Session::open(&self.config, Some(Arc::clone(&self.heard)))
+                .await
+                .map_err(failed)?;
+            session
+                .client
+                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .await
+                .map_err(failed)?;
+            let head = session.client.query(&session.head, &[]).await.map_err(failed)?;
+            Ok::<_, PostgresLogError>((session, head))
+        })
+        .await?;
+        let (session, head) = session;
+        self.session = Some(session);
+        let Some(row) = head.first() else {
+            return Ok(StreamId::ZERO);
+        };
+        let parsed = row
+            .try_get::<_, &str>(0)
+            .and_then(|xid| row.try_get::<_, i64>(1).map(|seq| (xid, seq)));
+        let (xid, seq) =
+            parsed.map_err(|error| PostgresLogError::unexpected("read", &empty, error.to_string()))?;
+        position(xid, seq).map_err(|detail| PostgresLogError::unexpected("read", &empty, detail))
+    }
+
+    async fn run(mut self) {
+        let mut backoff = READER_BACKOFF.0;
+        loop {
+            match self.round().await {
+                Ok(()) => backoff = READER_BACKOFF.0,
+                Err(error) => {
+                    crate::trace::warn_event!("event log reader failed; retrying", error = %error);
+                    tokio::time::sleep(crate::random::jittered(backoff)).await;
+                    backoff = (backoff * 2).min(READER_BACKOFF.1);
+                }
+            }
+        }
+    }
+
+    /// Reads what is new (connecting again first if the listening session broke), trims if
+    /// due, then waits for a notification.
+    async fn round(&mut self) -> Result<(), PostgresLogError> {
+        if self
+            .session
+            .as_ref()
+            .is_none_or(|session| session.client.is_closed())
+        {
+            self.session = None;
+            // Notifications may have been lost meanwhile: the read below takes whatever
+            // came after the position.
+            self.connect().await?;
+        }
+        let waiting = loop {
+            let (full, waiting) = self.read().await?;
+            if !full {
+                break waiting;
+            }
+        };
+        if Instant::now() >= self.next_trim {
+            self.next_trim = Instant::now() + TRIM_EVERY;
+            self.trim_due().await;
+        }
+        let heard = self.heard.notified();
+        if waiting {
+            // Committed rows wait behind an open transaction, which may end without a
+            // notification: look again soon, a little later each time.
+            let _ = tokio::time::timeout(self.pause, heard).await;
+            self.pause = (self.pause * 2).min(WAITING_PAUSE.1);
+        } else {
+            self.pause = WAITING_PAUSE.0;
+            let _ = tokio::time::timeout_at(self.next_trim, heard).await;
+        }
+        Ok(())
+    }
+
+    /// One query for every topic's rows after the position; hands them to the windows.
+    /// Returns whether the batch was full (more to read at once) and whether committed rows
+    /// wait behind the horizon.
+    async fn read(&mut self) -> Result<(bool, bool), PostgresLogError> {
+        let empty: Arc<str> = Arc::from("");
+        let Some(session) = &self.session else {
+            return Ok((false, false));
+        };
+        let from = self.following.state.lock().position;
+        let rows = limited("read", &empty, self.command_timeout, async {
+            let rows = session
+                .client
+                .query(
+                    &session.read_all,
+                    &[&from.major.to_string(), &(from.seq as i64), &READER_BATCH],
+                )
+                .await;
+            rows.map_err(|error| PostgresLogError::from_postgres("read", &empty, error))
+        })
+        .await?;
+        let unexpected = |detail: String| PostgresLogError::unexpected("read", &empty, detail);
+        let waiting = match rows.first() {
+            Some(row) => row
+                .try_get::<_, bool>(1)
+                .map_err(|error| unexpected(error.to_string()))?,
+            None => false,
+        };
+        let mut by_topic: HashMap<&str, (Vec<_>, Option<StreamId>)> = HashMap::new();
+        let mut last = None;
+        for row in &rows {
+            let Some(item) = item_at(row, 3).map_err(unexpected)? else {
+                continue;
+            };
+            let topic: &str = row.try_get(2).map_err(|error| unexpected(error.to_string()))?;
+            let (entries, end) = by_topic.entry(topic).or_default();
+            match item {
+                Item::Entry(entry) => {
+                    last = Some(entry.0);
+                    if end.is_none() {
+                        entries.push(entry);
+                    }
+                }
+                Item::End(id) => {
+                    last = Some(id);
+                    end.get_or_insert(id);
+                }
+            }
+        }
+        let full = rows.len() as i64 >= READER_BATCH;
+        let Some(last) = last else {
+            return Ok((false, waiting));
+        };
+        // The windows take the rows under the lock that new windows start under, so that a
+        // window starts either before these rows (and takes them) or after them.
+        let mut fed = Vec::with_capacity(by_topic.len());
+        {
+            let mut state = self.following.state.lock();
+            for (topic, (entries, end)) in by_topic.iter_mut() {
+                if let Some(window) = state.windows.get(*topic).and_then(Weak::upgrade) {
+                    window.extend(std::mem::take(entries), *end);
+                    fed.push(window);
+                }
+            }
+            state.position = last;
+        }
+        for window in fed {
+            window.wake();
+        }
+        let mut seen = self.following.seen.lock();
+        for (topic, (entries, _)) in &by_topic {
+            // Counted from the rows (taken or not): what the table grew by.
+            let count = entries.len().max(1) as u64;
+            match seen.get_mut(*topic) {
+                Some(total) => *total += count,
+                None => {
+                    seen.insert(Arc::from(*topic), count);
+                }
+            }
+        }
+        Ok((full, waiting))
+    }
+
+    /// Trims the topics due (and, under an age limit, old rows everywhere); lets go of the
+    /// windows that are gone. A failure is reported and left for the next pass.
+    async fn trim_due(&mut self) {
+        self.following
+            .state
+            .lock()
+            .windows
+            .retain(|_, window| window.strong_count() > 0);
+        let topics = self.following.take_seen(self.trim_threshold);
+        if topics.is_empty() && self.max_age_ms.is_none() {
+            return;
+        }
+        let Some(session) = &self.session else { return };
+        let empty: Arc<str> = Arc::from("");
+        let settings = (self.keep, self.max_age_ms);
+        let trimmed = limited("trim", &empty, self.command_timeout, async {
+            trim_with(session, &topics, settings).await
+        })
+        .await;
+        if let Err(error) = trimmed {
+            crate::trace::warn_event!("event log trim failed; trying again later", error = %error);
+        }
+    }
+}
+
+/// One trimming pass over `topics` with the family's settings.
+pub(super) async fn trim(
+    session: &Session,
+    topics: &[String],
+    settings: &Settings,
+) -> Result<u64, PostgresLogError> {
+    let keep = settings.max_len.map(|len| i64::try_from(len).unwrap_or(i64::MAX));
+    let max_age_ms = settings
+        .max_age
+        .map(|age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+    trim_with(session, topics, (keep, max_age_ms)).await
+}
+
+async fn trim_with(
+    session: &Session,
+    topics: &[String],
+    (keep, max_age_ms): (Option<i64>, Option<i64>),
+) -> Result<u64, PostgresLogError> {
+    let empty: Arc<str> = Arc::from("");
+    let removed = session
+        .client
+        .query_one(&session.trim, &[&topics, &keep, &max_age_ms, &TRIM_AGE_BATCH])
+        .await
+        .map_err(|error| PostgresLogError::from_postgres("trim", &empty, error))?;
+    let removed: Option<i64> = removed
+        .try_get(0)
+        .map_err(|error| PostgresLogError::unexpected("trim", &empty, error.to_string()))?;
+    Ok(removed.map_or(0, |n| n.max(0) as u64))
+}

@@ -1,0 +1,73 @@
+//! The statements the crate runs, each prepared once per connection.
+//!
+//! Every read that decides what a reader may take states it in one statement, so that the
+//! horizon (`pg_snapshot_xmin` of the statement's own snapshot: every transaction with a
+//! smaller id has ended) and the rows come from one snapshot. Rows at or after the horizon
+//! are never taken: a transaction still open may yet commit rows before them.
+
+/// The schema (tables, triggers, functions), safe to run again.
+pub(super) const SCHEMA: &str = include_str!("schema.sql");
+
+/// An event: `(topic, name, data, retry_ms, comment)` → `(xid, seq)`.
+pub(super) const APPEND: &str = "INSERT INTO eventstream_events (topic, name, data, retry_ms, comment) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING xid::text, seq";
+
+/// An event under an idempotency key: `(topic, key, fingerprint, window_ms, name, data,
+/// retry_ms, comment)` → `(outcome, at)`.
+pub(super) const APPEND_ONCE: &str =
+    "SELECT outcome, at FROM eventstream_append_once($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// A recorded gap: `(topic)` → `(xid, seq)`.
+pub(super) const GAP: &str =
+    "INSERT INTO eventstream_events (topic, kind) VALUES ($1, 'gap') RETURNING xid::text, seq";
+
+/// The end: `(topic)` → the end's position, `<xid>-<seq>`.
+pub(super) const FINISH: &str = "SELECT eventstream_finish($1)";
+
+/// A topic's rows after a cursor, with its floor and end: `(topic, cursor xid, cursor seq,
+/// limit)` → one row per event (none: a single row of NULL event columns), each with
+/// `(horizon, next xid, floor xid, floor seq, end xid, end seq)` first.
+pub(super) const FETCH: &str = "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon, \
+            pg_snapshot_xmax(pg_current_snapshot()) AS next) \
+     SELECT s.horizon::text, s.next::text, t.floor_xid::text, t.floor_seq, t.end_xid::text, t.end_seq, \
+            e.xid::text, e.seq, e.kind, e.name, e.data, e.retry_ms, e.comment \
+     FROM s LEFT JOIN eventstream_topics t ON t.topic = $1 \
+     LEFT JOIN LATERAL (SELECT xid, seq, kind, name, data, retry_ms, comment FROM eventstream_events \
+         WHERE topic = $1 AND (xid, seq) > ($2::text::xid8, $3) AND xid < s.horizon \
+         ORDER BY xid, seq LIMIT $4) e ON true \
+     ORDER BY e.xid, e.seq";
+
+/// A topic's newest rows, as [`FETCH`] answers: `(topic, limit)`.
+pub(super) const NEWEST: &str = "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon, \
+            pg_snapshot_xmax(pg_current_snapshot()) AS next) \
+     SELECT s.horizon::text, s.next::text, t.floor_xid::text, t.floor_seq, t.end_xid::text, t.end_seq, \
+            e.xid::text, e.seq, e.kind, e.name, e.data, e.retry_ms, e.comment \
+     FROM s LEFT JOIN eventstream_topics t ON t.topic = $1 \
+     LEFT JOIN LATERAL (SELECT xid, seq, kind, name, data, retry_ms, comment FROM eventstream_events \
+         WHERE topic = $1 AND xid < s.horizon \
+         ORDER BY xid DESC, seq DESC LIMIT $2) e ON true \
+     ORDER BY e.xid, e.seq";
+
+/// A topic's end, if it is finished: `(topic)` → `(xid, seq)`.
+pub(super) const TOPIC_END: &str = "SELECT end_xid::text, end_seq FROM eventstream_topics \
+     WHERE topic = $1 AND end_xid IS NOT NULL";
+
+/// Every topic's rows after the reader's position: `(xid, seq, limit)` → one row per event
+/// (none: a single row of NULL event columns), each with `(horizon, waiting)` first;
+/// `waiting` tells that committed rows wait behind the horizon (an older transaction is still
+/// open), so that the reader looks again without a notification.
+pub(super) const READ_ALL: &str = "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
+     SELECT s.horizon::text, EXISTS (SELECT 1 FROM eventstream_events w WHERE w.xid >= s.horizon), \
+            e.topic, e.xid::text, e.seq, e.kind, e.name, e.data, e.retry_ms, e.comment \
+     FROM s LEFT JOIN LATERAL (SELECT topic, xid, seq, kind, name, data, retry_ms, comment \
+         FROM eventstream_events WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < s.horizon \
+         ORDER BY xid, seq LIMIT $3) e ON true \
+     ORDER BY e.xid, e.seq";
+
+/// Where the reader starts: the newest row before the horizon → `(xid, seq)`, or no row.
+pub(super) const HEAD: &str = "SELECT xid::text, seq FROM eventstream_events \
+     WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, seq DESC LIMIT 1";
+
+/// One trimming pass: `(topics, keep, max_age_ms, batch)` → rows removed (NULL: another
+/// instance is trimming).
+pub(super) const TRIM: &str = "SELECT eventstream_trim($1, $2, $3 * interval '1 millisecond', $4)";

@@ -1,0 +1,284 @@
+//! `PostgresLogs` against a real PostgreSQL server (feature `postgres`): events written in the
+//! application's own transactions, commit order against id order, and outages.
+//!
+//! Each test starts its own server on a free loopback port and stops it when done. Without
+//! PostgreSQL the tests are skipped with a warning, except under CI (`CI` set), where they
+//! fail.
+
+#![cfg(feature = "postgres")]
+
+mod support;
+
+use std::time::Duration;
+
+use support::feed::{cursor, next, ready_now, subscribe};
+use support::postgres::PostgresServer;
+use support::within;
+use tokio_postgres::{Client, NoTls};
+use tower_eventstream::{
+    Delivery, Event, EventFeed, EventLog, LastEventId, PostgresLog, PostgresLogs, PostgresSubscription,
+    ResumeOutcome, Subscription,
+};
+
+/// A family on the server's database, with the schema.
+async fn family(server: &PostgresServer, prefix: &str) -> PostgresLogs {
+    within(
+        "connect_logs",
+        PostgresLog::builder(server.url(), prefix)
+            .migrate()
+            .connect_logs(),
+    )
+    .await
+    .expect("connect PostgresLogs")
+}
+
+/// A client of the application's own, as it would write in its transactions.
+async fn app_client(server: &PostgresServer) -> Client {
+    let (client, connection) = tokio_postgres::connect(&server.url(), NoTls)
+        .await
+        .expect("connect to the test server");
+    tokio::spawn(connection);
+    client
+}
+
+/// The next delivery's data; panics on anything but an event.
+async fn next_data(subscription: &mut PostgresSubscription) -> String {
+    match next(subscription).await {
+        Delivery::Event(event) => event.data().to_owned(),
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// Nothing more arrives within a moment (the reader had time to read anything committed).
+async fn nothing_more(subscription: &mut PostgresSubscription) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(ready_now(subscription).is_none(), "nothing more was committed");
+}
+
+#[tokio::test]
+async fn an_event_is_delivered_once_if_its_transaction_commits_and_never_if_it_rolls_back() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "orders:").await;
+    let log = logs.log("17").await.unwrap();
+    let mut subscription = subscribe(&log, None).await;
+    let mut app = app_client(&server).await;
+
+    let rolled_back = app.transaction().await.unwrap();
+    rolled_back
+        .execute(
+            "INSERT INTO eventstream_events (topic, data) VALUES ('orders:17', 'never')",
+            &[],
+        )
+        .await
+        .unwrap();
+    rolled_back.rollback().await.unwrap();
+
+    let committed = app.transaction().await.unwrap();
+    committed
+        .execute("CREATE TABLE orders (id int PRIMARY KEY, state text)", &[])
+        .await
+        .unwrap();
+    committed
+        .execute("INSERT INTO orders VALUES (17, 'shipped')", &[])
+        .await
+        .unwrap();
+    committed
+        .execute(
+            "INSERT INTO eventstream_events (topic, name, data) VALUES ('orders:17', 'shipped', '{\"id\":17}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Not before the commit.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        ready_now(&mut subscription).is_none(),
+        "uncommitted: not delivered"
+    );
+    committed.commit().await.unwrap();
+
+    match next(&mut subscription).await {
+        Delivery::Event(event) => {
+            assert_eq!(event.data(), "{\"id\":17}");
+            assert_eq!(event.name(), Some("shipped"));
+        }
+        other => panic!("expected the event, got {other:?}"),
+    }
+    nothing_more(&mut subscription).await;
+}
+
+#[tokio::test]
+async fn transactions_committing_out_of_order_are_both_delivered_and_a_cursor_between_them_loses_nothing() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "room:").await;
+    let log = logs.log("a").await.unwrap();
+    let mut live = subscribe(&log, None).await;
+    let mut first_client = app_client(&server).await;
+    let mut second_client = app_client(&server).await;
+
+    // The first transaction takes its id first, the second commits first.
+    let first = first_client.transaction().await.unwrap();
+    first
+        .execute(
+            "INSERT INTO eventstream_events (topic, data) VALUES ('room:a', 'first')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let second = second_client.transaction().await.unwrap();
+    second
+        .execute(
+            "INSERT INTO eventstream_events (topic, data) VALUES ('room:a', 'second')",
+            &[],
+        )
+        .await
+        .unwrap();
+    second.commit().await.unwrap();
+
+    // The second is committed but waits behind the first, which is still open: a cursor
+    // taken now must not be past it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        ready_now(&mut live).is_none(),
+        "held back while an older transaction is open"
+    );
+    let between = LastEventId::parse(log.position().as_str()).unwrap();
+
+    first.commit().await.unwrap();
+    assert_eq!(next_data(&mut live).await, "first", "in transaction id order");
+    assert_eq!(next_data(&mut live).await, "second");
+    nothing_more(&mut live).await;
+
+    // A client that stopped between them gets both, from the window and from PostgreSQL.
+    let mut resumed = subscribe(&log, Some(&between)).await;
+    assert_eq!(resumed.outcome(), ResumeOutcome::Resumed);
+    assert_eq!(next_data(&mut resumed).await, "first");
+    assert_eq!(next_data(&mut resumed).await, "second");
+    let other = family(&server, "room:").await.log("a").await.unwrap();
+    let mut elsewhere = subscribe(&other, Some(&between)).await;
+    assert_eq!(next_data(&mut elsewhere).await, "first");
+    assert_eq!(next_data(&mut elsewhere).await, "second");
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_that_held_the_horizon_does_not_hold_delivery_for_long() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "room:").await;
+    let log = logs.log("b").await.unwrap();
+    let mut live = subscribe(&log, None).await;
+    let mut blocker = app_client(&server).await;
+    let app = app_client(&server).await;
+
+    // An unrelated write holds the horizon; it ends with no notification.
+    let open = blocker.transaction().await.unwrap();
+    open.execute("CREATE TABLE unrelated (id int)", &[])
+        .await
+        .unwrap();
+    app.execute(
+        "INSERT INTO eventstream_events (topic, data) VALUES ('room:b', 'waits')",
+        &[],
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(ready_now(&mut live).is_none());
+    open.rollback().await.unwrap();
+    assert_eq!(next_data(&mut live).await, "waits");
+}
+
+#[tokio::test]
+async fn appends_finish_and_resume_through_the_crate() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "gen:").await;
+    let log = logs.log("1").await.unwrap();
+    let mut live = subscribe(&log, None).await;
+    let first = log.append(Event::new("one")).await.unwrap();
+    log.append(Event::new("two").with_name("token").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(next_data(&mut live).await, "one");
+    assert_eq!(next_data(&mut live).await, "two");
+
+    let mut resumed = subscribe(&log, Some(&cursor(&first))).await;
+    assert_eq!(next_data(&mut resumed).await, "two");
+
+    log.finish().await.unwrap();
+    let ended = within(
+        "the end",
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut live).poll_delivery(cx)),
+    )
+    .await;
+    assert!(
+        ended.is_none(),
+        "the live subscription ends at the end: {ended:?}"
+    );
+    assert!(live.is_finished());
+    assert!(matches!(
+        log.append(Event::new("late")).await,
+        Err(tower_eventstream::AppendError::Finished)
+    ));
+    let app = app_client(&server).await;
+    let refused = app
+        .execute(
+            "INSERT INTO eventstream_events (topic, data) VALUES ('gen:1', 'late')",
+            &[],
+        )
+        .await
+        .expect_err("a finished topic refuses rows");
+    assert_eq!(refused.code().map(|code| code.code()), Some("ES001"));
+    let at_end = subscribe(&log, None).await;
+    assert!(
+        at_end.is_finished(),
+        "a fresh subscriber of a finished topic is at its end"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_is_held_while_postgres_restarts_and_loses_nothing_committed() {
+    let Some(mut server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "room:").await;
+    let log = logs.log("c").await.unwrap();
+    let mut live = subscribe(&log, None).await;
+    log.append(Event::new("before")).await.unwrap();
+    assert_eq!(next_data(&mut live).await, "before");
+
+    server.stop();
+    let failed = log.append(Event::new("while down")).await;
+    assert!(
+        failed.is_err(),
+        "an append while PostgreSQL is down fails: {failed:?}"
+    );
+    server.restart();
+
+    // Appends work again once the connection is made again.
+    wait_until_appended(&log, "after").await;
+    assert_eq!(next_data(&mut live).await, "after");
+    let app = app_client(&server).await;
+    app.execute(
+        "INSERT INTO eventstream_events (topic, data) VALUES ('room:c', 'from psql')",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_data(&mut live).await, "from psql");
+}
+
+async fn wait_until_appended(log: &PostgresLog, data: &str) {
+    for _ in 0..200 {
+        if log.append(Event::new(data)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("appends work again within 10 s of the restart");
+}
