@@ -45,3 +45,17 @@ impl MakeLog for crate::RedisLogs {
         self.log(key)
     }
 }
+
+/// Every topic is the topic `<prefix><key>` of the family's table, all read by its one reader
+/// (eviction drops only this process's window: the history stays in PostgreSQL).
+#[cfg(feature = "postgres")]
+impl MakeLog for crate::PostgresLogs {
+    type Log = crate::PostgresLog;
+
+    fn make_log(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<crate::PostgresLog, crate::PostgresLogError>> + Send {
+        self.log(key)
+    }
+}
