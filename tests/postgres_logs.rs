@@ -282,3 +282,179 @@ async fn wait_until_appended(log: &PostgresLog, data: &str) {
     }
     panic!("appends work again within 10 s of the restart");
 }
+
+#[tokio::test]
+async fn finishing_waits_for_a_transaction_adding_to_the_topic_and_ends_after_its_event() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "job:").await;
+    let log = logs.log("9").await.unwrap();
+    let mut live = subscribe(&log, None).await;
+    let mut app = app_client(&server).await;
+
+    let open = app.transaction().await.unwrap();
+    open.execute(
+        "INSERT INTO eventstream_events (topic, data) VALUES ('job:9', 'last step')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let finishing = tokio::spawn({
+        let log = log.clone();
+        async move { log.finish().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!finishing.is_finished(), "the end waits for the open transaction");
+    open.commit().await.unwrap();
+    within("finish", finishing).await.unwrap().unwrap();
+
+    assert_eq!(
+        next_data(&mut live).await,
+        "last step",
+        "the event comes before the end"
+    );
+    let ended = within(
+        "the end",
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut live).poll_delivery(cx)),
+    )
+    .await;
+    assert!(ended.is_none(), "then the stream ends: {ended:?}");
+}
+
+#[tokio::test]
+async fn a_repeatable_read_transaction_older_than_the_end_cannot_add_after_it() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "job:").await;
+    let log = logs.log("10").await.unwrap();
+    log.append(Event::new("first")).await.unwrap();
+    let mut app = app_client(&server).await;
+
+    let old = app
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
+    // Its snapshot is taken by its first statement, before the end.
+    old.query("SELECT count(*) FROM eventstream_events", &[])
+        .await
+        .unwrap();
+    log.finish().await.unwrap();
+    let refused = old
+        .execute(
+            "INSERT INTO eventstream_events (topic, data) VALUES ('job:10', 'after the end')",
+            &[],
+        )
+        .await
+        .expect_err("an insert after the end fails, whatever the snapshot");
+    let code = refused.code().map(|code| code.code().to_owned());
+    assert!(
+        matches!(code.as_deref(), Some("40001") | Some("ES001")),
+        "a serialization failure or the finished refusal, got {refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_holds_across_instances_and_concurrent_retries() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let here = family(&server, "pay:").await.log("1").await.unwrap();
+    let there = family(&server, "pay:").await.log("1").await.unwrap();
+    let mut live = subscribe(&here, None).await;
+    let key = tower_eventstream::IdempotencyKey::new("charge-77").unwrap();
+    let window = Duration::from_secs(60);
+
+    let attempts = (0..8).map(|n| {
+        let log = if n % 2 == 0 { here.clone() } else { there.clone() };
+        let key = key.clone();
+        tokio::spawn(async move { log.append_once(Event::new("charged"), &key, window).await })
+    });
+    let mut ids = Vec::new();
+    let mut new = 0;
+    for attempt in attempts {
+        let appended = within("append_once", attempt).await.unwrap().unwrap();
+        new += usize::from(!appended.is_repeat());
+        ids.push(appended.id().expect("an id").as_str().to_owned());
+    }
+    assert_eq!(new, 1, "one attempt appends, the others are its repeats");
+    assert!(
+        ids.windows(2).all(|pair| pair[0] == pair[1]),
+        "every attempt answers the same id: {ids:?}"
+    );
+    assert_eq!(next_data(&mut live).await, "charged");
+    nothing_more(&mut live).await;
+
+    let reused = there.append_once(Event::new("refunded"), &key, window).await;
+    assert!(
+        matches!(reused, Err(tower_eventstream::AppendError::KeyReused)),
+        "{reused:?}"
+    );
+}
+
+#[tokio::test]
+async fn trimming_by_age_makes_old_cursors_gaps_and_keeps_the_rest() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = within(
+        "connect_logs",
+        PostgresLog::builder(server.url(), "feed:")
+            .migrate()
+            .max_age(Duration::from_millis(500))
+            .connect_logs(),
+    )
+    .await
+    .unwrap();
+    let log = logs.log("x").await.unwrap();
+    let older = log.append(Event::new("older")).await.unwrap();
+    let old = log.append(Event::new("old")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let young = log.append(Event::new("young")).await.unwrap();
+    // The reader trims by itself every second too: whichever pass removes the old row, the
+    // young one stays.
+    let removed = within("trim", logs.trim()).await.unwrap();
+    assert!(removed <= 2, "only the old rows go: {removed}");
+
+    let other = family(&server, "feed:").await.log("x").await.unwrap();
+    // A client that had seen `older` missed `old`, which is gone: a gap.
+    let mut from_before = subscribe(&other, Some(&cursor(&older))).await;
+    assert_eq!(from_before.outcome(), ResumeOutcome::Gap);
+    assert!(matches!(next(&mut from_before).await, Delivery::Gap(_)));
+    assert_eq!(next_data(&mut from_before).await, "young");
+    // One that had seen `old` missed nothing, though `old` is gone too.
+    let mut from_old = subscribe(&other, Some(&cursor(&old))).await;
+    assert_eq!(from_old.outcome(), ResumeOutcome::Resumed);
+    assert_eq!(next_data(&mut from_old).await, "young");
+    let mut from_young = subscribe(&other, Some(&cursor(&young))).await;
+    assert_eq!(from_young.outcome(), ResumeOutcome::Resumed);
+    nothing_more(&mut from_young).await;
+}
+
+#[tokio::test]
+async fn the_schema_runs_again_and_a_missing_schema_is_a_clear_error() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let bare = server.database("bare");
+    let missing = PostgresLog::builder(bare.clone(), "t").connect_logs().await;
+    let error = missing.expect_err("no schema yet");
+    assert_eq!(error.kind(), tower_eventstream::PostgresLogErrorKind::Config);
+    assert!(error.to_string().contains("run the migration"), "{error}");
+
+    for _ in 0..2 {
+        PostgresLog::builder(bare.clone(), "t")
+            .migrate()
+            .connect_logs()
+            .await
+            .unwrap();
+    }
+    let tables = server.psql_in(
+        "bare",
+        "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'eventstream_%'",
+    );
+    assert_eq!(tables, "3");
+}

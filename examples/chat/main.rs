@@ -12,14 +12,24 @@
 //! REDIS_URL=redis://127.0.0.1:6379 ADDR=127.0.0.1:3001 cargo run --example chat --features redis
 //! ```
 //!
+//! Or through PostgreSQL (13 or later): the rooms are topics of one table, created at startup
+//! if missing (see the GUIDE's "PostgreSQL" section), and any program can post with an `INSERT`:
+//!
+//! ```sh
+//! DATABASE_URL=postgres://postgres@127.0.0.1/postgres ADDR=127.0.0.1:3000 cargo run --example chat --features postgres
+//! DATABASE_URL=postgres://postgres@127.0.0.1/postgres ADDR=127.0.0.1:3001 cargo run --example chat --features postgres
+//! ```
+//!
 //! A page can then reconnect to either instance and resume with `Last-Event-ID`.
 //!
 //! `GET /metrics` serves the process's metrics in Prometheus' text format; built with
 //! `--features metrics` they include the crate's own (`eventstream_*`, listed in the README's
 //! "Operating it"). The page's panel shows connected readers and messages per second.
 //! `REDIS_STREAM` sets the prefix of the rooms' stream keys (default `chat`: the room `lobby`
-//! is the stream `chat:lobby`). Without `REDIS_URL` the rooms live in this process's memory,
-//! each closed (and its history dropped) after ten minutes without readers or messages.
+//! is the stream `chat:lobby`). On PostgreSQL the room `lobby` is the topic `chat:lobby`. If
+//! both `REDIS_URL` and `DATABASE_URL` are set, Redis is used (the first line printed names
+//! the store). Without either the rooms live in this process's memory, each closed (and its
+//! history dropped) after ten minutes without readers or messages.
 
 mod app;
 #[path = "../shared/process.rs"]
@@ -33,9 +43,11 @@ use tower_eventstream::{MakeLog, MemoryLog, Shutdown, Topics};
 async fn main() -> std::io::Result<()> {
     let addr = process::listen_addr("127.0.0.1:3000")?;
 
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => serve_redis(addr, &url).await,
-        _ => serve(addr, Topics::new(MemoryLog::builder()), "memory").await,
+    let set = |name| std::env::var(name).ok().filter(|url| !url.is_empty());
+    match (set("REDIS_URL"), set("DATABASE_URL")) {
+        (Some(url), _) => serve_redis(addr, &url).await,
+        (None, Some(url)) => serve_postgres(addr, &url).await,
+        (None, None) => serve(addr, Topics::new(MemoryLog::builder()), "memory").await,
     }
 }
 
@@ -55,6 +67,26 @@ async fn serve_redis(_addr: SocketAddr, _url: &str) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "REDIS_URL is set but this build has no Redis support: run `cargo run --example chat --features redis`",
+    ))
+}
+
+#[cfg(feature = "postgres")]
+async fn serve_postgres(addr: SocketAddr, url: &str) -> std::io::Result<()> {
+    // One topic per room, `chat:<room>`, all read by this process's one reader; the schema
+    // is created if missing.
+    let logs = tower_eventstream::PostgresLog::builder(url, "chat:")
+        .migrate()
+        .connect_logs()
+        .await
+        .map_err(|e| std::io::Error::other(format!("DATABASE_URL: {e}")))?;
+    serve(addr, Topics::new(logs), "PostgreSQL topics `chat:<room>`").await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn serve_postgres(_addr: SocketAddr, _url: &str) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "DATABASE_URL is set but this build has no PostgreSQL support: run `cargo run --example chat --features postgres`",
     ))
 }
 

@@ -67,9 +67,14 @@ impl PostgresLogError {
     ) -> Self {
         use tokio_postgres::error::SqlState;
         let (kind, detail) = match error.code() {
-            None => (
+            None if error.is_closed() || about_the_connection(&error) => (
                 PostgresLogErrorKind::Unavailable,
                 "check that PostgreSQL is running and reachable at the configured URL",
+            ),
+            // A value of another type than the statement's (the schema is of another version).
+            None => (
+                PostgresLogErrorKind::UnexpectedReply,
+                "the schema may be of another version: run the migration again (PostgresLogBuilder::migrate)",
             ),
             Some(code) if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION => (
                 PostgresLogErrorKind::Config,
@@ -180,6 +185,18 @@ impl std::error::Error for PostgresLogError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source.as_ref().map(|e| e as _)
     }
+}
+
+/// Whether a client-side error comes from the connection (reaching or talking to the server).
+fn about_the_connection(error: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Runs `request` with a time limit, mapping both failures to [`PostgresLogError`].

@@ -19,7 +19,7 @@ use super::error::{limited, PostgresLogError};
 use super::family::Settings;
 use super::link::{Session, CHANNEL};
 use super::rows::{item_at, position};
-use crate::log::remote::{AbortOnDrop, Item, StreamId, Window};
+use crate::log::remote::{AbortOnDrop, Entry, Item, StreamId, Window};
 use crate::log::ring::Lock;
 
 /// Rows the reader takes per query.
@@ -251,7 +251,7 @@ impl Reader {
                 .map_err(|error| unexpected(error.to_string()))?,
             None => false,
         };
-        let mut by_topic: HashMap<&str, (Vec<_>, Option<StreamId>)> = HashMap::new();
+        let mut by_topic: HashMap<&str, (Vec<Entry>, Option<StreamId>)> = HashMap::new();
         let mut last = None;
         for row in &rows {
             let Some(item) = item_at(row, 3).map_err(unexpected)? else {
@@ -276,6 +276,7 @@ impl Reader {
         let Some(last) = last else {
             return Ok((false, waiting));
         };
+        self.count_seen(&by_topic);
         // The windows take the rows under the lock that new windows start under, so that a
         // window starts either before these rows (and takes them) or after them.
         let mut fed = Vec::with_capacity(by_topic.len());
@@ -292,10 +293,14 @@ impl Reader {
         for window in fed {
             window.wake();
         }
+        Ok((full, waiting))
+    }
+
+    /// Counts what each topic's rows grew by, for trimming (taken or not).
+    fn count_seen(&self, by_topic: &HashMap<&str, (Vec<Entry>, Option<StreamId>)>) {
         let mut seen = self.following.seen.lock();
-        for (topic, (entries, _)) in &by_topic {
-            // Counted from the rows (taken or not): what the table grew by.
-            let count = entries.len().max(1) as u64;
+        for (topic, (entries, end)) in by_topic {
+            let count = (entries.len() + usize::from(end.is_some())) as u64;
             match seen.get_mut(*topic) {
                 Some(total) => *total += count,
                 None => {
@@ -303,7 +308,6 @@ impl Reader {
                 }
             }
         }
-        Ok((full, waiting))
     }
 
     /// Trims the topics due (and, under an age limit, old rows everywhere); lets go of the

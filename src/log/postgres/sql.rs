@@ -70,4 +70,4 @@ pub(super) const HEAD: &str = "SELECT xid::text, seq FROM eventstream_events \
 
 /// One trimming pass: `(topics, keep, max_age_ms, batch)` → rows removed (NULL: another
 /// instance is trimming).
-pub(super) const TRIM: &str = "SELECT eventstream_trim($1, $2, $3 * interval '1 millisecond', $4)";
+pub(super) const TRIM: &str = "SELECT eventstream_trim($1, $2, $3::bigint * interval '1 millisecond', $4)";
