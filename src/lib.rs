@@ -130,6 +130,9 @@
 //!   [`MemoryLog::stats`] and [`Topics::stats`] give a snapshot for health checks.
 //! - `redis`: [`RedisLog`], an event log on a Redis stream shared by several processes
 //!   (Redis 7.0 or later).
+//! - `postgres`: [`PostgresLog`], an event log in a PostgreSQL table shared by several
+//!   processes, written to inside the application's own transactions (PostgreSQL 13 or
+//!   later).
 //! - `server`: [`server::Server`], an HTTP/1.1 server that keeps no buffer per idle
 //!   stream (about 2 KiB per idle SSE connection instead of hyper's 12–21 KiB), handing
 //!   every other connection to hyper.

@@ -253,7 +253,7 @@ fn parse_cursor(cursor: &LastEventId) -> Result<StreamId, CursorError> {
 impl Remote for PostgresLog {
     type Error = PostgresLogError;
 
-    const FUTURE_CURSOR: &'static str = "the position names a transaction this database has not begun yet";
+    const FUTURE_CURSOR: &'static str = "the position is further ahead than any transaction of this database";
 
     fn window(&self) -> &Arc<Window> {
         &self.inner.window

@@ -43,8 +43,12 @@
 //!   `eventstream_topics` rises past what was removed.
 //! - **Gaps.** A cursor at or after its topic's floor resumes: every row after it is held. A
 //!   cursor before the floor is a gap, read on from the floor. A cursor naming a transaction
-//!   id that has not been given out yet was never issued by this database: refused with
-//!   [`SubscribeError::InvalidCursor`] (`400`).
+//!   id that has not been given out yet comes from history the database lost (restored from
+//!   a backup): a gap too, so that a browser's stream survives the restore; one more than
+//!   2³¹ ids ahead (further than PostgreSQL lets ids be apart) was never issued by this
+//!   database: refused with [`SubscribeError::InvalidCursor`] (`400`). When the reader
+//!   finds, on reconnecting, that the database's ids are behind its position, every window
+//!   starts over from the newest row and its subscribers hear a gap.
 //! - **The end.** [`EventLog::finish`] (or `SELECT eventstream_finish('<topic>')` from any
 //!   program) adds the topic's end row and records the end in `eventstream_topics`, under an
 //!   exclusive advisory lock that every insert of the topic takes shared: the end waits for

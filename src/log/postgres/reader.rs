@@ -18,7 +18,7 @@ use tokio_postgres::Config;
 use super::error::{limited, PostgresLogError};
 use super::family::Settings;
 use super::link::{Session, CHANNEL};
-use super::rows::{item_at, position};
+use super::rows::{self, item_at};
 use crate::log::remote::{AbortOnDrop, Entry, Item, StreamId, Window};
 use crate::log::ring::Lock;
 
@@ -137,18 +137,19 @@ impl Reader {
             next_trim: Instant::now() + TRIM_EVERY,
             pause: WAITING_PAUSE.0,
         };
-        let start = reader.connect().await?;
+        let (start, _) = reader.connect().await?;
         reader.following.state.lock().position = start;
         let following = Arc::clone(&reader.following);
         let task = tokio::spawn(reader.run());
         Ok((AbortOnDrop(task.abort_handle()), following))
     }
 
-    /// Opens the listening session; returns the newest position before the horizon.
-    async fn connect(&mut self) -> Result<StreamId, PostgresLogError> {
+    /// Opens the listening session; returns the newest position before the horizon, and the
+    /// next transaction id.
+    async fn connect(&mut self) -> Result<(StreamId, u64), PostgresLogError> {
         let empty: Arc<str> = Arc::from("");
         let failed = |error| PostgresLogError::from_postgres("LISTEN", &empty, error);
-        let session = limited("LISTEN", &empty, self.command_timeout, async {
+        let (session, head) = limited("LISTEN", &empty, self.command_timeout, async {
             let session = Session::open(&self.config, Some(Arc::clone(&self.heard)))
                 .await
                 .map_err(failed)?;
@@ -157,21 +158,42 @@ impl Reader {
                 .batch_execute(&format!("LISTEN {CHANNEL}"))
                 .await
                 .map_err(failed)?;
-            let head = session.client.query(&session.head, &[]).await.map_err(failed)?;
+            let head = session
+                .client
+                .query_one(&session.head, &[])
+                .await
+                .map_err(failed)?;
             Ok::<_, PostgresLogError>((session, head))
         })
         .await?;
-        let (session, head) = session;
         self.session = Some(session);
-        let Some(row) = head.first() else {
-            return Ok(StreamId::ZERO);
-        };
-        let parsed = row
-            .try_get::<_, &str>(0)
-            .and_then(|xid| row.try_get::<_, i64>(1).map(|seq| (xid, seq)));
-        let (xid, seq) =
-            parsed.map_err(|error| PostgresLogError::unexpected("read", &empty, error.to_string()))?;
-        position(xid, seq).map_err(|detail| PostgresLogError::unexpected("read", &empty, detail))
+        let unexpected = |detail: String| PostgresLogError::unexpected("read", &empty, detail);
+        let next: &str = head.try_get(0).map_err(|error| unexpected(error.to_string()))?;
+        let next = next
+            .parse::<u64>()
+            .map_err(|_| unexpected(format!("not a transaction id: {next:?}")))?;
+        let newest = rows::position_at(&head, 1).map_err(unexpected)?;
+        Ok((newest.unwrap_or(StreamId::ZERO), next))
+    }
+
+    /// After connecting again: if the database's transaction ids are now behind the reader's
+    /// position, its history was rewound (a restore from a backup, a failover to a replica
+    /// that lagged); every window starts over from the newest row, and its subscribers hear
+    /// a gap rather than wait for ids that will not come in order.
+    fn rewound(&self, newest: StreamId, next: u64) {
+        let mut state = self.following.state.lock();
+        if state.position.major < next {
+            return;
+        }
+        crate::trace::warn_event!(
+            "event log reader found the database behind its position; starting over",
+            position = %state.position,
+            next_xid = %next
+        );
+        state.position = newest;
+        for window in state.windows.values().filter_map(Weak::upgrade) {
+            window.restart(newest);
+        }
     }
 
     async fn run(mut self) {
@@ -199,7 +221,8 @@ impl Reader {
             self.session = None;
             // Notifications may have been lost meanwhile: the read below takes whatever
             // came after the position.
-            self.connect().await?;
+            let (newest, next) = self.connect().await?;
+            self.rewound(newest, next);
         }
         let waiting = loop {
             let (full, waiting) = self.read().await?;

@@ -18,7 +18,7 @@ pub(super) fn position(xid: &str, seq: i64) -> Result<StreamId, String> {
 }
 
 /// The position in columns `at` (xid) and `at + 1` (seq), if not NULL.
-fn position_at(row: &Row, at: usize) -> Result<Option<StreamId>, String> {
+pub(super) fn position_at(row: &Row, at: usize) -> Result<Option<StreamId>, String> {
     let xid: Option<&str> = get(row, at)?;
     let seq: Option<i64> = get(row, at + 1)?;
     match (xid, seq) {
@@ -62,6 +62,10 @@ pub(super) fn item_at(row: &Row, at: usize) -> Result<Option<Item>, String> {
     }
     Ok(Some(Item::Entry((id, Some(event.with_event_id(id.event_id()))))))
 }
+
+/// How far apart PostgreSQL lets two live transaction ids be (2³¹, its wraparound limit): a
+/// cursor further ahead of the next id than this is no position of this database's.
+const MAX_XID_DISTANCE: u64 = 1 << 31;
 
 /// What a read of one topic ([`FETCH`](super::sql::FETCH) or
 /// [`NEWEST`](super::sql::NEWEST)) found.
@@ -109,16 +113,18 @@ impl TopicRead {
     ///
     /// A cursor at or after the floor resumes (every row after it is held); one before it is
     /// a gap, going on from the floor. A cursor naming a transaction that has not begun yet
-    /// was never issued by this database.
+    /// comes from history the database lost (restored from a backup, failed over to a replica
+    /// that lagged): a gap too, unless it is further ahead than PostgreSQL lets transaction
+    /// ids be apart ([`MAX_XID_DISTANCE`]): then this database never issued it.
     pub(super) fn after(self, cursor: StreamId, limit: usize) -> Fetched {
-        if cursor.major >= self.next {
+        if cursor.major >= self.next.saturating_add(MAX_XID_DISTANCE) {
             return Fetched {
                 continuity: Continuity::Future { restart: self.floor },
                 entries: Vec::new(),
                 end: None,
             };
         }
-        if cursor < self.floor {
+        if cursor < self.floor || cursor.major >= self.next {
             return Fetched {
                 continuity: Continuity::Gap { restart: self.floor },
                 entries: Vec::new(),
@@ -182,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_before_the_floor_is_a_gap_and_one_after_the_next_xid_was_never_issued() {
+    fn a_cursor_before_the_floor_or_from_lost_history_is_a_gap_and_an_impossible_one_is_refused() {
         let floor = at(10, 5);
         assert!(
             matches!(read(floor, None, &[]).after(at(10, 4), 8).continuity, Continuity::Gap { restart } if restart == floor)
@@ -192,12 +198,19 @@ mod tests {
             Continuity::Continuous
         ));
         assert!(matches!(
-            read(floor, None, &[]).after(at(110, 0), 8).continuity,
-            Continuity::Future { .. }
-        ));
-        assert!(matches!(
             read(floor, None, &[]).after(at(109, 0), 8).continuity,
             Continuity::Continuous
+        ));
+        // Ahead of the next id: lost history (a restore), unless no database could be there.
+        assert!(matches!(
+            read(floor, None, &[]).after(at(110, 0), 8).continuity,
+            Continuity::Gap { restart } if restart == floor
+        ));
+        assert!(matches!(
+            read(floor, None, &[])
+                .after(at(110 + MAX_XID_DISTANCE, 0), 8)
+                .continuity,
+            Continuity::Future { .. }
         ));
     }
 

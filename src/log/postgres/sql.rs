@@ -64,9 +64,12 @@ pub(super) const READ_ALL: &str = "WITH s AS (SELECT pg_snapshot_xmin(pg_current
          ORDER BY xid, seq LIMIT $3) e ON true \
      ORDER BY e.xid, e.seq";
 
-/// Where the reader starts: the newest row before the horizon → `(xid, seq)`, or no row.
-pub(super) const HEAD: &str = "SELECT xid::text, seq FROM eventstream_events \
-     WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, seq DESC LIMIT 1";
+/// Where the reader starts: `(next xid, xid, seq)` of the newest row before the horizon
+/// (NULL `xid` and `seq`: no row). A reader whose position is at or after the next xid finds
+/// the database's history rewound (restored from a backup, say).
+pub(super) const HEAD: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text, h.xid::text, h.seq \
+     FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT xid, seq FROM eventstream_events \
+         WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, seq DESC LIMIT 1) h ON true";
 
 /// One trimming pass: `(topics, keep, max_age_ms, batch)` → rows removed (NULL: another
 /// instance is trimming).

@@ -173,7 +173,6 @@ impl Window {
     }
 
     /// What the window held is not the stream's history any more: starts over after `at`.
-    #[cfg(feature = "redis")]
     pub(crate) fn restart(&self, at: StreamId) {
         let mut state = self.lock();
         state.ring.clear();
