@@ -458,3 +458,39 @@ async fn the_schema_runs_again_and_a_missing_schema_is_a_clear_error() {
     );
     assert_eq!(tables, "3");
 }
+
+#[tokio::test]
+async fn a_database_restored_from_a_backup_is_a_gap_for_its_readers_never_a_silent_hole() {
+    let Some(mut server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "room:").await;
+    let log = logs.log("r").await.unwrap();
+    let kept = log.append(Event::new("kept")).await.unwrap();
+    server.take_backup();
+    wait_until_appended(&log, "lost 1").await;
+    let lost = log.append(Event::new("lost 2")).await.unwrap();
+    let mut live = subscribe(&log, Some(&cursor(&kept))).await;
+    assert_eq!(next_data(&mut live).await, "lost 1");
+    assert_eq!(next_data(&mut live).await, "lost 2");
+
+    // Everything after the backup is gone, and transaction ids go back.
+    server.restore_backup();
+    // A browser that saw the lost events comes back: a gap, not a 400 that would close it.
+    wait_until_appended(&log, "after the restore").await;
+    let mut returning = within("subscribe", log.subscribe(Some(&cursor(&lost))))
+        .await
+        .expect("a cursor from lost history is a gap, not a refusal");
+    assert_eq!(returning.outcome(), ResumeOutcome::Gap);
+    assert!(matches!(next(&mut returning).await, Delivery::Gap(_)));
+    // The live reader hears the gap too, then what comes after the restore.
+    let mut saw_gap = false;
+    loop {
+        match next(&mut live).await {
+            Delivery::Gap(_) => saw_gap = true,
+            Delivery::Event(event) if event.data() == "after the restore" => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_gap, "the reader reported the lost history");
+}

@@ -73,6 +73,27 @@ impl PostgresServer {
         self.process.restart().unwrap_or_else(|error| panic!("{error}"));
     }
 
+    /// Takes a file-level backup of the cluster (stopping the server for it, then starting
+    /// it again), for [`restore_backup`](Self::restore_backup).
+    pub fn take_backup(&mut self) {
+        self.process.stop();
+        let (data, backup) = (self._dir.path().join("data"), self._dir.path().join("backup"));
+        let _ = std::fs::remove_dir_all(&backup);
+        copy_tree(&data, &backup);
+        self.restart();
+    }
+
+    /// Puts the backup in place of the cluster and starts it: everything committed since
+    /// the backup is gone, and transaction ids go back to where they were then, as after a
+    /// restore.
+    pub fn restore_backup(&mut self) {
+        self.process.stop();
+        let (data, backup) = (self._dir.path().join("data"), self._dir.path().join("backup"));
+        std::fs::remove_dir_all(&data).expect("remove the cluster");
+        copy_tree(&backup, &data);
+        self.restart();
+    }
+
     /// Runs `sql` (one statement or a script; psql meta-commands work) in the database
     /// `postgres`: the rows unaligned, `|` between columns, one a line, without headers and
     /// command tags. Panics with psql's message on an error.
@@ -129,4 +150,15 @@ impl PostgresServer {
             Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
         }
     }
+}
+
+/// `cp -a from to`: the copy keeps owners and modes (the server's user owns the cluster).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp -a {} {}", from.display(), to.display());
 }
