@@ -494,3 +494,27 @@ async fn a_database_restored_from_a_backup_is_a_gap_for_its_readers_never_a_sile
     }
     assert!(saw_gap, "the reader reported the lost history");
 }
+
+/// More topics than the server's lock table has room for (64 locks per connection): the
+/// insert trigger's locks must not grow with the topics one transaction writes.
+#[tokio::test]
+async fn one_transaction_adds_to_thirty_thousand_topics() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let logs = family(&server, "user:").await;
+    let log = logs.log("29999").await.unwrap();
+    let mut live = subscribe(&log, None).await;
+    let mut app = app_client(&server).await;
+    let fan_out = app.transaction().await.unwrap();
+    fan_out
+        .execute(
+            "INSERT INTO eventstream_events (topic, data) \
+             SELECT 'user:' || n, 'maintenance at noon' FROM generate_series(0, 29999) AS n",
+            &[],
+        )
+        .await
+        .expect("locks do not grow with the topics written");
+    fan_out.commit().await.unwrap();
+    assert_eq!(next_data(&mut live).await, "maintenance at noon");
+}

@@ -51,9 +51,10 @@
 //!   starts over from the newest row and its subscribers hear a gap.
 //! - **The end.** [`EventLog::finish`] (or `SELECT eventstream_finish('<topic>')` from any
 //!   program) adds the topic's end row and records the end in `eventstream_topics`, under an
-//!   exclusive advisory lock that every insert of the topic takes shared: the end waits for
-//!   every transaction adding to the topic, and takes its own transaction id after them, so
-//!   it is ordered after every event of the topic. Inserts after it fail (`SQLSTATE ES001`;
+//!   exclusive advisory lock that every insert of the topic takes shared (one of 16, by a
+//!   hash of the topic, so that a transaction writing to any number of topics holds 16 locks
+//!   at most): the end waits for every transaction adding to the topic, and takes its own
+//!   transaction id after them, so it is ordered after every event of the topic. Inserts after it fail (`SQLSTATE ES001`;
 //!   a transaction at `REPEATABLE READ` or above whose snapshot is older than the end fails
 //!   with a serialization failure and, retried, with `ES001`).
 //! - **Faults.** When PostgreSQL goes away the reader retries with backoff and reconnects,

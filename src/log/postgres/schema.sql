@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS eventstream_once (
 );
 
 -- Every added row: its transaction's id, and no event after a topic's end. The shared lock
--- orders it against eventstream_finish, which takes the same lock exclusively.
+-- orders it against eventstream_finish, which takes the same lock exclusively. Topics share
+-- 16 locks (by a hash of their name), so that a transaction adding to ten thousand topics
+-- holds 16 locks at most, not ten thousand (the server's lock table is bounded).
 CREATE OR REPLACE FUNCTION eventstream_before_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -63,7 +65,7 @@ BEGIN
         END IF;
         RETURN NEW;
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(1702262132, hashtext(NEW.topic));
+    PERFORM pg_advisory_xact_lock_shared(1702262133, hashtext(NEW.topic) & 15);
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         -- A snapshot older than a finish must not miss it: locking the topic's row fails
         -- this transaction (serialization failure, retry it) if a finish changed it since.
@@ -107,7 +109,7 @@ DECLARE
     new_xid xid8;
     new_seq bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(1702262132, hashtext(p_topic));
+    PERFORM pg_advisory_xact_lock(1702262133, hashtext(p_topic) & 15);
     SELECT end_xid::text || '-' || end_seq INTO end_at
         FROM eventstream_topics WHERE topic = p_topic AND end_xid IS NOT NULL;
     IF end_at IS NOT NULL THEN
