@@ -83,8 +83,10 @@ impl PostgresLogBuilder {
     }
 
     /// The longest [`connect`](PostgresLogBuilder::connect) (or
-    /// [`connect_logs`](PostgresLogBuilder::connect_logs)) and each reconnect attempt may
-    /// take (default 5 s).
+    /// [`connect_logs`](PostgresLogBuilder::connect_logs)) and each reconnect attempt of the
+    /// reader may take (default 5 s). An append or a read that finds the shared connection
+    /// broken connects again within its own command timeout, so that it fails fast while
+    /// PostgreSQL is away.
     pub fn connect_timeout(mut self, limit: Duration) -> Self {
         self.connect_timeout = limit;
         self
@@ -153,6 +155,7 @@ impl PostgresLogBuilder {
             max_age: self.max_age,
             window: self.window,
             command_timeout: self.command_timeout,
+            connect_timeout: self.connect_timeout,
         };
         let (reader, following) = Reader::start(config, &settings).await?;
         Ok(PostgresLogs::new(prefix, link, settings, following, reader))

@@ -12,7 +12,7 @@ use super::error::{limited, PostgresLogError};
 use super::rows::{position, TopicRead};
 use super::{Inner, PostgresLog};
 use crate::log::remote::{
-    public_subscription, CatchUp, Entries, FetchFuture, Remote, StreamId, Subscribe, Window, FETCH_BATCH,
+    public_subscription, CatchUp, Entries, FetchFuture, Remote, StreamId, Window, FETCH_BATCH,
 };
 use crate::log::{fingerprint, AppendError, Appended, EventLog, StartPosition, SubscribeError};
 use crate::stats::LogCounters;
@@ -215,7 +215,7 @@ impl EventLog for PostgresLog {
     }
 
     fn check_cursor(&self, cursor: &LastEventId) -> Result<(), CursorError> {
-        parse_cursor(cursor).map(drop)
+        <Self as Remote>::parse_cursor(cursor).map(drop)
     }
 
     /// The live end is that of this process's window; the oldest event and the last `n` are
@@ -228,32 +228,19 @@ impl EventLog for PostgresLog {
         self.subscribe_at_start(start).await.map(PostgresSubscription)
     }
 
-    fn subscribe(
+    async fn subscribe(
         &self,
         cursor: Option<&LastEventId>,
-    ) -> impl Future<Output = Result<PostgresSubscription, SubscribeError<PostgresLogError>>> + Send {
-        let parsed = cursor.map(parse_cursor);
-        async move {
-            match parsed {
-                None => Ok(PostgresSubscription(self.subscribe_at_live_end())),
-                Some(Err(error)) => Err(SubscribeError::InvalidCursor(error)),
-                Some(Ok(cursor)) => self.subscribe_after(cursor).await.map(PostgresSubscription),
-            }
-        }
+    ) -> Result<PostgresSubscription, SubscribeError<PostgresLogError>> {
+        self.subscribe_with(cursor).await.map(PostgresSubscription)
     }
-}
-
-/// The position a client's cursor names.
-fn parse_cursor(cursor: &LastEventId) -> Result<StreamId, CursorError> {
-    StreamId::parse(cursor.as_str()).ok_or(CursorError::Unknown {
-        reason: "expected a position of this log, <transaction id>-<sequence>",
-    })
 }
 
 impl Remote for PostgresLog {
     type Error = PostgresLogError;
 
     const FUTURE_CURSOR: &'static str = "the position is further ahead than any transaction of this database";
+    const CURSOR_SHAPE: &'static str = "expected a position of this log, <transaction id>-<sequence>";
 
     fn window(&self) -> &Arc<Window> {
         &self.inner.window

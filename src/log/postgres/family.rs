@@ -63,6 +63,7 @@ pub(super) struct Settings {
     pub(super) max_age: Option<Duration>,
     pub(super) window: usize,
     pub(super) command_timeout: Duration,
+    pub(super) connect_timeout: Duration,
 }
 
 impl PostgresLogs {

@@ -106,6 +106,7 @@ pub(super) struct Reader {
     trim_threshold: u64,
     max_age_ms: Option<i64>,
     command_timeout: Duration,
+    connect_timeout: Duration,
     next_trim: Instant,
     pause: Duration,
 }
@@ -134,6 +135,7 @@ impl Reader {
                 .max_age
                 .map(|age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
             command_timeout: settings.command_timeout,
+            connect_timeout: settings.connect_timeout,
             next_trim: Instant::now() + TRIM_EVERY,
             pause: WAITING_PAUSE.0,
         };
@@ -149,7 +151,7 @@ impl Reader {
     async fn connect(&mut self) -> Result<(StreamId, u64), PostgresLogError> {
         let empty: Arc<str> = Arc::from("");
         let failed = |error| PostgresLogError::from_postgres("LISTEN", &empty, error);
-        let (session, head) = limited("LISTEN", &empty, self.command_timeout, async {
+        let (session, head) = limited("LISTEN", &empty, self.connect_timeout, async {
             let session = Session::open(&self.config, Some(Arc::clone(&self.heard)))
                 .await
                 .map_err(failed)?;

@@ -1,14 +1,12 @@
 //! [`RedisLog`] as an [`EventLog`]: appending, finishing, and subscribing (from the window
 //! when it holds the cursor, else from Redis).
 
-use std::future::Future;
 use std::time::Duration;
 
 use super::append::NewEntry;
 use super::script::Added;
 use super::{RedisLog, RedisLogError, RedisSubscription};
-use crate::log::remote::StreamId;
-use crate::log::remote::{CatchUp, Subscribe};
+use crate::log::remote::{CatchUp, Remote};
 use crate::log::{AppendError, Appended, EventLog, StartPosition, SubscribeError};
 use crate::{CursorError, Event, IdempotencyKey, LastEventId};
 
@@ -83,7 +81,7 @@ impl EventLog for RedisLog {
     }
 
     fn check_cursor(&self, cursor: &LastEventId) -> Result<(), CursorError> {
-        parse_cursor(cursor).map(drop)
+        <Self as Remote>::parse_cursor(cursor).map(drop)
     }
 
     /// The live end is that of this process's window; the oldest event and the last `n` are
@@ -96,25 +94,10 @@ impl EventLog for RedisLog {
         self.subscribe_at_start(start).await.map(RedisSubscription)
     }
 
-    fn subscribe(
+    async fn subscribe(
         &self,
         cursor: Option<&LastEventId>,
-    ) -> impl Future<Output = Result<RedisSubscription, SubscribeError<RedisLogError>>> + Send {
-        let parsed = cursor.map(parse_cursor);
-        async move {
-            let cursor = match parsed {
-                None => return Ok(RedisSubscription(self.subscribe_at_live_end())),
-                Some(Err(error)) => return Err(SubscribeError::InvalidCursor(error)),
-                Some(Ok(cursor)) => cursor,
-            };
-            self.subscribe_after(cursor).await.map(RedisSubscription)
-        }
+    ) -> Result<RedisSubscription, SubscribeError<RedisLogError>> {
+        self.subscribe_with(cursor).await.map(RedisSubscription)
     }
-}
-
-/// The stream id a client's cursor names.
-fn parse_cursor(cursor: &LastEventId) -> Result<StreamId, CursorError> {
-    StreamId::parse(cursor.as_str()).ok_or(CursorError::Unknown {
-        reason: "expected a Redis stream id, <milliseconds>-<sequence>",
-    })
 }

@@ -27,6 +27,7 @@ impl Remote for RedisLog {
     type Error = RedisLogError;
 
     const FUTURE_CURSOR: &'static str = "the id is later than the stream's newest entry and Redis's clock";
+    const CURSOR_SHAPE: &'static str = "expected a Redis stream id, <milliseconds>-<sequence>";
 
     fn window(&self) -> &Arc<Window> {
         &self.inner.window

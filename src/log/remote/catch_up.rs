@@ -7,7 +7,7 @@ use super::{
 };
 use crate::log::{ResumeOutcome, StartPosition, SubscribeError};
 use crate::measure::GapCause;
-use crate::CursorError;
+use crate::{CursorError, LastEventId};
 
 /// Subscribing where the window does not hold the start: written once for every remote log.
 pub(crate) trait CatchUp: Remote {
@@ -81,6 +81,19 @@ pub(crate) trait CatchUp: Remote {
             subscription.mode = subscription.start_fetch();
         }
         subscription
+    }
+
+    /// Subscribes a client with `cursor` (the live end without one): what a remote log's
+    /// `EventLog::subscribe` does.
+    async fn subscribe_with(
+        &self,
+        cursor: Option<&LastEventId>,
+    ) -> Result<RemoteSubscription<Self>, SubscribeError<Self::Error>> {
+        match cursor.map(Self::parse_cursor) {
+            None => Ok(self.subscribe_at_live_end()),
+            Some(Err(error)) => Err(SubscribeError::InvalidCursor(error)),
+            Some(Ok(cursor)) => self.subscribe_after(cursor).await,
+        }
     }
 
     /// Subscribes after `cursor`: from the window when it holds the cursor (no need to ask

@@ -18,12 +18,12 @@ mod window;
 
 pub(crate) use catch_up::CatchUp;
 pub(crate) use id::StreamId;
-pub(crate) use subscription::{public_subscription, RemoteSubscription, Subscribe};
+pub(crate) use subscription::{public_subscription, RemoteSubscription};
 pub(crate) use window::Window;
 
 use crate::log::ring::CountsSubscribers;
 use crate::stats::LogCounters;
-use crate::Event;
+use crate::{CursorError, Event, LastEventId};
 
 /// An entry of the log: its position, and the event, or `None` for a recorded gap.
 pub(crate) type Entry = (StreamId, Option<Event>);
@@ -93,6 +93,16 @@ pub(crate) trait Remote: CountsSubscribers + Clone + Send + Sync + Unpin + 'stat
 
     /// Why a cursor later than anything the store could have issued is refused.
     const FUTURE_CURSOR: &'static str;
+
+    /// Why a cursor that is not `<number>-<number>` is refused: what this log's ids are.
+    const CURSOR_SHAPE: &'static str;
+
+    /// The position a client's cursor names.
+    fn parse_cursor(cursor: &LastEventId) -> Result<StreamId, CursorError> {
+        StreamId::parse(cursor.as_str()).ok_or(CursorError::Unknown {
+            reason: Self::CURSOR_SHAPE,
+        })
+    }
 
     /// This process's window of the log.
     fn window(&self) -> &Arc<Window>;
