@@ -1,79 +1,5 @@
 //! [`PostgresLog`]: a PostgreSQL table as the event log shared by several processes, written
 //! to inside the application's own transactions (feature `postgres`).
-//!
-//! # How it works
-//!
-//! - **One table for every topic**, `eventstream_events` (see [`PostgresLogs::SCHEMA`]). An
-//!   application adds an event with a plain `INSERT` in its own transaction, from any client
-//!   (sqlx, tokio-postgres, diesel, `psql`); readers see it once that transaction commits,
-//!   and never if it rolls back. No second write, no outbox to relay: the order and its
-//!   event are one commit. [`EventLog::append`] does the same `INSERT` on its own.
-//! - **Positions.** Each row carries its transaction's id (`xid`, set by a trigger) and a
-//!   sequence number (`seq`); events are read in `(xid, seq)` order, and a row's position,
-//!   `<xid>-<seq>`, is its event id.
-//! - **Commit order is not id order.** Transaction A takes id 100, B takes 101; B commits
-//!   first. A reader that took B's row and moved its cursor past 101 would skip A's row when
-//!   A commits. So readers take a row only once every transaction with a smaller id has
-//!   ended: only rows whose `xid` is below the *horizon*, `pg_snapshot_xmin` of the reading
-//!   statement's own snapshot (every transaction with an id below it has committed or rolled
-//!   back, and every later transaction gets a greater id). Below the horizon the set of rows
-//!   is final, so a position handed to a client never has a row appear before it later.
-//!   The cost is latency: an event waits for every transaction that took its id earlier
-//!   (anywhere in the database cluster) to end. Keep writing transactions short, and set
-//!   `idle_in_transaction_session_timeout` so that a forgotten one cannot hold every
-//!   topic back.
-//! - **One reader per process and family.** [`PostgresLogBuilder::connect_logs`] opens a
-//!   [`PostgresLogs`]: every topic under one prefix, sharing one connection for appends and
-//!   reads, and one background task on a second connection. A trigger notifies
-//!   (`pg_notify('eventstream', '')`) once per committing transaction that added rows; the
-//!   reader listens (`LISTEN eventstream`) and then reads every topic's new rows in one query
-//!   after its position, up to the horizon, and puts them into the windows of the topics it
-//!   follows. What an append costs does not grow with the number of topics: one
-//!   notification, and one read per process. While committed rows wait behind the horizon
-//!   (their transaction ended but an older one is still open), the reader looks again after
-//!   2 ms, doubling up to 100 ms, since the older transaction may end without a
-//!   notification.
-//! - **Catching up.** A subscriber whose cursor is older than the window reads the missing
-//!   part from PostgreSQL (rows of its topic after the cursor, up to the horizon) and then
-//!   joins the window at its cursor.
-//! - **Trimming.** Every second the reader trims the topics that grew by an eighth of
-//!   [`max_len`](PostgresLogBuilder::max_len) since their last trim (keeping their newest
-//!   `max_len` rows) and, with [`max_age`](PostgresLogBuilder::max_age), removes older rows;
-//!   one instance at a time (`pg_try_advisory_xact_lock`). Each topic's *floor* in
-//!   `eventstream_topics` rises past what was removed.
-//! - **Gaps.** A cursor at or after its topic's floor resumes: every row after it is held. A
-//!   cursor before the floor is a gap, read on from the floor. A cursor naming a transaction
-//!   id that has not been given out yet comes from history the database lost (restored from
-//!   a backup): a gap too, so that a browser's stream survives the restore; one more than
-//!   2³¹ ids ahead (further than PostgreSQL lets ids be apart) was never issued by this
-//!   database: refused with [`SubscribeError::InvalidCursor`] (`400`). When the reader
-//!   finds, on reconnecting, that the database's ids are behind its position, every window
-//!   starts over from the newest row and its subscribers hear a gap.
-//! - **The end.** [`EventLog::finish`] (or `SELECT eventstream_finish('<topic>')` from any
-//!   program) adds the topic's end row and records the end in `eventstream_topics`, under an
-//!   exclusive advisory lock that every insert of the topic takes shared (one of 16, by a
-//!   hash of the topic, so that a transaction writing to any number of topics holds 16 locks
-//!   at most): the end waits for every transaction adding to the topic, and takes its own
-//!   transaction id after them, so it is ordered after every event of the topic. Inserts after it fail (`SQLSTATE ES001`;
-//!   a transaction at `REPEATABLE READ` or above whose snapshot is older than the end fails
-//!   with a serialization failure and, retried, with `ES001`).
-//! - **Faults.** When PostgreSQL goes away the reader retries with backoff and reconnects,
-//!   keeping its position; subscribers stay connected (their keep-alives go on) and receive
-//!   what was committed meanwhile once it is back. An append while PostgreSQL is down fails
-//!   within the command timeout.
-//!
-//! # Publishing from your own transaction
-//!
-//! ```sql
-//! BEGIN;
-//! UPDATE orders SET state = 'shipped' WHERE id = 17;
-//! INSERT INTO eventstream_events (topic, name, data) VALUES ('orders:17', 'shipped', '{"id":17}');
-//! COMMIT;
-//! ```
-//!
-//! Columns: `topic` (the family's prefix and the topic's name), `name` (the SSE event name,
-//! `NULL` for the default `message`), `data` (`NULL` for an event without data), `retry_ms`,
-//! `comment`. Leave `xid`, `seq`, `kind` and `added` to their defaults.
 
 use std::fmt;
 use std::sync::Arc;
@@ -111,8 +37,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An event log on a topic of a PostgreSQL table, shared by every process that connects to
 /// the same database: a client can reconnect to any instance behind a load balancer and
-/// resume with `Last-Event-ID`. Applications add events in their own transactions; see the
-/// [module's documentation](self) for the schema and how commit order is handled.
+/// resume with `Last-Event-ID`. Applications add events in their own transactions.
 ///
 /// Event ids are `<xid>-<seq>` positions. Each process runs one reader task that feeds a
 /// local window per topic, so local subscribers cost PostgreSQL nothing while they keep up.
@@ -132,6 +57,80 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// println!("stored as {}", stored.id().unwrap());
 /// # Ok(()) }
 /// ```
+///
+/// # How it works
+///
+/// - **One table for every topic**, `eventstream_events` (see [`PostgresLogs::SCHEMA`]). An
+///   application adds an event with a plain `INSERT` in its own transaction, from any client
+///   (sqlx, tokio-postgres, diesel, `psql`); readers see it once that transaction commits,
+///   and never if it rolls back. No second write, no outbox to relay: the order and its
+///   event are one commit. [`EventLog::append`] does the same `INSERT` on its own.
+/// - **Positions.** Each row carries its transaction's id (`xid`, set by a trigger) and a
+///   sequence number (`seq`); events are read in `(xid, seq)` order, and a row's position,
+///   `<xid>-<seq>`, is its event id.
+/// - **Commit order is not id order.** Transaction A takes id 100, B takes 101; B commits
+///   first. A reader that took B's row and moved its cursor past 101 would skip A's row when
+///   A commits. So readers take a row only once every transaction with a smaller id has
+///   ended: only rows whose `xid` is below the *horizon*, `pg_snapshot_xmin` of the reading
+///   statement's own snapshot (every transaction with an id below it has committed or rolled
+///   back, and every later transaction gets a greater id). Below the horizon the set of rows
+///   is final, so a position handed to a client never has a row appear before it later.
+///   The cost is latency: an event waits for every transaction that took its id earlier
+///   (anywhere in the database cluster) to end. Keep writing transactions short, and set
+///   `idle_in_transaction_session_timeout` so that a forgotten one cannot hold every
+///   topic back.
+/// - **One reader per process and family.** [`PostgresLogBuilder::connect_logs`] opens a
+///   [`PostgresLogs`]: every topic under one prefix, sharing one connection for appends and
+///   reads, and one background task on a second connection. A trigger notifies
+///   (`pg_notify('eventstream', '')`) once per committing transaction that added rows; the
+///   reader listens (`LISTEN eventstream`) and then reads every topic's new rows in one query
+///   after its position, up to the horizon, and puts them into the windows of the topics it
+///   follows. What an append costs does not grow with the number of topics: one
+///   notification, and one read per process. While committed rows wait behind the horizon
+///   (their transaction ended but an older one is still open), the reader looks again after
+///   2 ms, doubling up to 100 ms, since the older transaction may end without a
+///   notification.
+/// - **Catching up.** A subscriber whose cursor is older than the window reads the missing
+///   part from PostgreSQL (rows of its topic after the cursor, up to the horizon) and then
+///   joins the window at its cursor.
+/// - **Trimming.** Every second the reader trims the topics that grew by an eighth of
+///   [`max_len`](PostgresLogBuilder::max_len) since their last trim (keeping their newest
+///   `max_len` rows) and, with [`max_age`](PostgresLogBuilder::max_age), removes older rows;
+///   one instance at a time (`pg_try_advisory_xact_lock`). Each topic's *floor* in
+///   `eventstream_topics` rises past what was removed.
+/// - **Gaps.** A cursor at or after its topic's floor resumes: every row after it is held. A
+///   cursor before the floor is a gap, read on from the floor. A cursor naming a transaction
+///   id that has not been given out yet comes from history the database lost (restored from
+///   a backup): a gap too, so that a browser's stream survives the restore; one more than
+///   2³¹ ids ahead (further than PostgreSQL lets ids be apart) was never issued by this
+///   database: refused with [`SubscribeError::InvalidCursor`] (`400`). When the reader
+///   finds, on reconnecting, that the database's ids are behind its position, every window
+///   starts over from the newest row and its subscribers hear a gap.
+/// - **The end.** [`EventLog::finish`] (or `SELECT eventstream_finish('<topic>')` from any
+///   program) adds the topic's end row and records the end in `eventstream_topics`, under an
+///   exclusive advisory lock that every insert of the topic takes shared (one of 16, by a
+///   hash of the topic, so that a transaction writing to any number of topics holds 16 locks
+///   at most): the end waits for every transaction adding to the topic, and takes its own
+///   transaction id after them, so it is ordered after every event of the topic. Inserts after it fail (`SQLSTATE ES001`;
+///   a transaction at `REPEATABLE READ` or above whose snapshot is older than the end fails
+///   with a serialization failure and, retried, with `ES001`).
+/// - **Faults.** When PostgreSQL goes away the reader retries with backoff and reconnects,
+///   keeping its position; subscribers stay connected (their keep-alives go on) and receive
+///   what was committed meanwhile once it is back. An append while PostgreSQL is down fails
+///   within the command timeout.
+///
+/// # Publishing from your own transaction
+///
+/// ```sql
+/// BEGIN;
+/// UPDATE orders SET state = 'shipped' WHERE id = 17;
+/// INSERT INTO eventstream_events (topic, name, data) VALUES ('orders:17', 'shipped', '{"id":17}');
+/// COMMIT;
+/// ```
+///
+/// Columns: `topic` (the family's prefix and the topic's name), `name` (the SSE event name,
+/// `NULL` for the default `message`), `data` (`NULL` for an event without data), `retry_ms`,
+/// `comment`. Leave `xid`, `seq`, `kind` and `added` to their defaults.
 #[derive(Clone)]
 pub struct PostgresLog {
     inner: Arc<Inner>,
