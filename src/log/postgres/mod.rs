@@ -179,18 +179,14 @@ impl PostgresLog {
     /// The newest position this process's reader has reached: a client that resumes from it
     /// receives what is committed afterwards.
     pub fn position(&self) -> EventId {
-        self.inner.window.lock().end.event_id()
+        self.inner.window.position()
     }
 
     /// A snapshot of this process's side of the log (see [`LogStats`]).
     pub fn stats(&self) -> LogStats {
-        let (held, end) = {
-            let window = self.inner.window.lock();
-            (window.ring.len(), window.end)
-        };
         self.inner
-            .counters
-            .snapshot(self.subscriber_count(), held, end.event_id())
+            .window
+            .stats(&self.inner.counters, self.subscriber_count())
     }
 }
 

@@ -24,29 +24,31 @@ pub(super) const GAP: &str =
 /// The end: `(topic)` → the end's position, `<xid>-<seq>`.
 pub(super) const FINISH: &str = "SELECT eventstream_finish($1)";
 
-/// A topic's rows after a cursor, with its floor and end: `(topic, cursor xid, cursor seq,
-/// limit)` → one row per event (none: a single row of NULL event columns), each with
-/// `(horizon, next xid, floor xid, floor seq, end xid, end seq)` first.
-pub(super) const FETCH: &str = "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon, \
-            pg_snapshot_xmax(pg_current_snapshot()) AS next) \
-     SELECT s.horizon::text, s.next::text, t.floor_xid::text, t.floor_seq, t.end_xid::text, t.end_seq, \
-            e.xid::text, e.seq, e.kind, e.name, e.data, e.retry_ms, e.comment \
-     FROM s LEFT JOIN eventstream_topics t ON t.topic = $1 \
-     LEFT JOIN LATERAL (SELECT xid, seq, kind, name, data, retry_ms, comment FROM eventstream_events \
-         WHERE topic = $1 AND (xid, seq) > ($2::text::xid8, $3) AND xid < s.horizon \
-         ORDER BY xid, seq LIMIT $4) e ON true \
-     ORDER BY e.xid, e.seq";
+/// A read of one topic's rows (`rows` picks and orders them), with the topic's floor and end:
+/// one row per event (none: a single row of NULL event columns), each with `(horizon, next
+/// xid, floor xid, floor seq, end xid, end seq)` first.
+macro_rules! topic_read {
+    ($rows:literal) => {
+        concat!(
+            "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon, ",
+            "pg_snapshot_xmax(pg_current_snapshot()) AS next) ",
+            "SELECT s.horizon::text, s.next::text, t.floor_xid::text, t.floor_seq, t.end_xid::text, t.end_seq, ",
+            "e.xid::text, e.seq, e.kind, e.name, e.data, e.retry_ms, e.comment ",
+            "FROM s LEFT JOIN eventstream_topics t ON t.topic = $1 ",
+            "LEFT JOIN LATERAL (SELECT xid, seq, kind, name, data, retry_ms, comment FROM eventstream_events ",
+            "WHERE topic = $1 AND xid < s.horizon ",
+            $rows,
+            ") e ON true ORDER BY e.xid, e.seq"
+        )
+    };
+}
 
-/// A topic's newest rows, as [`FETCH`] answers: `(topic, limit)`.
-pub(super) const NEWEST: &str = "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon, \
-            pg_snapshot_xmax(pg_current_snapshot()) AS next) \
-     SELECT s.horizon::text, s.next::text, t.floor_xid::text, t.floor_seq, t.end_xid::text, t.end_seq, \
-            e.xid::text, e.seq, e.kind, e.name, e.data, e.retry_ms, e.comment \
-     FROM s LEFT JOIN eventstream_topics t ON t.topic = $1 \
-     LEFT JOIN LATERAL (SELECT xid, seq, kind, name, data, retry_ms, comment FROM eventstream_events \
-         WHERE topic = $1 AND xid < s.horizon \
-         ORDER BY xid DESC, seq DESC LIMIT $2) e ON true \
-     ORDER BY e.xid, e.seq";
+/// A topic's rows after a cursor: `(topic, cursor xid, cursor seq, limit)`.
+pub(super) const FETCH: &str =
+    topic_read!("AND (xid, seq) > ($2::text::xid8, $3) ORDER BY xid, seq LIMIT $4");
+
+/// A topic's newest rows: `(topic, limit)`.
+pub(super) const NEWEST: &str = topic_read!("ORDER BY xid DESC, seq DESC LIMIT $2");
 
 /// A topic's end, if it is finished: `(topic)` → `(xid, seq)`.
 pub(super) const TOPIC_END: &str = "SELECT end_xid::text, end_seq FROM eventstream_topics \

@@ -282,7 +282,7 @@ impl RedisLog {
     /// The newest position this process's reader has reached: a client that resumes from it
     /// receives what is appended afterwards.
     pub fn position(&self) -> EventId {
-        self.inner.window.lock().end.event_id()
+        self.inner.window.position()
     }
 
     /// Whether the stream is finished ([`EventLog::finish`]: its newest entry is the end),
@@ -298,13 +298,9 @@ impl RedisLog {
     /// appends, recorded gaps and reported gaps of this process. What other processes did
     /// is Redis's to tell (`XINFO STREAM`).
     pub fn stats(&self) -> LogStats {
-        let (held, end) = {
-            let window = self.inner.window.lock();
-            (window.ring.len(), window.end)
-        };
         self.inner
-            .counters
-            .snapshot(self.subscriber_count(), held, end.event_id())
+            .window
+            .stats(&self.inner.counters, self.subscriber_count())
     }
 }
 

@@ -9,7 +9,8 @@ use tokio::sync::Notify;
 
 use super::{Entry, StreamId};
 use crate::log::ring::{Lock, Ring, RingEntry};
-use crate::Event;
+use crate::stats::{LogCounters, LogStats};
+use crate::{Event, EventId};
 
 /// The events this process has read, shared by its subscribers.
 pub(crate) struct Window {
@@ -165,6 +166,21 @@ impl Window {
             state.end = end;
             state.finished = Some(end);
         }
+    }
+
+    /// The newest position read: a client that resumes from it receives what comes next.
+    pub(crate) fn position(&self) -> EventId {
+        self.lock().end.event_id()
+    }
+
+    /// The log's stats as this process sees them: its window, its subscribers, what it
+    /// appended, recorded and reported.
+    pub(crate) fn stats(&self, counters: &LogCounters, subscribers: usize) -> LogStats {
+        let (held, end) = {
+            let state = self.lock();
+            (state.ring.len(), state.end)
+        };
+        counters.snapshot(subscribers, held, end.event_id())
     }
 
     /// Wakes every subscriber waiting for the window to change.
