@@ -120,6 +120,9 @@ impl EventLog for PostgresLog {
         let inner = &self.inner;
         let (name, data, retry_ms, comment) = columns(&event);
         let params: [&(dyn ToSql + Sync); 5] = [&&*inner.topic, &name, &data, &retry_ms, &comment];
+        // Until its answer comes, the reader holds a busy window's wake-up if entries keep
+        // coming.
+        let _appending = inner.window.appending();
         let added = inner
             .query("append", |s| &s.append, &params)
             .await
@@ -157,6 +160,7 @@ impl EventLog for PostgresLog {
             &retry_ms,
             &comment,
         ];
+        let _appending = inner.window.appending();
         let rows = match inner.query("append", |s| &s.append_once, &params).await {
             Ok(rows) => rows,
             Err(error) if error.is_finished() => return Err(AppendError::Finished),

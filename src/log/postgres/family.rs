@@ -12,7 +12,7 @@ use super::reader::Following;
 use super::rows::position;
 use super::{sql, Inner, PostgresLog};
 use crate::log::remote::{AbortOnDrop, Window};
-use crate::log::ring::{Lock, SubscriberCount};
+use crate::log::ring::Lock;
 
 /// A family of [`PostgresLog`]s: one per topic under a prefix (one per room, user or
 /// tenant), all rows of one table, sharing one connection and one reader in this process.
@@ -133,7 +133,6 @@ impl PostgresLogs {
                 link: Arc::clone(&family.link),
                 window,
                 command_timeout: family.settings.command_timeout,
-                subscribers: SubscriberCount::default(),
                 counters: Default::default(),
                 family: Arc::clone(family),
             });

@@ -2,6 +2,7 @@
 //! made again when it breaks, and a listening session that hears notifications.
 
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,29 @@ use crate::log::ring::Lock;
 
 /// The channel the schema's trigger notifies on every commit that added rows.
 pub(super) const CHANNEL: &str = "eventstream";
+
+/// What the listening connection heard.
+#[derive(Default)]
+pub(super) struct Heard {
+    /// Notified (a stored permit) on every notification.
+    pub(super) notify: Notify,
+    /// The greatest transaction id the notifications named (the schema's trigger sends the
+    /// committing transaction's); anything else counts as the greatest possible.
+    newest: AtomicU64,
+}
+
+impl Heard {
+    fn heard(&self, payload: &str) {
+        let xid = payload.parse().unwrap_or(u64::MAX);
+        self.newest.fetch_max(xid, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    /// The greatest transaction id heard of.
+    pub(super) fn newest(&self) -> u64 {
+        self.newest.load(Ordering::Acquire)
+    }
+}
 
 /// A connection and the crate's statements, prepared on it once.
 pub(super) struct Session {
@@ -31,11 +55,11 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// Connects and prepares the statements; `heard` (if any) is notified on every
-    /// notification, and once more when the connection ends.
+    /// Connects and prepares the statements; `heard` (if any) hears every notification, and
+    /// is notified once more when the connection ends.
     pub(super) async fn open(
         config: &Config,
-        heard: Option<Arc<Notify>>,
+        heard: Option<Arc<Heard>>,
     ) -> Result<Session, tokio_postgres::Error> {
         let (client, mut connection) = config.connect(NoTls).await?;
         // The connection's messages: notifications wake `heard`; the rest (notices) are the
@@ -44,15 +68,15 @@ impl Session {
             loop {
                 let message = poll_fn(|cx| connection.poll_message(cx)).await;
                 match message {
-                    Some(Ok(AsyncMessage::Notification(_))) => {
+                    Some(Ok(AsyncMessage::Notification(notification))) => {
                         if let Some(heard) = &heard {
-                            heard.notify_one();
+                            heard.heard(notification.payload());
                         }
                     }
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => {
                         if let Some(heard) = &heard {
-                            heard.notify_one();
+                            heard.notify.notify_one();
                         }
                         return;
                     }

@@ -11,15 +11,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_postgres::Config;
 
 use super::error::{limited, PostgresLogError};
 use super::family::Settings;
-use super::link::{Session, CHANNEL};
+use super::link::{Heard, Session, CHANNEL};
 use super::rows::{self, item_at};
-use crate::log::remote::{AbortOnDrop, Entry, Item, StreamId, Window};
+use crate::log::remote::{AbortOnDrop, Entry, Item, Streaks, StreamId, Window};
 use crate::log::ring::Lock;
 
 /// Rows the reader takes per query.
@@ -100,7 +99,13 @@ pub(super) struct Reader {
     config: Config,
     following: Arc<Following>,
     /// Notified on every notification, and when the listening connection ends.
-    heard: Arc<Notify>,
+    heard: Arc<Heard>,
+    /// The horizon of the last read: every transaction with a smaller id had ended.
+    read_horizon: u64,
+    /// Whether the next round reads (not when all it heard of was seen by the last read).
+    read_next: bool,
+    /// The windows whose wake-ups are held while entries keep coming.
+    streaks: Streaks,
     session: Option<Session>,
     keep: Option<i64>,
     trim_threshold: u64,
@@ -117,7 +122,7 @@ impl Reader {
         config: Config,
         settings: &Settings,
     ) -> Result<(AbortOnDrop, Arc<Following>), PostgresLogError> {
-        let heard = Arc::new(Notify::new());
+        let heard = Arc::new(Heard::default());
         let mut reader = Reader {
             config,
             following: Arc::new(Following {
@@ -128,6 +133,9 @@ impl Reader {
                 seen: Lock::new(HashMap::new()),
             }),
             heard,
+            read_horizon: 0,
+            read_next: true,
+            streaks: Streaks::default(),
             session: None,
             keep: settings.max_len.map(|len| i64::try_from(len).unwrap_or(i64::MAX)),
             trim_threshold: settings.max_len.map_or(u64::MAX, |len| (len as u64 / 8).max(1)),
@@ -139,16 +147,16 @@ impl Reader {
             next_trim: Instant::now() + TRIM_EVERY,
             pause: WAITING_PAUSE.0,
         };
-        let (start, _) = reader.connect().await?;
+        let (start, _, _) = reader.connect().await?;
         reader.following.state.lock().position = start;
         let following = Arc::clone(&reader.following);
         let task = tokio::spawn(reader.run());
         Ok((AbortOnDrop(task.abort_handle()), following))
     }
 
-    /// Opens the listening session; returns the newest position before the horizon, and the
-    /// next transaction id.
-    async fn connect(&mut self) -> Result<(StreamId, u64), PostgresLogError> {
+    /// Opens the listening session; returns the newest position before the horizon, the next
+    /// transaction id, and whether the reader's position still holds (see [`HEAD`](super::sql::HEAD)).
+    async fn connect(&mut self) -> Result<(StreamId, u64, bool), PostgresLogError> {
         let empty: Arc<str> = Arc::from("");
         let failed = |error| PostgresLogError::from_postgres("LISTEN", &empty, error);
         let (session, head) = limited("LISTEN", &empty, self.connect_timeout, async {
@@ -160,9 +168,12 @@ impl Reader {
                 .batch_execute(&format!("LISTEN {CHANNEL}"))
                 .await
                 .map_err(failed)?;
+            let at = self.following.state.lock().position;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                [&at.major.to_string(), &i64::try_from(at.seq).unwrap_or(i64::MAX)];
             let head = session
                 .client
-                .query_one(&session.head, &[])
+                .query_one(&session.head, &params)
                 .await
                 .map_err(failed)?;
             Ok::<_, PostgresLogError>((session, head))
@@ -175,18 +186,22 @@ impl Reader {
             .parse::<u64>()
             .map_err(|_| unexpected(format!("not a transaction id: {next:?}")))?;
         let newest = rows::position_at(&head, 1).map_err(unexpected)?;
-        Ok((newest.unwrap_or(StreamId::ZERO), next))
+        let held: bool = head.try_get(3).map_err(|error| unexpected(error.to_string()))?;
+        Ok((newest.unwrap_or(StreamId::ZERO), next, held))
     }
 
     /// After connecting again: if the database's transaction ids are now behind the reader's
-    /// position, its history was rewound (a restore from a backup, a failover to a replica
-    /// that lagged); every window starts over from the newest row, and its subscribers hear
-    /// a gap rather than wait for ids that will not come in order.
-    fn rewound(&self, newest: StreamId, next: u64) {
+    /// position, or the row at its position is gone without a trim, its history was rewound
+    /// (a restore from a backup, a failover to a replica that lagged); every window starts
+    /// over from the newest row, and its subscribers hear a gap rather than wait for ids that
+    /// will not come in order.
+    fn rewound(&mut self, newest: StreamId, next: u64, held: bool) {
         let mut state = self.following.state.lock();
-        if state.position.major < next {
+        if state.position.major < next && held {
             return;
         }
+        // Notifications name the new history's transactions: none was seen yet.
+        self.read_horizon = 0;
         crate::trace::warn_event!(
             "event log reader found the database behind its position; starting over",
             position = %state.position,
@@ -204,6 +219,8 @@ impl Reader {
             match self.round().await {
                 Ok(()) => backoff = READER_BACKOFF.0,
                 Err(error) => {
+                    self.streaks.wake_all();
+                    self.read_next = true;
                     crate::trace::warn_event!("event log reader failed; retrying", error = %error);
                     tokio::time::sleep(crate::random::jittered(backoff)).await;
                     backoff = (backoff * 2).min(READER_BACKOFF.1);
@@ -213,8 +230,9 @@ impl Reader {
     }
 
     /// Reads what is new (connecting again first if the listening session broke), trims if
-    /// due, then waits for a notification.
+    /// due, then waits for a notification (or for held wake-ups to come due).
     async fn round(&mut self) -> Result<(), PostgresLogError> {
+        let mut read = std::mem::replace(&mut self.read_next, true);
         if self
             .session
             .as_ref()
@@ -223,29 +241,42 @@ impl Reader {
             self.session = None;
             // Notifications may have been lost meanwhile: the read below takes whatever
             // came after the position.
-            let (newest, next) = self.connect().await?;
-            self.rewound(newest, next);
+            let (newest, next, held) = self.connect().await?;
+            self.rewound(newest, next, held);
+            read = true;
         }
-        let waiting = loop {
-            let (full, waiting) = self.read().await?;
-            if !full {
-                break waiting;
-            }
-        };
+        let mut waiting = false;
+        while read {
+            let full;
+            (full, waiting) = self.read().await?;
+            self.streaks.wake_due(Instant::now());
+            read = full;
+        }
         if Instant::now() >= self.next_trim {
             self.next_trim = Instant::now() + TRIM_EVERY;
             self.trim_due().await;
         }
-        let heard = self.heard.notified();
-        if waiting {
-            // Committed rows wait behind an open transaction, which may end without a
-            // notification: look again soon, a little later each time.
-            let _ = tokio::time::timeout(self.pause, heard).await;
-            self.pause = (self.pause * 2).min(WAITING_PAUSE.1);
+        // Committed rows waiting behind an open transaction, which may end without a
+        // notification: look again soon, a little later each time.
+        let mut until = if waiting {
+            Instant::now() + self.pause
         } else {
-            self.pause = WAITING_PAUSE.0;
-            let _ = tokio::time::timeout_at(self.next_trim, heard).await;
+            self.next_trim
+        };
+        if let Some(due) = self.streaks.due() {
+            until = until.min(due);
         }
+        let notified = tokio::time::timeout_at(until, self.heard.notify.notified())
+            .await
+            .is_ok();
+        self.pause = match (waiting, notified) {
+            (true, false) => (self.pause * 2).min(WAITING_PAUSE.1),
+            _ => WAITING_PAUSE.0,
+        };
+        // A notification about transactions that had all ended before the last read began
+        // brings nothing that read did not see.
+        self.read_next = !notified || waiting || self.heard.newest() >= self.read_horizon;
+        self.streaks.wake_due(Instant::now());
         Ok(())
     }
 
@@ -270,12 +301,20 @@ impl Reader {
         })
         .await?;
         let unexpected = |detail: String| PostgresLogError::unexpected("read", &empty, detail);
-        let waiting = match rows.first() {
-            Some(row) => row
-                .try_get::<_, bool>(1)
-                .map_err(|error| unexpected(error.to_string()))?,
-            None => false,
+        let (horizon, waiting) = match rows.first() {
+            Some(row) => {
+                let horizon: &str = row.try_get(0).map_err(|error| unexpected(error.to_string()))?;
+                let horizon = horizon
+                    .parse::<u64>()
+                    .map_err(|_| unexpected(format!("not a transaction id: {horizon:?}")))?;
+                let waiting = row
+                    .try_get::<_, bool>(1)
+                    .map_err(|error| unexpected(error.to_string()))?;
+                (horizon, waiting)
+            }
+            None => (self.read_horizon, false),
         };
+        self.read_horizon = horizon;
         let mut by_topic: HashMap<&str, (Vec<Entry>, Option<StreamId>)> = HashMap::new();
         let mut last = None;
         for row in &rows {
@@ -309,14 +348,16 @@ impl Reader {
             let mut state = self.following.state.lock();
             for (topic, (entries, end)) in by_topic.iter_mut() {
                 if let Some(window) = state.windows.get(*topic).and_then(Weak::upgrade) {
+                    let got = entries.len() + usize::from(end.is_some());
                     window.extend(std::mem::take(entries), *end);
-                    fed.push(window);
+                    fed.push((window, got));
                 }
             }
             state.position = last;
         }
-        for window in fed {
-            window.wake();
+        let now = Instant::now();
+        for (window, got) in fed {
+            self.streaks.fed(window, got, now);
         }
         Ok((full, waiting))
     }

@@ -82,11 +82,12 @@ END
 $$;
 
 -- One notification per committing transaction that added rows (PostgreSQL folds equal
--- notifications of a transaction into one), whatever the topics: readers then read.
+-- notifications of a transaction into one), whatever the topics, naming the transaction:
+-- readers then read, unless their last read already saw it.
 CREATE OR REPLACE FUNCTION eventstream_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('eventstream', '');
+    PERFORM pg_notify('eventstream', pg_current_xact_id()::text);
     RETURN NULL;
 END
 $$;

@@ -59,17 +59,22 @@ pub(super) const TOPIC_END: &str = "SELECT end_xid::text, end_seq FROM eventstre
 /// `waiting` tells that committed rows wait behind the horizon (an older transaction is still
 /// open), so that the reader looks again without a notification.
 pub(super) const READ_ALL: &str = "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
-     SELECT s.horizon::text, EXISTS (SELECT 1 FROM eventstream_events w WHERE w.xid >= s.horizon), \
+     SELECT s.horizon::text, \
+            (SELECT w.xid FROM eventstream_events w WHERE w.xid >= s.horizon ORDER BY w.xid LIMIT 1) IS NOT NULL, \
             e.topic, e.xid::text, e.seq, e.kind, e.name, e.data, e.retry_ms, e.comment \
      FROM s LEFT JOIN LATERAL (SELECT topic, xid, seq, kind, name, data, retry_ms, comment \
          FROM eventstream_events WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < s.horizon \
          ORDER BY xid, seq LIMIT $3) e ON true \
      ORDER BY e.xid, e.seq";
 
-/// Where the reader starts: `(next xid, xid, seq)` of the newest row before the horizon
-/// (NULL `xid` and `seq`: no row). A reader whose position is at or after the next xid finds
-/// the database's history rewound (restored from a backup, say).
-pub(super) const HEAD: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text, h.xid::text, h.seq \
+/// Where the reader starts, and whether its position `(xid, seq)` still holds: `(next xid,
+/// xid, seq of the newest row before the horizon (NULL: no row), held)`. The position holds
+/// when its row is there or a topic's floor has passed it (trimmed); a reader whose position
+/// does not hold, or is at or after the next xid, finds the database's history rewound
+/// (restored from a backup, say).
+pub(super) const HEAD: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text, h.xid::text, h.seq, \
+            ($2::bigint = 0 OR EXISTS (SELECT 1 FROM eventstream_events WHERE xid = $1::text::xid8 AND seq = $2) \
+             OR EXISTS (SELECT 1 FROM eventstream_topics WHERE (floor_xid, floor_seq) >= ($1::text::xid8, $2))) \
      FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT xid, seq FROM eventstream_events \
          WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid DESC, seq DESC LIMIT 1) h ON true";
 

@@ -15,7 +15,7 @@ use super::{Inner, RedisLog};
 use crate::log::remote::AbortOnDrop;
 use crate::log::remote::StreamId;
 use crate::log::remote::Window;
-use crate::log::ring::{Lock, SubscriberCount};
+use crate::log::ring::Lock;
 
 /// A family of [`RedisLog`]s: one per stream key under a prefix (one per topic, room or
 /// tenant), all sharing one Redis connection and one reader in this process.
@@ -146,7 +146,6 @@ impl RedisLogs {
             max_len: family.settings.max_len,
             max_age: family.settings.max_age,
             command_timeout: timeout,
-            subscribers: SubscriberCount::default(),
             counters: Default::default(),
             family: Arc::clone(family),
         });

@@ -244,7 +244,6 @@ struct Inner {
     max_len: usize,
     max_age: Option<Duration>,
     command_timeout: Duration,
-    subscribers: SubscriberCount,
     /// What this process appended, recorded and reported.
     counters: LogCounters,
     /// Keeps the family's reader running; forgets this key when dropped.
@@ -276,7 +275,7 @@ impl RedisLog {
 
     /// The number of live subscriptions in this process.
     pub fn subscriber_count(&self) -> usize {
-        self.inner.subscribers.get()
+        self.inner.window.subscribers.get()
     }
 
     /// The newest position this process's reader has reached: a client that resumes from it
@@ -306,7 +305,7 @@ impl RedisLog {
 
 impl CountsSubscribers for RedisLog {
     fn subscriber_count_cell(&self) -> &SubscriberCount {
-        &self.inner.subscribers
+        &self.inner.window.subscribers
     }
 }
 

@@ -13,11 +13,15 @@ use std::time::Duration;
 
 mod catch_up;
 mod id;
+#[cfg(feature = "postgres")]
+mod streak;
 mod subscription;
 mod window;
 
 pub(crate) use catch_up::CatchUp;
 pub(crate) use id::StreamId;
+#[cfg(feature = "postgres")]
+pub(crate) use streak::Streaks;
 pub(crate) use subscription::{public_subscription, RemoteSubscription};
 pub(crate) use window::Window;
 

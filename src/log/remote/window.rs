@@ -1,14 +1,13 @@
 //! The local window: the events this process's reader has read, a ring shared by its
 //! subscribers (the same ring and wake-up as [`MemoryLog`](crate::MemoryLog)'s).
 
-#[cfg(feature = "redis")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 use tokio::sync::Notify;
 
 use super::{Entry, StreamId};
-use crate::log::ring::{Lock, Ring, RingEntry};
+use crate::log::ring::{Lock, Ring, RingEntry, SubscriberCount};
 use crate::stats::{LogCounters, LogStats};
 use crate::{Event, EventId};
 
@@ -19,15 +18,14 @@ pub(crate) struct Window {
     pub(crate) capacity: usize,
     /// Appends of this process to the key that are on their way: the reader expects their
     /// entries (see the Redis reader's `hold`).
-    #[cfg(feature = "redis")]
     appending: AtomicUsize,
+    /// The live subscriptions of the log in this process.
+    pub(crate) subscribers: SubscriberCount,
 }
 
 /// An append of this process on its way to the window's key, counted while it lives.
-#[cfg(feature = "redis")]
 pub(crate) struct Appending<'a>(&'a Window);
 
-#[cfg(feature = "redis")]
 impl Drop for Appending<'_> {
     fn drop(&mut self) {
         self.0.appending.fetch_sub(1, Ordering::AcqRel);
@@ -99,13 +97,12 @@ impl Window {
             }),
             wake: Arc::new(Notify::new()),
             capacity,
-            #[cfg(feature = "redis")]
             appending: AtomicUsize::new(0),
+            subscribers: SubscriberCount::default(),
         }
     }
 
     /// Counts an append until the returned guard is dropped (its answer came, or it failed).
-    #[cfg(feature = "redis")]
     pub(crate) fn appending(&self) -> Appending<'_> {
         self.appending.fetch_add(1, Ordering::AcqRel);
         Appending(self)
@@ -113,7 +110,6 @@ impl Window {
 
     /// Whether an append of this process is on its way (its entry may be in the stream
     /// already).
-    #[cfg(feature = "redis")]
     pub(crate) fn expects_appends(&self) -> bool {
         self.appending.load(Ordering::Acquire) > 0
     }
