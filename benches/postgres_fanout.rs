@@ -504,7 +504,7 @@ async fn log_backends(admin: &Client, exclude: &[u32]) -> (Option<u32>, Option<u
         if query.starts_with("INSERT INTO eventstream_events") {
             appends = Some(pid as u32);
         } else if query.contains("eventstream_trim")
-            || (query.contains("EXISTS") && query.contains("pg_snapshot_xmin"))
+            || (query.contains("w.xid >= s.horizon") && query.contains("pg_snapshot_xmin"))
         {
             reader = Some(pid as u32);
         }
