@@ -45,6 +45,12 @@ impl SubscriberCount {
     pub(super) fn get(&self) -> usize {
         self.0.load(Ordering::Acquire)
     }
+
+    /// Counts `n` more subscribers without making any (for tests of what depends on them).
+    #[cfg(test)]
+    pub(super) fn add_for_test(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::AcqRel);
+    }
 }
 
 /// A log that counts its subscriptions.

@@ -8,7 +8,8 @@
 //!
 //! So a key's first entries after a quiet spell wake its subscribers at once (a lone event
 //! waits for nothing), and while more keeps coming (a *streak*) the reader holds the
-//! wake-up. A streak goes on while notices or reads keep finding entries for the key, or
+//! wake-up of a window with many subscribers (64 or more; waking a few costs little, and
+//! they should not wait). A streak goes on while notices or reads keep finding entries for the key, or
 //! while an append of this process to the key is on its way; the reader wakes a held key
 //!
 //! - once nothing came for it for [`STREAK_QUIET`] (or in the last batch of notices) and no
@@ -77,7 +78,7 @@ impl Followed {
             holds.streaking.push(Arc::clone(key));
         }
         let held = self.held + got;
-        if reading_on && held < window.capacity / 2 {
+        if reading_on && window.busy() && held < window.capacity / 2 {
             if self.held == 0 {
                 holds.hold(key);
             }
@@ -261,7 +262,7 @@ mod tests {
 
     #[test]
     fn first_entries_wake_at_once_and_what_follows_waits_until_nothing_more_comes() {
-        let window = Arc::new(Window::new(StreamId::ZERO, 1024));
+        let window = Arc::new(Window::new(StreamId::ZERO, 1024).busy_for_test());
         let mut followed = Followed::new(Arc::downgrade(&window), StreamId::ZERO, None);
         let mut holds = Holds::default();
         assert!(
@@ -296,8 +297,18 @@ mod tests {
     }
 
     #[test]
-    fn a_read_that_finds_nothing_wakes_what_was_held() {
+    fn a_window_with_few_subscribers_is_woken_for_every_read() {
         let window = Arc::new(Window::new(StreamId::ZERO, 1024));
+        let mut followed = Followed::new(Arc::downgrade(&window), StreamId::ZERO, None);
+        let mut holds = Holds::default();
+        for _ in 0..4 {
+            assert!(read(&mut followed, &window, 1, &mut holds), "never held");
+        }
+    }
+
+    #[test]
+    fn a_read_that_finds_nothing_wakes_what_was_held() {
+        let window = Arc::new(Window::new(StreamId::ZERO, 1024).busy_for_test());
         let mut followed = Followed::new(Arc::downgrade(&window), StreamId::ZERO, None);
         let mut holds = Holds::default();
         read(&mut followed, &window, 1, &mut holds);
@@ -308,7 +319,7 @@ mod tests {
 
     #[test]
     fn no_more_than_half_the_window_is_held() {
-        let window = Arc::new(Window::new(StreamId::ZERO, 8));
+        let window = Arc::new(Window::new(StreamId::ZERO, 8).busy_for_test());
         let mut followed = Followed::new(Arc::downgrade(&window), StreamId::ZERO, None);
         let mut holds = Holds::default();
         assert!(read(&mut followed, &window, 1, &mut holds));
@@ -318,7 +329,7 @@ mod tests {
             "4 of 8 unwoken: woken"
         );
         assert!(!read(&mut followed, &window, 1, &mut holds), "still reading on");
-        let tiny = Arc::new(Window::new(StreamId::ZERO, 1));
+        let tiny = Arc::new(Window::new(StreamId::ZERO, 1).busy_for_test());
         let mut followed = Followed::new(Arc::downgrade(&tiny), StreamId::ZERO, None);
         read(&mut followed, &tiny, 1, &mut holds);
         assert!(
@@ -341,7 +352,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_read_that_outlasts_the_hold_does_not_hold_up_the_wake_up() {
-        let window = Arc::new(Window::new(StreamId::ZERO, 16));
+        let window = Arc::new(Window::new(StreamId::ZERO, 16).busy_for_test());
         let held = || Held {
             until: Instant::now() + Duration::from_millis(10),
             windows: vec![Arc::clone(&window)],

@@ -33,10 +33,10 @@
 //!   So an entry is never skipped and never taken twice: the window takes entries in id
 //!   order, each once.
 //! - **Waking subscribers.** A key's first entries after a quiet spell wake its local
-//!   subscribers at once. While more keeps coming (more notices for the key, or an append
-//!   of this process to the key on its way) the reader holds the wake-up until the entries
-//!   stop, for at most 50 ms: ten thousand subscribers are woken once per burst of appends
-//!   rather than once per entry. The entries are in the window meanwhile, in order; a
+//!   subscribers at once. For a key with 64 subscribers or more in this process, while more
+//!   keeps coming (more notices for the key, or an append of this process to the key on its
+//!   way) the reader holds the wake-up until the entries stop, for at most 50 ms: ten
+//!   thousand subscribers are woken once per burst of appends rather than once per entry. The entries are in the window meanwhile, in order; a
 //!   subscriber still busy takes them without a wake-up.
 //! - **Following a new key.** [`RedisLogs::log`] reads the stream's position (one `MULTI`);
 //!   the reader then subscribes to its channel and looks at its newest id (two commands),

@@ -30,8 +30,6 @@ use super::Window;
 pub(crate) const STREAK_QUIET: Duration = Duration::from_millis(2);
 /// The longest a wake-up is held while entries keep coming.
 pub(crate) const WAKE_HOLD: Duration = Duration::from_millis(50);
-/// From this many subscribers on, a window's wake-ups are held during a streak.
-const HOLD_FROM: usize = 64;
 
 /// The windows in a streak, and what is held of them.
 #[derive(Default)]
@@ -53,7 +51,7 @@ impl Streaks {
     /// or holds the wake-up while more keeps coming.
     pub(crate) fn fed(&mut self, window: Arc<Window>, got: usize, now: Instant) {
         let key = Arc::as_ptr(&window) as usize;
-        let busy = window.subscribers.get() >= HOLD_FROM;
+        let busy = window.busy();
         match self.windows.get_mut(&key) {
             Some(streak) if busy && (now <= streak.last_fed + STREAK_QUIET || window.expects_appends()) => {
                 streak.last_fed = now;
@@ -144,20 +142,7 @@ mod tests {
     }
 
     fn busy_window(capacity: usize) -> Arc<Window> {
-        let window = Arc::new(Window::placing_any_position(StreamId::ZERO, capacity));
-        for _ in 0..HOLD_FROM {
-            std::mem::forget(crate::log::ring::Counted::new(CountsOf(Arc::clone(&window))));
-        }
-        window
-    }
-
-    /// Counts subscribers on the window itself, as the logs do.
-    struct CountsOf(Arc<Window>);
-
-    impl crate::log::ring::CountsSubscribers for CountsOf {
-        fn subscriber_count_cell(&self) -> &crate::log::ring::SubscriberCount {
-            &self.0.subscribers
-        }
+        Arc::new(Window::placing_any_position(StreamId::ZERO, capacity).busy_for_test())
     }
 
     #[test]

@@ -11,6 +11,10 @@ use crate::log::ring::{Lock, Ring, RingEntry, SubscriberCount};
 use crate::stats::{LogCounters, LogStats};
 use crate::{Event, EventId};
 
+/// From this many subscribers on, a window's wake-ups are held while entries keep coming:
+/// waking fewer costs little, and a lone subscriber should not wait for the hold.
+const HOLD_FROM: usize = 64;
+
 /// The events this process has read, shared by its subscribers.
 pub(crate) struct Window {
     state: Lock<WindowState>,
@@ -177,6 +181,19 @@ impl Window {
             (state.ring.len(), state.end)
         };
         counters.snapshot(subscribers, held, end.event_id())
+    }
+
+    /// Whether waking the window's subscribers costs enough that a reader holds the wake-up
+    /// while entries keep coming (see the readers' holds): from [`HOLD_FROM`] subscribers on.
+    pub(crate) fn busy(&self) -> bool {
+        self.subscribers.get() >= HOLD_FROM
+    }
+
+    /// The window as if [`HOLD_FROM`] subscribers read it.
+    #[cfg(test)]
+    pub(crate) fn busy_for_test(self) -> Self {
+        self.subscribers.add_for_test(HOLD_FROM);
+        self
     }
 
     /// Wakes every subscriber waiting for the window to change.
