@@ -19,7 +19,7 @@ enum GapState<P> {
     None,
     /// Owed, but where reading goes on after it is not settled yet: it is reported once
     /// reading there is known to work, so gaps in a row are reported as one.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
     Owed(GapCause),
     /// Handed out next, naming the position just before the events that follow it.
     Due(P, GapCause),
@@ -134,13 +134,13 @@ impl<P: Copy> Follower<P> {
     }
 
     /// A gap is to be reported once where reading goes on is settled.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
     pub(super) fn owe_gap(&mut self, cause: GapCause) {
         self.gap = GapState::Owed(self.gap.cause_or(cause));
     }
 
     /// Reading after `at` works: an owed gap is reported next, naming `at`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
     pub(super) fn settle_gap(&mut self, at: P) {
         if let GapState::Owed(cause) = self.gap {
             self.gap = GapState::Due(at, cause);
@@ -148,7 +148,7 @@ impl<P: Copy> Follower<P> {
     }
 
     /// Queues an event read from elsewhere than the ring.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
     pub(super) fn push_taken(&mut self, at: P, event: Event) {
         self.taken.push_back(Taken::Event(at, event));
     }
@@ -166,7 +166,7 @@ impl<P: Copy> Follower<P> {
     }
 
     /// Goes on taking from number `seq` on, at once.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
     pub(super) fn join(&mut self, seq: u64) {
         self.next_seq = seq;
         self.wake.look_again();

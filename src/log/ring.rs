@@ -175,7 +175,7 @@ impl<E: RingEntry> Ring<E> {
     }
 
     /// Forgets every entry; numbering goes on.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
     pub(super) fn clear(&mut self) {
         self.entries.clear();
         self.first_seq = self.next_seq;

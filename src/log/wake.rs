@@ -117,7 +117,7 @@ impl WakeSlot {
 
     /// Ready once the armed wake-up has fired; the next [`poll_rearm`](WakeSlot::poll_rearm)
     /// then looks at once.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis window uses it
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
     pub(super) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         ready!(self.notified.as_mut().poll(cx));
         self.armed = false;
