@@ -4,6 +4,7 @@
 //! this module holds its machinery: the held subscription, the jittered hints and the
 //! answer to a passing fault.
 
+use crate::feed::Encoded;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -204,11 +205,11 @@ impl<L: EventLog> EventFeed for RetryingSubscription<L> {
         cx: &mut Context<'_>,
         out: &mut BytesMut,
         max_bytes: usize,
-    ) -> Poll<Option<Result<usize, Self::Error>>> {
+    ) -> Poll<Option<Result<Encoded, Self::Error>>> {
         match &mut self.get_mut().state {
             State::Live(subscription) => Pin::new(subscription).poll_encoded(cx, out, max_bytes),
             // Starting goes through poll_delivery, which can announce the position.
-            State::Waiting(_) => Poll::Ready(Some(Ok(0))),
+            State::Waiting(_) => Poll::Ready(Some(Ok(Encoded::NONE))),
         }
     }
 

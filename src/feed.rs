@@ -27,6 +27,49 @@ pub enum Delivery {
     Checkpoint(EventId),
 }
 
+/// What [`EventFeed::poll_encoded`] appended to a frame: its bytes, the events they carry,
+/// and when the first of them was appended to its log, if known (the append-to-write delay
+/// is measured from it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Encoded {
+    /// Bytes of complete event blocks appended (`0`: none; use `poll_delivery`).
+    pub bytes: usize,
+    /// How many events those bytes carry.
+    pub events: u64,
+    /// When the first of them was appended to its log.
+    pub first_appended: Option<std::time::Instant>,
+}
+
+impl Encoded {
+    /// Nothing appended: the transport asks [`EventFeed::poll_delivery`] instead.
+    pub const NONE: Encoded = Encoded {
+        bytes: 0,
+        events: 0,
+        first_appended: None,
+    };
+
+    /// `bytes` of `events` complete event blocks.
+    pub fn new(bytes: usize, events: u64) -> Self {
+        Encoded {
+            bytes,
+            events,
+            first_appended: None,
+        }
+    }
+
+    /// The same, the first event appended to its log at `at`.
+    pub fn first_appended_at(mut self, at: Option<std::time::Instant>) -> Self {
+        self.first_appended = at;
+        self
+    }
+
+    /// Whether nothing was appended.
+    pub fn is_none(&self) -> bool {
+        self.bytes == 0
+    }
+}
+
 /// A feed of events for the transports: a log subscription, or any
 /// `Stream<Item = Result<Event, E>>`. (Not to be confused with the browser's `EventSource`,
 /// which reads what the transports write.)
@@ -97,25 +140,64 @@ pub trait EventFeed: Send + 'static {
 
     /// An optional fast path for SSE, as `AsyncWrite::poll_write_vectored` is for writers:
     /// appends the SSE wire bytes of the next ready events to `out` (stopping once it holds
-    /// `max_bytes`) and returns how many bytes it appended, without handing out each event.
+    /// `max_bytes`) without handing out each event, and says what it appended: an
+    /// [`Encoded`] frame (its bytes, the events they carry, when the first was appended), so
+    /// that the stream's metrics and span count the events as if they had come one by one.
     ///
-    /// - `Ready(Some(Ok(0)))`: "use [`poll_delivery`](EventFeed::poll_delivery)". The
+    /// - `Ready(Some(Ok(frame)))` with [`frame.bytes`](Encoded::bytes) `== 0`
+    ///   ([`Encoded::NONE`]): "use [`poll_delivery`](EventFeed::poll_delivery)". The
     ///   default, and the required answer whenever the next delivery is not an event (a gap
     ///   or a checkpoint), so that the transport writes it.
-    /// - `Ready(Some(Ok(n)))`, `n > 0`: `n` bytes of complete event blocks were appended.
+    /// - `Ready(Some(Ok(frame)))`, `bytes > 0`: that many bytes of complete event blocks were
+    ///   appended.
     /// - `Pending`: nothing is ready; the task will be woken.
     /// - `Ready(None)` and `Ready(Some(Err(_)))`: as for `poll_delivery`.
     ///
     /// A log whose events are shared (as [`MemoryLog`](crate::MemoryLog)'s are) can copy
     /// their cached bytes ([`Event::to_bytes`](crate::Event::to_bytes)) under one lock instead
-    /// of cloning each event out; the long poll never calls this.
+    /// of cloning each event out; the long poll never calls this. A feed that merges others
+    /// adds up their frames.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::pin::Pin;
+    /// use std::task::{Context, Poll};
+    /// use tower_eventstream::{Delivery, Encoded, Event, EventFeed};
+    ///
+    /// /// One pre-encoded event, written straight into the frame.
+    /// struct Once(Option<Event>);
+    ///
+    /// impl EventFeed for Once {
+    ///     type Error = Infallible;
+    ///
+    ///     fn poll_delivery(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Delivery, Infallible>>> {
+    ///         Poll::Ready(self.get_mut().0.take().map(|event| Ok(Delivery::Event(event))))
+    ///     }
+    ///
+    ///     fn poll_encoded(
+    ///         self: Pin<&mut Self>,
+    ///         _: &mut Context<'_>,
+    ///         out: &mut bytes::BytesMut,
+    ///         _max_bytes: usize,
+    ///     ) -> Poll<Option<Result<Encoded, Infallible>>> {
+    ///         match self.get_mut().0.take() {
+    ///             Some(event) => {
+    ///                 let bytes = event.to_bytes();
+    ///                 out.extend_from_slice(&bytes);
+    ///                 Poll::Ready(Some(Ok(Encoded::new(bytes.len(), 1))))
+    ///             }
+    ///             None => Poll::Ready(None),
+    ///         }
+    ///     }
+    /// }
+    /// ```
     fn poll_encoded(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         _out: &mut bytes::BytesMut,
         _max_bytes: usize,
-    ) -> Poll<Option<Result<usize, Self::Error>>> {
-        Poll::Ready(Some(Ok(0)))
+    ) -> Poll<Option<Result<Encoded, Self::Error>>> {
+        Poll::Ready(Some(Ok(Encoded::NONE)))
     }
 
     /// The position after everything delivered so far, if the source knows it. A long poll

@@ -181,7 +181,7 @@ pub use event::{Event, EventError, EventId};
 #[cfg(feature = "axum")]
 pub use extract::LastEventIdRejection;
 pub use failure::RetryingSubscription;
-pub use feed::{Deliveries, Delivery, EventFeed, Resumed};
+pub use feed::{Deliveries, Delivery, Encoded, EventFeed, Resumed};
 pub use fill::{fill, fill_to_end, from_stream, Filled, FromStream, Source, SourceItem};
 pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
@@ -198,6 +198,8 @@ pub use log::{
     AppendError, Appended, EventLog, IdempotencyKey, InvalidIdempotencyKey, ResumeOutcome, StartPosition,
     SubscribeError, Subscription, DEFAULT_ONCE_WINDOW, DEFAULT_REMEMBERED_KEYS, MAX_IDEMPOTENCY_KEY_LEN,
 };
+#[cfg(feature = "metrics")]
+pub use measure::describe_metrics;
 pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};

@@ -3,9 +3,13 @@
 //! names the facade, so that without the feature each function here is empty and the hot
 //! paths carry neither code nor `cfg` of their own.
 //!
-//! The names, labels and meanings are listed in the README ("Operating it"). Every label
-//! takes one of a few fixed values, except the `topic` label, which is only there when an
-//! application asks for it ([`TopicsBuilder::metrics_per_topic`](crate::TopicsBuilder)).
+//! Every series is spelled once, in [`SERIES`]: its name, type, unit, help and the label
+//! whose values are fixed. The counting below names a series through its entry, and
+//! [`describe_metrics`] describes every entry and registers each fixed label value at zero,
+//! so the two cannot drift. The names, labels and meanings are listed in the README
+//! ("Operating it"). Every label takes one of a few fixed values, except the `topic` label,
+//! which is only there when an application asks for it
+//! ([`TopicsBuilder::metrics_per_topic`](crate::TopicsBuilder)).
 //!
 //! Counting per frame goes through handles resolved once per stream ([`Meters`]): asking
 //! the facade for a metric by name hashes its key, which is fine once per append, reset or
@@ -19,93 +23,297 @@ use crate::{RequestError, Transport};
 /// the frame that carries it can be measured with one clock read per frame.
 pub(crate) type Stamp = Instant;
 
-/// Why a client hears that its position is lost (the `cause` of `eventstream_resets_total`).
-/// Carried from where a gap is decided to where it is handed out, so that a reset is
-/// counted once, when the client is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GapCause {
-    /// The cursor is older than the history held.
-    Trimmed,
-    /// The cursor is from another log instance (another epoch, another name).
-    OtherEpoch,
-    /// A connected subscriber fell behind the history.
-    FellBehind,
-    /// The cursor is from a stream over other topics (or of one topic, on a request for
-    /// several), so it cannot be placed in the requested ones.
-    OtherTopics,
-    /// The backend lost entries (a stream deleted, recreated or rewound), or a loss on the
-    /// way into the log was recorded ([`EventLog::record_gap`](crate::EventLog::record_gap)).
-    BackendLost,
-}
-
-/// Why a request was refused (the `reason` of `eventstream_refusals_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// A topic or subscriber limit.
-    Limit,
-    /// The authorization hook.
-    Auth,
-    /// A malformed cursor, or one the log never issued.
-    BadCursor,
-    /// The log's backend (or a layered inner service) was unavailable.
-    BackendUnavailable,
-}
-
-/// How a long poll ended (the `outcome` of `eventstream_long_polls_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PollOutcome {
-    /// Answered with events, or with a reset.
-    Events,
-    /// Answered with nothing: the wait ran out (or the feed ended).
-    TimedOut,
-    /// Answered with nothing because shutdown began.
-    Shutdown,
-    /// The client went away before the answer.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    ClientLeft,
-}
-
-impl GapCause {
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            GapCause::Trimmed => "trimmed",
-            GapCause::OtherEpoch => "other_epoch",
-            GapCause::OtherTopics => "other_topics",
-            GapCause::FellBehind => "fell_behind",
-            GapCause::BackendLost => "backend_lost",
+/// An enum whose variants are the values of one label, each value spelled once: `label()`
+/// and `LABELS` (every value, registered at zero by [`describe_metrics`]) come from the same
+/// list, so a new variant is registered as soon as it exists.
+macro_rules! label_values {
+    (
+        $(#[$meta:meta])*
+        enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident => $label:literal,)+
         }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value of the label, in the order of the variants.
+            #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+            const LABELS: &'static [&'static str] = &[$($label),+];
+
+            /// This variant's value of the label.
+            #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+            pub(crate) const fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)+
+                }
+            }
+        }
+    };
+}
+
+label_values! {
+    /// Why a client hears that its position is lost (the `cause` of `eventstream_resets_total`).
+    /// Carried from where a gap is decided to where it is handed out, so that a reset is
+    /// counted once, when the client is told.
+    enum GapCause {
+        /// The cursor is older than the history held.
+        Trimmed => "trimmed",
+        /// The cursor is from another log instance (another epoch, another name).
+        OtherEpoch => "other_epoch",
+        /// The cursor is from a stream over other topics (or of one topic, on a request for
+        /// several), so it cannot be placed in the requested ones.
+        OtherTopics => "other_topics",
+        /// A connected subscriber fell behind the history.
+        FellBehind => "fell_behind",
+        /// The backend lost entries (a stream deleted, recreated or rewound), or a loss on the
+        /// way into the log was recorded ([`EventLog::record_gap`](crate::EventLog::record_gap)).
+        BackendLost => "backend_lost",
     }
 }
 
-impl Refused {
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    fn label(self) -> &'static str {
-        match self {
-            Refused::Limit => "limit",
-            Refused::Auth => "auth",
-            Refused::BadCursor => "bad_cursor",
-            Refused::BackendUnavailable => "backend_unavailable",
-        }
+label_values! {
+    /// Why a request was refused (the `reason` of `eventstream_refusals_total`).
+    enum Refused {
+        /// A topic or subscriber limit.
+        Limit => "limit",
+        /// The authorization hook.
+        Auth => "auth",
+        /// A malformed cursor, or one the log never issued.
+        BadCursor => "bad_cursor",
+        /// The log's backend (or a layered inner service) was unavailable.
+        BackendUnavailable => "backend_unavailable",
     }
 }
 
-impl PollOutcome {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            PollOutcome::Events => "events",
-            PollOutcome::TimedOut => "timed_out",
-            PollOutcome::Shutdown => "shutdown",
-            PollOutcome::ClientLeft => "client_left",
-        }
+label_values! {
+    /// How a long poll ended (the `outcome` of `eventstream_long_polls_total`).
+    enum PollOutcome {
+        /// Answered with events, or with a reset.
+        Events => "events",
+        /// Answered with nothing: the wait ran out (or the feed ended).
+        TimedOut => "timed_out",
+        /// Answered with nothing because shutdown began.
+        Shutdown => "shutdown",
+        /// The client went away before the answer.
+        #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+        ClientLeft => "client_left",
     }
 }
 
 #[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
-pub(crate) fn transport_label(transport: Transport) -> &'static str {
+pub(crate) const fn transport_label(transport: Transport) -> &'static str {
     match transport {
         Transport::Sse => "sse",
         Transport::LongPoll => "long_poll",
+    }
+}
+
+/// Every transport's label. (`Transport` is public and declared elsewhere; a variant added
+/// to it fails to compile in [`transport_label`] until it has a label, and belongs here too.)
+#[cfg(feature = "metrics")]
+const TRANSPORT_LABELS: &[&str] = &[
+    transport_label(Transport::Sse),
+    transport_label(Transport::LongPoll),
+];
+
+/// What a series is to the exporter.
+#[cfg(feature = "metrics")]
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One of the crate's series, the only place its name is spelled.
+#[cfg(feature = "metrics")]
+struct Series {
+    name: &'static str,
+    kind: Kind,
+    unit: ::metrics::Unit,
+    /// The exporter's help line: what it counts and what to do when it moves.
+    help: &'static str,
+    /// The label whose every value [`describe_metrics`] registers at zero, with those values;
+    /// without one, the series itself. (The optional `topic` label is never registered.)
+    label: Option<(&'static str, &'static [&'static str])>,
+}
+
+#[cfg(feature = "metrics")]
+impl Series {
+    /// The key of this series' fixed label.
+    fn key(&self) -> &'static str {
+        match self.label {
+            Some((key, _)) => key,
+            None => unreachable!("{} has no label", self.name),
+        }
+    }
+
+    fn counter(&'static self) -> ::metrics::Counter {
+        ::metrics::counter!(self.name)
+    }
+
+    fn counter_by(&'static self, value: &'static str) -> ::metrics::Counter {
+        ::metrics::counter!(self.name, self.key() => value)
+    }
+
+    /// Describes this series, and registers it (each value of its label) at zero without
+    /// changing a value already counted.
+    fn describe(&'static self) {
+        let (name, unit, help) = (self.name, self.unit, self.help);
+        match self.kind {
+            Kind::Counter => ::metrics::describe_counter!(name, unit, help),
+            Kind::Gauge => ::metrics::describe_gauge!(name, unit, help),
+            Kind::Histogram => ::metrics::describe_histogram!(name, unit, help),
+        }
+        match self.label {
+            None => self.register_at_zero(Vec::new()),
+            Some((key, values)) => {
+                for &value in values {
+                    self.register_at_zero(vec![::metrics::Label::new(key, value)]);
+                }
+            }
+        }
+    }
+
+    /// Registers the series of `labels` without changing its value: `increment(0)`, not
+    /// `absolute(0)` or `set(0.0)`, so a late call keeps what is counted. A histogram is
+    /// registered by asking for it (recording would add a sample).
+    fn register_at_zero(&'static self, labels: Vec<::metrics::Label>) {
+        match self.kind {
+            Kind::Counter => ::metrics::counter!(self.name, labels).increment(0),
+            Kind::Gauge => ::metrics::gauge!(self.name, labels).increment(0.0),
+            Kind::Histogram => drop(::metrics::histogram!(self.name, labels)),
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+const TRANSPORT: Option<(&str, &[&str])> = Some(("transport", TRANSPORT_LABELS));
+
+#[cfg(feature = "metrics")]
+static SUBSCRIPTIONS: Series = Series {
+    name: "eventstream_subscriptions",
+    kind: Kind::Gauge,
+    unit: ::metrics::Unit::Count,
+    help: "Open SSE streams and waiting long polls; near the Topics subscriber limits new ones are refused (reason=limit).",
+    label: TRANSPORT,
+};
+
+#[cfg(feature = "metrics")]
+static TOPICS: Series = Series {
+    name: "eventstream_topics",
+    kind: Kind::Gauge,
+    unit: ::metrics::Unit::Count,
+    help: "Live topics of every Topics registry; near max_topics new topics are refused (reason=limit).",
+    label: None,
+};
+
+#[cfg(feature = "metrics")]
+static APPENDED: Series = Series {
+    name: "eventstream_events_appended_total",
+    kind: Kind::Counter,
+    unit: ::metrics::Unit::Count,
+    help: "Events appended by this process; flat while producers publish means appends fail (see the application's errors).",
+    label: None,
+};
+
+#[cfg(feature = "metrics")]
+static DELIVERED: Series = Series {
+    name: "eventstream_events_delivered_total",
+    kind: Kind::Counter,
+    unit: ::metrics::Unit::Count,
+    help: "Events written to clients (SSE frames, long-poll answers); far below appended times subscribers means clients lag or reset.",
+    label: TRANSPORT,
+};
+
+#[cfg(feature = "metrics")]
+static BYTES: Series = Series {
+    name: "eventstream_bytes_written_total",
+    kind: Kind::Counter,
+    unit: ::metrics::Unit::Bytes,
+    help: "Response body bytes of streams and polls, keep-alives included: the egress to plan bandwidth for.",
+    label: TRANSPORT,
+};
+
+#[cfg(feature = "metrics")]
+static RESETS: Series = Series {
+    name: "eventstream_resets_total",
+    kind: Kind::Counter,
+    unit: ::metrics::Unit::Count,
+    help: "Clients told their position is lost, by cause; trimmed or fell_behind rising means the history is too short for how far clients fall behind.",
+    label: Some(("cause", GapCause::LABELS)),
+};
+
+#[cfg(feature = "metrics")]
+static LONG_POLLS: Series = Series {
+    name: "eventstream_long_polls_total",
+    kind: Kind::Counter,
+    unit: ::metrics::Unit::Count,
+    help: "Long polls by how they ended; many client_left means a client or proxy timeout shorter than the server's max_wait.",
+    label: Some(("outcome", PollOutcome::LABELS)),
+};
+
+#[cfg(feature = "metrics")]
+static REFUSALS: Series = Series {
+    name: "eventstream_refusals_total",
+    kind: Kind::Counter,
+    unit: ::metrics::Unit::Count,
+    help: "Requests refused, by reason: limit (raise the Topics limits), auth (the authorization hook), bad_cursor (clients with foreign cursors), backend_unavailable (check the log's backend).",
+    label: Some(("reason", Refused::LABELS)),
+};
+
+#[cfg(feature = "metrics")]
+static DELAY: Series = Series {
+    name: "eventstream_append_to_write_seconds",
+    kind: Kind::Histogram,
+    unit: ::metrics::Unit::Seconds,
+    help: "Delay from an append to the write of the frame that carries the event; high quantiles mean slow clients, a busy runtime or a slow backend.",
+    label: None,
+};
+
+/// Every series of the crate: what [`describe_metrics`] describes.
+#[cfg(feature = "metrics")]
+static SERIES: [&Series; 9] = [
+    &SUBSCRIPTIONS,
+    &TOPICS,
+    &APPENDED,
+    &DELIVERED,
+    &BYTES,
+    &RESETS,
+    &LONG_POLLS,
+    &REFUSALS,
+    &DELAY,
+];
+
+/// Describes every `eventstream_*` series to the installed `metrics` recorder (its type,
+/// unit and a help line) and registers each at zero, one series per value of its fixed
+/// labels (`transport`, `cause`, `outcome`, `reason`), so that the first scrape of a fresh
+/// instance already lists them all and `rate()` has a starting point.
+///
+/// Call it once, right after installing the recorder and before serving: describing and
+/// registering go to the recorder installed at the time, and a call made before there is
+/// one does nothing. A later or repeated call is harmless: every series is registered by
+/// adding zero, so no value already counted changes. The optional `topic` label
+/// ([`TopicsBuilder::metrics_per_topic`](crate::TopicsBuilder::metrics_per_topic)) is not
+/// registered: its values are the application's topic keys, which appear with their streams.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+/// tower_eventstream::describe_metrics();
+/// // `handle.render()` now lists every `eventstream_*` series, at zero; serve it at `/metrics`.
+/// # let _ = handle;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe_metrics() {
+    for series in SERIES {
+        series.describe();
     }
 }
 
@@ -123,7 +331,7 @@ pub(crate) fn append_stamp() -> Option<Stamp> {
 #[inline(always)]
 pub(crate) fn appended(events: u64) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!("eventstream_events_appended_total").increment(events);
+    APPENDED.counter().increment(events);
     #[cfg(not(feature = "metrics"))]
     let _ = events;
 }
@@ -132,7 +340,7 @@ pub(crate) fn appended(events: u64) {
 #[inline(always)]
 pub(crate) fn reset(cause: GapCause) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!("eventstream_resets_total", "cause" => cause.label()).increment(1);
+    RESETS.counter_by(cause.label()).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = cause;
 }
@@ -141,7 +349,7 @@ pub(crate) fn reset(cause: GapCause) {
 #[inline(always)]
 pub(crate) fn refused(reason: Refused) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!("eventstream_refusals_total", "reason" => reason.label()).increment(1);
+    REFUSALS.counter_by(reason.label()).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = reason;
 }
@@ -160,7 +368,7 @@ pub(crate) fn refused_request(error: &RequestError) {
 #[inline(always)]
 pub(crate) fn long_poll(outcome: PollOutcome) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!("eventstream_long_polls_total", "outcome" => outcome.label()).increment(1);
+    LONG_POLLS.counter_by(outcome.label()).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = outcome;
 }
@@ -169,7 +377,7 @@ pub(crate) fn long_poll(outcome: PollOutcome) {
 #[inline(always)]
 pub(crate) fn topics(change: isize) {
     #[cfg(feature = "metrics")]
-    ::metrics::gauge!("eventstream_topics").increment(change as f64);
+    ::metrics::gauge!(TOPICS.name).increment(change as f64);
     #[cfg(not(feature = "metrics"))]
     let _ = change;
 }
@@ -189,15 +397,15 @@ impl Meters {
     /// asked for one): the gauge goes up until [`close`](Meters::close).
     pub(crate) fn open(transport: Transport, topic: Option<&str>) -> Self {
         let transport = transport_label(transport);
-        let mut labels = vec![::metrics::Label::new("transport", transport)];
+        let mut labels = vec![::metrics::Label::new(SUBSCRIPTIONS.key(), transport)];
         if let Some(topic) = topic {
             labels.push(::metrics::Label::new("topic", topic.to_owned()));
         }
         let meters = Meters {
-            subscriptions: ::metrics::gauge!("eventstream_subscriptions", labels.clone()),
-            delivered: ::metrics::counter!("eventstream_events_delivered_total", labels),
-            bytes: ::metrics::counter!("eventstream_bytes_written_total", "transport" => transport),
-            delay: ::metrics::histogram!("eventstream_append_to_write_seconds"),
+            subscriptions: ::metrics::gauge!(SUBSCRIPTIONS.name, labels.clone()),
+            delivered: ::metrics::counter!(DELIVERED.name, labels),
+            bytes: BYTES.counter_by(transport),
+            delay: ::metrics::histogram!(DELAY.name),
         };
         meters.subscriptions.increment(1.0);
         meters
@@ -220,32 +428,4 @@ impl Meters {
     pub(crate) fn close(&self) {
         self.subscriptions.decrement(1.0);
     }
-}
-
-#[cfg(any(feature = "metrics", feature = "tracing"))]
-thread_local! {
-    /// What the last copy of encoded bytes took: its event count and its first event's
-    /// stamp. The copy happens inside the SSE body's own call to `poll_encoded`, on this
-    /// thread, and the public `EventFeed::poll_encoded` returns bytes only, so this is how
-    /// the body learns what its frame carries without a change to that trait.
-    static COPIED: std::cell::Cell<(u64, Option<Stamp>)> = const { std::cell::Cell::new((0, None)) };
-}
-
-/// A log copied `events` encoded events into a frame, the first stamped `first`.
-#[inline(always)]
-pub(crate) fn note_copied(events: u64, first: Option<Stamp>) {
-    // The metrics count the events and time the first; a stream's span counts them too.
-    #[cfg(any(feature = "metrics", feature = "tracing"))]
-    COPIED.with(|copied| copied.set((events, first)));
-    #[cfg(not(any(feature = "metrics", feature = "tracing")))]
-    let _ = (events, first);
-}
-
-/// What the last copy noted (and forgets it): `(0, None)` when none did.
-#[inline(always)]
-pub(crate) fn take_copied() -> (u64, Option<Stamp>) {
-    #[cfg(any(feature = "metrics", feature = "tracing"))]
-    return COPIED.with(|copied| copied.replace((0, None)));
-    #[cfg(not(any(feature = "metrics", feature = "tracing")))]
-    (0, None)
 }

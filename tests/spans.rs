@@ -16,7 +16,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tower_eventstream::{Event, MemoryLog, StreamConfig};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tower_eventstream::{Delivery, Encoded, Event, EventFeed, MemoryLog, StreamConfig, StreamRequest};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Level, Metadata, Subscriber};
@@ -200,4 +204,127 @@ async fn a_span_per_stream_and_poll_closed_with_what_it_delivered_and_why() {
         close.fields["reason"], "events",
         "answered with the reset: {close:?}"
     );
+
+    // Feeds of the application's own with the SSE fast path: one that writes its events in
+    // frames of three, and one that merges two of those. Each frame says what it carries, so
+    // the span counts every event, however they were written.
+    let router = axum::Router::new()
+        .route(
+            "/frames",
+            axum::routing::get(
+                |request: StreamRequest| async move { request.respond(Framed::new("a", 7)).await },
+            ),
+        )
+        .route(
+            "/merged",
+            axum::routing::get(|request: StreamRequest| async move {
+                request
+                    .respond(Merged(Framed::new("b", 5), Framed::new("c", 4)))
+                    .await
+            }),
+        )
+        .with_state(StreamConfig::default());
+    let server = TestServer::start(Serving::Axum, router).await;
+    for (path, events, last) in [("/frames", 7, "a 6"), ("/merged", 9, "c 3")] {
+        let before = recorder.streams("sse").len();
+        let mut reader = SseReader::connect(server.addr, path, None).await;
+        reader.read_opening().await;
+        reader.read_until(last).await;
+        let streams = recorder.streams("sse");
+        assert_eq!(streams.len(), before + 1, "one more SSE span");
+        let (id, _) = streams.last().cloned().unwrap();
+        drop(reader);
+        let close = closed(&recorder, id).await;
+        assert_eq!(close.fields["events"], events.to_string(), "{path}: {close:?}");
+    }
+}
+
+/// `total` events `<name> <n>`, written straight into the frame three at a time.
+struct Framed {
+    name: &'static str,
+    next: u64,
+    total: u64,
+}
+
+impl Framed {
+    fn new(name: &'static str, total: u64) -> Self {
+        Framed { name, next: 0, total }
+    }
+
+    fn event(&self, n: u64) -> Event {
+        Event::new(format!("{} {n}", self.name))
+    }
+}
+
+impl EventFeed for Framed {
+    type Error = Infallible;
+
+    fn poll_delivery(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Delivery, Infallible>>> {
+        let this = self.get_mut();
+        if this.next == this.total {
+            return Poll::Pending;
+        }
+        this.next += 1;
+        Poll::Ready(Some(Ok(Delivery::Event(this.event(this.next - 1)))))
+    }
+
+    fn poll_encoded(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        out: &mut bytes::BytesMut,
+        _max_bytes: usize,
+    ) -> Poll<Option<Result<Encoded, Infallible>>> {
+        let this = self.get_mut();
+        if this.next == this.total {
+            return Poll::Pending;
+        }
+        let before = out.len();
+        let until = (this.next + 3).min(this.total);
+        let events = until - this.next;
+        while this.next < until {
+            out.extend_from_slice(&this.event(this.next).to_bytes());
+            this.next += 1;
+        }
+        Poll::Ready(Some(Ok(Encoded::new(out.len() - before, events))))
+    }
+}
+
+/// Two feeds as one: each frame holds what both had ready, and says so.
+struct Merged(Framed, Framed);
+
+impl EventFeed for Merged {
+    type Error = Infallible;
+
+    fn poll_delivery(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Delivery, Infallible>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.0).poll_delivery(cx) {
+            Poll::Pending => Pin::new(&mut this.1).poll_delivery(cx),
+            ready => ready,
+        }
+    }
+
+    fn poll_encoded(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut bytes::BytesMut,
+        max_bytes: usize,
+    ) -> Poll<Option<Result<Encoded, Infallible>>> {
+        let this = self.get_mut();
+        let mut frame = Encoded::NONE;
+        for feed in [&mut this.0, &mut this.1] {
+            if let Poll::Ready(Some(Ok(part))) = Pin::new(feed).poll_encoded(cx, out, max_bytes) {
+                frame = Encoded::new(frame.bytes + part.bytes, frame.events + part.events);
+            }
+        }
+        if frame.is_none() {
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
 }

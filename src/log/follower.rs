@@ -1,6 +1,7 @@
 //! A reader's place in a [`Ring`]: what it took, what it handed out, the gap it owes, and
 //! the wake-up it arms before each look (see `wake`). Shared by both logs.
 
+use crate::feed::Encoded;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::ring::{Ring, RingEntry, TAKE_PER_LOCK};
 use super::wake::WakeSlot;
-use crate::measure::{self, GapCause};
+use crate::measure::GapCause;
 use crate::stats::LogCounters;
 use crate::{Delivery, Event, EventId};
 
@@ -19,7 +20,8 @@ enum GapState<P> {
     None,
     /// Owed, but where reading goes on after it is not settled yet: it is reported once
     /// reading there is known to work, so gaps in a row are reported as one.
-    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))] // remote windows only
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    // remote windows only
     Owed(GapCause),
     /// Handed out next, naming the position just before the events that follow it.
     Due(P, GapCause),
@@ -241,7 +243,7 @@ impl<P: Copy> Follower<P> {
         ring: &Ring<E>,
         out: &mut bytes::BytesMut,
         max_bytes: usize,
-    ) -> usize
+    ) -> Encoded
     where
         P: PartialOrd,
     {
@@ -269,9 +271,8 @@ impl<P: Copy> Follower<P> {
             if self.next_seq < ring.next_seq() {
                 self.take(ring);
             }
-            return 0;
+            return Encoded::NONE;
         }
-        measure::note_copied(copied, first_stamp);
         let last = self.next_seq + copied - 1;
         if let Some(entry) = ring.iter_from(last).next() {
             self.delivered = entry.position(last);
@@ -281,6 +282,6 @@ impl<P: Copy> Follower<P> {
             // The frame filled up: look again next time instead of waiting.
             self.wake.look_again();
         }
-        out.len() - start
+        Encoded::new(out.len() - start, copied).first_appended_at(first_stamp)
     }
 }

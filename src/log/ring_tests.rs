@@ -117,11 +117,11 @@ fn takes_one_batch_per_look_and_copies_what_fits() {
     drain(&mut reader, &LogCounters::default());
     let mut out = bytes::BytesMut::new();
     let copied = reader.copy_encoded(&ring, &mut out, 1);
-    assert_eq!(copied, out.len());
+    assert_eq!((copied.bytes, copied.events), (out.len(), 1));
     assert_eq!(reader.delivered(), TAKE_PER_LOCK as u64 + 1);
-    assert!(reader.copy_encoded(&ring, &mut out, 1 << 16) > 0);
+    assert_eq!(reader.copy_encoded(&ring, &mut out, 1 << 16).events, 1);
     assert_eq!(reader.delivered(), TAKE_PER_LOCK as u64 + 2);
-    assert_eq!(reader.copy_encoded(&ring, &mut out, 1 << 16), 0);
+    assert!(reader.copy_encoded(&ring, &mut out, 1 << 16).is_none());
 }
 
 fn gaps_reported(counters: &LogCounters) -> u64 {

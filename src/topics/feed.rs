@@ -1,6 +1,7 @@
 //! [`TopicFeed`]: one subscriber's reading of a topic, counted for the limits, filtered by
 //! its [`Access`](super::Access), ended when its access does.
 
+use crate::feed::Encoded;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -108,11 +109,11 @@ impl<L: EventLog> EventFeed for TopicFeed<L> {
         cx: &mut Context<'_>,
         out: &mut bytes::BytesMut,
         max_bytes: usize,
-    ) -> Poll<Option<Result<usize, FeedError<L>>>> {
+    ) -> Poll<Option<Result<Encoded, FeedError<L>>>> {
         let this = self.get_mut();
         // A filtered feed looks at each event; an unfiltered one copies as fast as the log.
         if this.filter.is_some() || this.ended || this.hidden.is_some() || this.expired(cx) {
-            return Poll::Ready(Some(Ok(0)));
+            return Poll::Ready(Some(Ok(Encoded::NONE)));
         }
         Pin::new(&mut this.inner).poll_encoded(cx, out, max_bytes)
     }

@@ -6,6 +6,7 @@
 //! composite cursor of all the topics' positions as its id (see `cursor`), so a reconnect
 //! resumes each topic exactly.
 
+use crate::feed::Encoded;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -217,13 +218,13 @@ impl<L: EventLog> EventFeed for TopicStream<L> {
         cx: &mut Context<'_>,
         out: &mut bytes::BytesMut,
         max_bytes: usize,
-    ) -> Poll<Option<Result<usize, Self::Error>>> {
+    ) -> Poll<Option<Result<Encoded, Self::Error>>> {
         match &mut self.get_mut().inner {
             Inner::One(feed, false) => Pin::new(feed).poll_encoded(cx, out, max_bytes),
             // The gap comes first, through `poll_delivery`.
-            Inner::One(_, true) => Poll::Ready(Some(Ok(0))),
+            Inner::One(_, true) => Poll::Ready(Some(Ok(Encoded::NONE))),
             // Each event gets this stream's own id: no shared bytes to copy.
-            Inner::Many(_) => Poll::Ready(Some(Ok(0))),
+            Inner::Many(_) => Poll::Ready(Some(Ok(Encoded::NONE))),
         }
     }
 

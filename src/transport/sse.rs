@@ -190,16 +190,14 @@ impl<S: EventFeed> Body for SseBody<S> {
         // Sources that can copy their ready events' bytes straight into the frame do so.
         let mut direct = BytesMut::new();
         let frame_bytes = *this.frame_bytes;
-        // What a log's copy carries is noted beside the bytes (see `measure`).
-        crate::measure::take_copied();
         match this.source.as_mut().poll_encoded(cx, &mut direct, frame_bytes) {
-            Poll::Ready(Some(Ok(0))) => {}
-            Poll::Ready(Some(Ok(_))) => {
+            Poll::Ready(Some(Ok(encoded))) if encoded.is_none() => {}
+            Poll::Ready(Some(Ok(encoded))) => {
                 if let Some(keep_alive) = this.keep_alive.as_mut() {
                     keep_alive.last_write = Instant::now();
                 }
-                let (events, first) = crate::measure::take_copied();
-                this.watch.wrote(events, direct.len(), first);
+                this.watch
+                    .wrote(encoded.events, direct.len(), encoded.first_appended);
                 return frame(direct.freeze());
             }
             Poll::Ready(Some(Err(error))) => {

@@ -1,5 +1,6 @@
 //! [`MemorySubscription`]: one reader of a [`MemoryLog`].
 
+use crate::feed::Encoded;
 use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
@@ -72,11 +73,11 @@ impl EventFeed for MemorySubscription {
         cx: &mut Context<'_>,
         out: &mut bytes::BytesMut,
         max_bytes: usize,
-    ) -> Poll<Option<Result<usize, Infallible>>> {
+    ) -> Poll<Option<Result<Encoded, Infallible>>> {
         let this = self.get_mut();
         loop {
             if this.follower.has_ready() || this.end_taken {
-                return Poll::Ready(Some(Ok(0)));
+                return Poll::Ready(Some(Ok(Encoded::NONE)));
             }
             ready!(this.follower.wake.poll_rearm(cx));
             let held = this.log.current();
@@ -90,13 +91,13 @@ impl EventFeed for MemorySubscription {
             let copied = this.follower.copy_encoded(&held.ring, out, max_bytes);
             this.end_taken = Self::end_taken(&this.follower, &held);
             drop(held);
-            if copied > 0 {
+            if !copied.is_none() {
                 return Poll::Ready(Some(Ok(copied)));
             }
             // A recorded gap (or events the client has seen) stopped the copy: they were
             // taken instead, for `poll_delivery` to hand out; or the end was reached.
             if this.follower.has_ready() || this.end_taken {
-                return Poll::Ready(Some(Ok(0)));
+                return Poll::Ready(Some(Ok(Encoded::NONE)));
             }
         }
     }

@@ -133,14 +133,19 @@ fn the_encoded_path_reports_a_lag_gap_then_the_held_events() {
     }
     let answer = Pin::new(&mut sub).poll_encoded(&mut cx, &mut out, 1 << 16);
     assert!(
-        matches!(answer, Poll::Ready(Some(Ok(0)))),
+        matches!(answer, Poll::Ready(Some(Ok(frame))) if frame.is_none()),
         "a gap goes through poll_delivery"
     );
     // The held events follow the gap at once, without waiting for another append.
     assert_eq!(data(&ready(&mut sub)), ["<gap>", "7", "8", "9"]);
     log.push(Event::new("10")).unwrap();
+    let before = out.len();
     let answer = Pin::new(&mut sub).poll_encoded(&mut cx, &mut out, 1 << 16);
-    assert!(matches!(answer, Poll::Ready(Some(Ok(n))) if n > 0));
+    let Poll::Ready(Some(Ok(frame))) = answer else {
+        panic!("the event is copied: {answer:?}")
+    };
+    // The frame says what it carries: its bytes and its one event.
+    assert_eq!((frame.bytes, frame.events), (out.len() - before, 1));
     assert!(out.ends_with(b"data: 10\n\n"));
     assert_eq!(sub.position().unwrap(), log.position());
 }
@@ -237,10 +242,12 @@ fn encoded_then_ready(sub: &mut MemorySubscription) -> (String, Vec<String>) {
     let mut seen = Vec::new();
     loop {
         match Pin::new(&mut *sub).poll_encoded(&mut cx, &mut out, 1 << 16) {
-            Poll::Ready(Some(Ok(0))) => match Pin::new(&mut *sub).poll_delivery(&mut cx) {
-                Poll::Ready(Some(Ok(delivery))) => seen.extend(data(&[delivery])),
-                other => panic!("{other:?}"),
-            },
+            Poll::Ready(Some(Ok(frame))) if frame.is_none() => {
+                match Pin::new(&mut *sub).poll_delivery(&mut cx) {
+                    Poll::Ready(Some(Ok(delivery))) => seen.extend(data(&[delivery])),
+                    other => panic!("{other:?}"),
+                }
+            }
             Poll::Ready(Some(Ok(_))) => {}
             Poll::Pending => break,
             other => panic!("{other:?}"),
