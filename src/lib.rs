@@ -126,8 +126,10 @@
 //! - `metrics`: gauges, counters and a histogram through the `metrics` facade (the
 //!   application installs the exporter): open subscriptions, live topics, events appended
 //!   and delivered, bytes written, resets by cause, long-poll outcomes, refusals by reason,
-//!   append-to-write delay. The README's "Operating it" lists them all. Without any feature,
-//!   [`MemoryLog::stats`] and [`Topics::stats`] give a snapshot for health checks.
+//!   append-to-write delay. The README's "Operating it" lists them all; [`describe_metrics`],
+//!   called after installing the recorder, has every one described and at zero from the first
+//!   scrape. Without any feature, [`MemoryLog::stats`] and [`Topics::stats`] give a snapshot
+//!   for health checks.
 //! - `redis`: [`RedisLog`], an event log on a Redis stream shared by several processes
 //!   (Redis 7.0 or later).
 //! - `postgres`: [`PostgresLog`], an event log in a PostgreSQL table shared by several

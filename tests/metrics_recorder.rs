@@ -4,10 +4,11 @@
 //! `metrics` has one global recorder per process, and the server runs on other threads than
 //! the test, so the recorder is installed once per binary; everything is asserted in one
 //! test function, as differences from what the recorder held before each step.
+//! `describe_metrics` is checked apart, with a recorder local to its test's thread.
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -291,4 +292,210 @@ async fn an_exporter_sees_streams_polls_resets_and_refusals() {
     wait_until("the labelled stream to go", || m.gauge(labelled) == 0.0).await;
     assert_eq!(rooms.evict_idle(Duration::ZERO), 1);
     assert_eq!(m.gauge("eventstream_topics{}"), topics_before);
+}
+
+/// A description: the kind (`counter`, `gauge`, `histogram`), the name, the unit, the help.
+type Description = (&'static str, String, Option<Unit>, String);
+
+/// What [`describe_metrics`](tower_eventstream::describe_metrics) tells a recorder: each
+/// description, each registration (`kind name{labels}`) and each change made to a value.
+#[derive(Default)]
+struct Told {
+    described: Mutex<Vec<Description>>,
+    registered: Mutex<Vec<String>>,
+    changes: Arc<Mutex<Vec<String>>>,
+}
+
+/// A handle that writes down what is done to it.
+struct Noted(Arc<Mutex<Vec<String>>>);
+
+impl Noted {
+    fn note(&self, change: String) {
+        self.0.lock().unwrap().push(change);
+    }
+}
+
+impl CounterFn for Noted {
+    fn increment(&self, value: u64) {
+        self.note(format!("counter increment {value}"));
+    }
+
+    fn absolute(&self, value: u64) {
+        self.note(format!("counter absolute {value}"));
+    }
+}
+
+impl GaugeFn for Noted {
+    fn increment(&self, value: f64) {
+        self.note(format!("gauge increment {value}"));
+    }
+
+    fn decrement(&self, value: f64) {
+        self.note(format!("gauge decrement {value}"));
+    }
+
+    fn set(&self, value: f64) {
+        self.note(format!("gauge set {value}"));
+    }
+}
+
+impl HistogramFn for Noted {
+    fn record(&self, value: f64) {
+        self.note(format!("histogram record {value}"));
+    }
+}
+
+impl Told {
+    fn describe(&self, kind: &'static str, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        let entry = (kind, name.as_str().to_owned(), unit, help.to_string());
+        self.described.lock().unwrap().push(entry);
+    }
+
+    fn register(&self, kind: &str, key: &Key) -> Arc<Noted> {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let registration = format!("{kind} {}{{{}}}", key.name(), labels.join(","));
+        self.registered.lock().unwrap().push(registration);
+        Arc::new(Noted(Arc::clone(&self.changes)))
+    }
+}
+
+impl Recorder for Told {
+    fn describe_counter(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe("counter", name, unit, help);
+    }
+
+    fn describe_gauge(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe("gauge", name, unit, help);
+    }
+
+    fn describe_histogram(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe("histogram", name, unit, help);
+    }
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(self.register("counter", key))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(self.register("gauge", key))
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(self.register("histogram", key))
+    }
+}
+
+/// Every metric name spelled in `source` (a string literal `"eventstream_…"`).
+fn names_in(source: &str) -> BTreeSet<String> {
+    source
+        .split("\"eventstream_")
+        .skip(1)
+        .map(|rest| {
+            let end = rest.find('"').expect("a closed string literal");
+            format!("eventstream_{}", &rest[..end])
+        })
+        .collect()
+}
+
+/// `describe_metrics` describes every series the crate emits (each name spelled in
+/// `src/measure.rs`, the only place that counts), with a unit and a help line, as the kind it
+/// is registered as; registers each, every fixed label value, without changing a value; and
+/// each is in the README's table with that kind. A series added without a description fails
+/// here.
+#[test]
+fn every_series_is_described_and_registered_at_zero() {
+    // Counting goes through `src/measure.rs` alone: nothing else names the facade.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut folders = vec![src.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("src/ is readable") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && path != src.join("measure.rs") {
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                for facade in ["metrics::", "counter!", "gauge!", "histogram!"] {
+                    assert!(
+                        !text.contains(facade),
+                        "{} names `{facade}`: count through src/measure.rs",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    let emitted = names_in(include_str!("../src/measure.rs"));
+    assert!(emitted.len() >= 9, "{emitted:?}");
+
+    let told = Told::default();
+    metrics::with_local_recorder(&told, tower_eventstream::describe_metrics);
+    let described = told.described.into_inner().unwrap();
+    let registered = told.registered.into_inner().unwrap();
+    let changes = told.changes.lock().unwrap().clone();
+
+    let described_names: BTreeSet<String> = described.iter().map(|(_, name, ..)| name.clone()).collect();
+    assert_eq!(
+        described_names, emitted,
+        "described vs. spelled in src/measure.rs"
+    );
+    assert_eq!(
+        described.len(),
+        emitted.len(),
+        "each described once: {described:?}"
+    );
+    let readme = include_str!("../README.md");
+    for (kind, name, unit, help) in &described {
+        assert!(unit.is_some(), "{name} has no unit");
+        assert!(
+            help.len() > 40 && !help.contains('\n'),
+            "{name}'s help is not one useful line: {help:?}"
+        );
+        assert!(
+            registered
+                .iter()
+                .any(|r| r.starts_with(&format!("{kind} {name}{{"))),
+            "{name} is described as a {kind} but not registered as one: {registered:?}"
+        );
+        assert!(
+            readme.contains(&format!("| `{name}` | {kind} |")),
+            "{name} is not in the README's table as a {kind}"
+        );
+    }
+
+    // Every fixed label value, and no topic: the README's values and the transports.
+    for expected in [
+        "gauge eventstream_subscriptions{transport=sse}",
+        "gauge eventstream_subscriptions{transport=long_poll}",
+        "gauge eventstream_topics{}",
+        "counter eventstream_events_appended_total{}",
+        "counter eventstream_events_delivered_total{transport=long_poll}",
+        "counter eventstream_bytes_written_total{transport=sse}",
+        "counter eventstream_resets_total{cause=trimmed}",
+        "counter eventstream_resets_total{cause=backend_lost}",
+        "counter eventstream_long_polls_total{outcome=client_left}",
+        "counter eventstream_refusals_total{reason=backend_unavailable}",
+        "histogram eventstream_append_to_write_seconds{}",
+    ] {
+        assert!(
+            registered.iter().any(|r| r == expected),
+            "{expected} in {registered:?}"
+        );
+    }
+    let count = |prefix: &str| registered.iter().filter(|r| r.starts_with(prefix)).count();
+    assert_eq!(count("counter eventstream_resets_total{cause="), 5);
+    assert_eq!(count("counter eventstream_long_polls_total{outcome="), 4);
+    assert_eq!(count("counter eventstream_refusals_total{reason="), 4);
+    assert_eq!(count("gauge eventstream_subscriptions{transport="), 2);
+    assert!(!registered.iter().any(|r| r.contains("topic=")), "{registered:?}");
+
+    // Registered by adding zero: a late call changes no value already counted.
+    assert!(
+        changes
+            .iter()
+            .all(|c| c == "counter increment 0" || c == "gauge increment 0"),
+        "{changes:?}"
+    );
 }

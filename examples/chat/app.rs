@@ -39,7 +39,8 @@
 //!   only: SSE, or a poll answered at once with the latest (the page asks with `timeout=0`
 //!   once a second).
 //! - `GET /metrics` (added by `main`, see [`metrics`]): the process's metrics in Prometheus'
-//!   text format; the crate's own (`eventstream_*`) with the `metrics` feature.
+//!   text format; the crate's own (`eventstream_*`) with the `metrics` feature, every one of
+//!   them from the first scrape (at zero until counted, see [`install_metrics`]).
 //! - A room name is 1 to 64 ASCII letters, digits, `-`, `_` or `.`, other than `.` and `..`
 //!   (URL paths drop those segments). A room is opened on first
 //!   use; a memory room with no reader and no message for a while is closed, and a cursor
@@ -97,6 +98,18 @@ pub fn router<M: MakeLog>(rooms: Topics<M>, config: StreamConfig) -> Router {
         .route_service("/api/events", lobby_events)
         .route_service("/api/rooms/{room}/events", room_events)
         .merge(panel::routes(rooms, config))
+}
+
+/// Installs the process's recorder, Prometheus' (once per process), and with the `metrics`
+/// feature describes the crate's series to it at once: the first scrape of `/metrics` lists
+/// every `eventstream_*` series, at zero.
+#[allow(dead_code)] // for `main` and the metrics tests
+pub fn install_metrics(
+) -> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    #[cfg(feature = "metrics")]
+    tower_eventstream::describe_metrics();
+    Ok(handle)
 }
 
 /// `GET /metrics`: what `handle`'s recorder holds, in Prometheus' text format.

@@ -24,7 +24,8 @@
 //!
 //! `GET /metrics` serves the process's metrics in Prometheus' text format; built with
 //! `--features metrics` they include the crate's own (`eventstream_*`, listed in the README's
-//! "Operating it"). The page's panel shows connected readers and messages per second.
+//! "Operating it"), every one from the first scrape (at zero until counted). The page's
+//! panel shows connected readers and messages per second.
 //! `REDIS_STREAM` sets the prefix of the rooms' stream keys (default `chat`: the room `lobby`
 //! is the stream `chat:lobby`). On PostgreSQL the room `lobby` is the topic `chat:lobby`. If
 //! both `REDIS_URL` and `DATABASE_URL` are set, Redis is used (the first line printed names
@@ -92,9 +93,10 @@ async fn serve_postgres(_addr: SocketAddr, _url: &str) -> std::io::Result<()> {
 
 async fn serve<M: MakeLog>(addr: SocketAddr, rooms: Topics<M>, store: &str) -> std::io::Result<()> {
     let shutdown = Shutdown::new();
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| std::io::Error::other(format!("metrics recorder: {e}")))?;
+    // The recorder first, then the crate's series described to it (`describe_metrics`), so the
+    // first scrape already lists them all.
+    let metrics =
+        app::install_metrics().map_err(|e| std::io::Error::other(format!("metrics recorder: {e}")))?;
     // Histograms are summarised as they are rendered; keep them from growing between scrapes.
     let upkeep = metrics.clone();
     tokio::spawn(async move {
