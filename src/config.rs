@@ -69,6 +69,9 @@ pub const DEFAULT_BATCH_LIMIT: usize = 100;
 pub const DEFAULT_RESET_EVENT: &str = "reset";
 /// The name of the block that moves a client's cursor without an application event.
 pub const DEFAULT_CHECKPOINT_EVENT: &str = "checkpoint";
+/// The most bytes of events an SSE stream gathers into one frame (one write) when many are
+/// ready at once.
+const DEFAULT_FRAME_BYTES: usize = 64 * 1024;
 
 impl Default for StreamConfig {
     fn default() -> Self {
@@ -82,7 +85,7 @@ impl Default for StreamConfig {
             reset_event: Arc::from(DEFAULT_RESET_EVENT),
             checkpoint_event: Arc::from(DEFAULT_CHECKPOINT_EVENT),
             shutdown: None,
-            frame_bytes: 64 * 1024,
+            frame_bytes: DEFAULT_FRAME_BYTES,
             topic_names: TopicNames::Prefixed,
             start: StartPosition::LiveEnd,
         }

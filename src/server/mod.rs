@@ -223,6 +223,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request head accepted; a larger one is answered 431.
 pub const DEFAULT_MAX_HEAD_SIZE: usize = 16 * 1024;
 
+/// hyper refuses a read buffer smaller than this (its own minimum, 8 KiB).
+const HYPER_MIN_BUF_SIZE: usize = 8192;
 /// How long to wait before accepting again after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -250,7 +252,7 @@ impl Shared {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
-            .max_buf_size(max_head_size.max(8192));
+            .max_buf_size(max_head_size.max(HYPER_MIN_BUF_SIZE));
         hyper.http2().timer(TokioTimer::new());
         Shared {
             header_read_timeout,

@@ -299,6 +299,10 @@ impl<M: MakeLog> Registry<M> {
     }
 }
 
+/// The shortest pause between two sweeps, however short the idle time (a sweep looks at
+/// every topic under the lock appends take).
+const MIN_SWEEP_PERIOD: Duration = Duration::from_millis(50);
+
 /// Evicts idle and long-finished topics every half of the shorter of the two times, for as
 /// long as the registry lives.
 pub(crate) async fn sweep<M: MakeLog>(
@@ -309,7 +313,7 @@ pub(crate) async fn sweep<M: MakeLog>(
     let Some(shortest) = idle.into_iter().chain(keep_finished).min() else {
         return;
     };
-    let period = (shortest / 2).max(Duration::from_millis(50));
+    let period = (shortest / 2).max(MIN_SWEEP_PERIOD);
     loop {
         tokio::time::sleep(period).await;
         match registry.upgrade() {

@@ -37,10 +37,10 @@ use tokio::time::Instant;
 
 use super::followed::Followed;
 use super::reader::Reader;
-#[cfg(doc)]
-use super::STREAK_QUIET;
-use super::WAKE_HOLD;
 use crate::log::remote::Window;
+#[cfg(doc)]
+use crate::log::remote::STREAK_QUIET;
+use crate::log::remote::WAKE_HOLD;
 
 /// The keys whose waiting subscribers were not woken for all the window holds.
 #[derive(Default)]

@@ -149,11 +149,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(2);
 const SWEEP_BATCH: usize = 256;
 /// How soon the reader tries again to subscribe to keys it could not subscribe to.
 const SUBSCRIBE_AGAIN: Duration = Duration::from_millis(250);
-/// A key's streak (see `hold`) ends once nothing came for it for this long.
-const STREAK_QUIET: Duration = Duration::from_millis(2);
-/// The longest the reader holds a key's wake-up while more entries keep coming (see
-/// `hold`): under a steady stream, waiting subscribers are woken at least this often.
-const WAKE_HOLD: Duration = Duration::from_millis(50);
 /// Entries the reader takes per read.
 const READER_BATCH: usize = 512;
 /// Backoff of the reader between failed attempts.

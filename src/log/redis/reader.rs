@@ -28,9 +28,10 @@ use super::error::{RedisLogError, RedisLogErrorKind};
 use super::followed::Followed;
 use super::hold::{within_hold, Holds};
 use super::listener::{Heard, Listener, Looked};
-use super::{READER_BACKOFF, STREAK_QUIET, SUBSCRIBE_AGAIN, SWEEP_BATCH, SWEEP_EVERY};
+use super::{READER_BACKOFF, SUBSCRIBE_AGAIN, SWEEP_BATCH, SWEEP_EVERY};
 use crate::log::remote::StreamId;
 use crate::log::remote::Window;
+use crate::log::remote::STREAK_QUIET;
 use crate::log::ring::Lock;
 
 /// Notices handled before the reader looks at its other work again.

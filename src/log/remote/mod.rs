@@ -134,6 +134,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A window's streak (entries coming one after another) ends once nothing came for it for
+/// this long: its next entries wake its subscribers at once.
+pub(crate) const STREAK_QUIET: Duration = Duration::from_millis(2);
+/// The longest a reader holds a window's wake-up while entries keep coming: under a steady
+/// stream, waiting subscribers are woken at least this often.
+pub(crate) const WAKE_HOLD: Duration = Duration::from_millis(50);
+
 /// Entries a catching-up subscriber takes per read.
 pub(crate) const FETCH_BATCH: usize = 256;
 /// How long a catching-up subscriber waits for the reader to reach its cursor before it

@@ -20,16 +20,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use super::Window;
 
-/// A window's streak ends once nothing came for it for this long.
-pub(crate) const STREAK_QUIET: Duration = Duration::from_millis(2);
-/// The longest a wake-up is held while entries keep coming.
-pub(crate) const WAKE_HOLD: Duration = Duration::from_millis(50);
+use super::{STREAK_QUIET, WAKE_HOLD};
 
 /// The windows in a streak, and what is held of them.
 #[derive(Default)]
@@ -131,6 +126,7 @@ mod tests {
     use std::future::Future;
     use std::pin::{pin, Pin};
     use std::task::{Context, Waker};
+    use std::time::Duration;
 
     use tokio::sync::futures::Notified;
 
