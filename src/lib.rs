@@ -159,9 +159,9 @@ mod extract;
 mod failure;
 mod feed;
 mod fill;
-mod layer;
 mod log;
 mod measure;
+mod middleware;
 mod random;
 mod request;
 mod respond;
@@ -170,6 +170,7 @@ pub mod server;
 mod service;
 mod shutdown;
 mod stats;
+mod sync;
 mod topics;
 mod trace;
 mod transport;
@@ -185,7 +186,6 @@ pub use extract::LastEventIdRejection;
 pub use failure::RetryingSubscription;
 pub use feed::{Deliveries, Delivery, Encoded, EventFeed, Resumed};
 pub use fill::{fill, fill_to_end, from_stream, Filled, FromStream, Source, SourceItem};
-pub use layer::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use log::memory::{LogNameError, MemoryLog, MemoryLogBuilder, MemorySubscription, DEFAULT_HISTORY};
 #[cfg(feature = "postgres")]
 pub use log::postgres::{
@@ -202,6 +202,7 @@ pub use log::{
 };
 #[cfg(feature = "metrics")]
 pub use measure::describe_metrics;
+pub use middleware::{EventStreamFuture, EventStreamLayer, EventStreamService};
 pub use request::{RequestError, StreamRequest, Transport};
 pub use respond::{EventStreamBody, RespondFuture};
 pub use service::{EventLogFuture, EventLogService};

@@ -10,7 +10,6 @@ use std::cmp::Ordering as Order;
 use std::collections::VecDeque;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use crate::Event;
 
@@ -23,19 +22,7 @@ pub(super) const TAKE_PER_LOCK: usize = 64;
 // The lock and the subscriber count
 // ---------------------------------------------------------------------------------------
 
-/// A mutex that ignores poisoning: every update of what it guards is a push, a pop or a
-/// reset, so a panic while holding it cannot leave a half-update that matters to readers.
-pub(super) struct Lock<T>(Mutex<T>);
-
-impl<T> Lock<T> {
-    pub(super) fn new(value: T) -> Self {
-        Lock(Mutex::new(value))
-    }
-
-    pub(super) fn lock(&self) -> MutexGuard<'_, T> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
+pub(super) use crate::sync::Lock;
 
 /// The number of live subscriptions of a log.
 #[derive(Default)]

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, MutexGuard, Weak};
+
+use crate::sync::Lock;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -48,7 +50,7 @@ impl<L> Topic<L> {
 
 pub(crate) struct Registry<M: MakeLog> {
     pub(crate) make: M,
-    topics: Mutex<TopicMap<M::Log>>,
+    topics: Lock<TopicMap<M::Log>>,
     pub(crate) limits: TopicLimits,
     subscribers: Arc<AtomicUsize>,
     /// Events appended through [`Topics::append`](super::Topics::append).
@@ -89,7 +91,7 @@ impl<M: MakeLog> Registry<M> {
     pub(crate) fn new(make: M, limits: TopicLimits) -> Self {
         Registry {
             make,
-            topics: Mutex::new(HashMap::new()),
+            topics: Lock::new(HashMap::new()),
             limits,
             subscribers: Arc::new(AtomicUsize::new(0)),
             appended: AtomicU64::new(0),
@@ -117,9 +119,7 @@ impl<M: MakeLog> Registry<M> {
     }
 
     fn map(&self) -> MutexGuard<'_, TopicMap<M::Log>> {
-        self.topics
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.topics.lock()
     }
 
     fn now_ms(&self) -> u64 {

@@ -2,7 +2,6 @@
 //! [`EventFeed`](crate::EventFeed), in tower-http's shape (layer, service, future).
 
 mod future;
-#[allow(clippy::module_inception)]
 mod layer;
 mod service;
 
