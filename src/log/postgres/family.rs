@@ -168,7 +168,7 @@ impl PostgresLogs {
         let empty: Arc<str> = Arc::from("");
         let session = self.family.link.session(&empty).await?;
         limited("trim", &empty, settings.command_timeout, async {
-            super::reader::trim(&session, &topics, settings).await
+            super::trim::trim(&session, &topics, settings).await
         })
         .await
     }

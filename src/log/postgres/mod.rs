@@ -20,6 +20,7 @@ mod link;
 mod reader;
 mod rows;
 mod sql;
+mod trim;
 
 pub use builder::PostgresLogBuilder;
 pub use error::{PostgresLogError, PostgresLogErrorKind};
