@@ -6,9 +6,10 @@ use std::time::Duration;
 use tokio_postgres::Config;
 
 use super::error::{limited, PostgresLogError, PostgresLogErrorKind};
-use super::family::{PostgresLogs, Settings};
+use super::family::PostgresLogs;
 use super::link::{Link, Session};
 use super::reader::Reader;
+use super::settings::Settings;
 use super::{
     sql, PostgresLog, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_LEN, DEFAULT_WINDOW,
 };

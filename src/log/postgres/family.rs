@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use super::error::{limited, PostgresLogError, PostgresLogErrorKind};
 use super::link::Link;
 use super::reader::Following;
 use super::rows::position;
+use super::settings::Settings;
 use super::{sql, Inner, PostgresLog};
 use crate::log::remote::{AbortOnDrop, Window};
 use crate::log::ring::Lock;
@@ -55,15 +55,6 @@ pub(super) struct Family {
     /// What the reader follows.
     following: Arc<Following>,
     _reader: AbortOnDrop,
-}
-
-/// The builder's settings, for each log of the family.
-pub(super) struct Settings {
-    pub(super) max_len: Option<usize>,
-    pub(super) max_age: Option<Duration>,
-    pub(super) window: usize,
-    pub(super) command_timeout: Duration,
-    pub(super) connect_timeout: Duration,
 }
 
 impl PostgresLogs {

@@ -19,6 +19,7 @@ mod family;
 mod link;
 mod reader;
 mod rows;
+mod settings;
 mod sql;
 mod trim;
 

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 use tokio_postgres::Config;
 
 use super::error::{limited, PostgresLogError};
-use super::family::Settings;
 use super::link::{Heard, Session, CHANNEL};
 use super::rows::{self, item_at};
+use super::settings::Settings;
 use crate::log::remote::{AbortOnDrop, Entry, Item, Streaks, StreamId, Window};
 use crate::log::ring::Lock;
 

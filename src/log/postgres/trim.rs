@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::error::PostgresLogError;
-use super::family::Settings;
 use super::link::Session;
+use super::settings::Settings;
 
 /// Rows the age limit removes per trimming pass, the oldest first.
 const TRIM_AGE_BATCH: i32 = 10_000;
